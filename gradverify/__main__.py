@@ -1,0 +1,7 @@
+"""``python -m gradverify`` is the ``gradverify`` command."""
+
+import sys
+
+from gradverify.cli import main
+
+sys.exit(main())

@@ -1,0 +1,108 @@
+"""Find the adapter for a target: explicit choice, then third-party, then built-in.
+
+Third-party packages add adapters through the entry-point group
+``gradverify.adapters``; each entry point names an `Adapter` subclass.  They are
+tried before the built-ins so that a more specific adapter wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from importlib.metadata import entry_points
+from typing import Any
+
+from gradverify.adapters.base import Adapter, Gradients, ParamDeclaration, ParamSlot, TargetRaised
+from gradverify.adapters.functions import (
+    FunctionPairAdapter,
+    GradientPairAdapter,
+    LossFunctionAdapter,
+)
+from gradverify.adapters.layer import LayerAdapter
+from gradverify.adapters.network import NetworkAdapter
+from gradverify.errors import AdapterNotFound, InvalidArgument
+
+__all__ = [
+    "BUILTIN_ADAPTERS",
+    "Adapter",
+    "Gradients",
+    "ParamDeclaration",
+    "ParamSlot",
+    "TargetRaised",
+    "available_adapters",
+    "resolve_adapter",
+]
+
+ENTRY_POINT_GROUP = "gradverify.adapters"
+
+#: Order matters: a network also looks like nothing else; a pair must be told
+#: apart by calling its first function, so the cheaper structural tests go first.
+BUILTIN_ADAPTERS: tuple[type[Adapter], ...] = (
+    NetworkAdapter,
+    LayerAdapter,
+    GradientPairAdapter,
+    FunctionPairAdapter,
+    LossFunctionAdapter,
+)
+
+
+def _plugin_adapters() -> list[type[Adapter]]:
+    found = []
+    for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        adapter = entry.load()
+        if not (isinstance(adapter, type) and issubclass(adapter, Adapter)):
+            raise InvalidArgument(
+                f"entry point {entry.name!r} in group {ENTRY_POINT_GROUP!r} names "
+                f"{adapter!r}, which is not a gradverify.adapters.Adapter subclass."
+            )
+        found.append(adapter)
+    return found
+
+
+def available_adapters() -> list[type[Adapter]]:
+    """Every adapter in the order detection tries them."""
+    return [*_plugin_adapters(), *BUILTIN_ADAPTERS]
+
+
+def resolve_adapter(
+    target: Any,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    *,
+    adapter: str | type[Adapter] | None = None,
+) -> Adapter:
+    """Wrap `target` in the adapter named by `adapter`, or the first one that accepts it."""
+    if isinstance(adapter, type) and issubclass(adapter, Adapter):
+        return adapter(target, kwargs)
+    candidates = available_adapters()
+    if adapter is not None:
+        by_kind = {a.kind: a for a in candidates}
+        if adapter not in by_kind:
+            raise InvalidArgument(
+                f"`adapter` must be one of {sorted(by_kind)} or an Adapter subclass, "
+                f"got adapter={adapter!r}."
+            )
+        return by_kind[adapter](target, kwargs)
+    _reject_class(target)
+    for candidate in candidates:
+        if candidate.accepts(target, args):
+            return candidate(target, kwargs)
+    tried = "\n".join(f"  - {a.kind}: {a.looks_for}" for a in candidates)
+    raise AdapterNotFound(
+        f"gradverify does not know how to check {_describe(target)}. It looks for:\n{tried}\n"
+        f"Pass adapter=... to choose one, or register your own in the entry-point group "
+        f"{ENTRY_POINT_GROUP!r}."
+    )
+
+
+def _reject_class(target: Any) -> None:
+    if isinstance(target, type) and hasattr(target, "forward"):
+        raise InvalidArgument(
+            f"got the class {target.__name__} itself; pass an instance, e.g. "
+            f"{target.__name__}(...) with its constructor arguments."
+        )
+
+
+def _describe(target: Any) -> str:
+    text = repr(target)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return f"{text} ({type(target).__name__})"

@@ -1,0 +1,143 @@
+"""The uniform view of a target that the rest of gradverify works with.
+
+An `Adapter` wraps what the user handed over (a layer object, a network, a pair
+of functions) and exposes: ``forward(args)`` returning the raw output,
+``backward(args, cotangent)`` returning the gradients (running ``forward`` at
+``args`` first, so every cache is fresh), and ``parameters()``, the float arrays
+*held by the target* that are differentiated in place.  No other module knows
+what a "layer" looks like.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class TargetRaised(Exception):
+    """The target's own code raised; carries where (stage) and its innermost frame."""
+
+    def __init__(self, stage: str, exc: BaseException) -> None:
+        self.stage = stage
+        self.exc = exc
+        self.frame = _user_frame(exc)
+        super().__init__(f"{stage} raised {type(exc).__name__}: {exc}")
+
+    def describe(self) -> str:
+        text = f"{self.stage} raised {type(self.exc).__name__}: {self.exc}"
+        return f"{text}\n{self.frame}" if self.frame else text
+
+
+def _user_frame(exc: BaseException) -> str:
+    """The innermost traceback frame outside gradverify and numpy: the user's own line."""
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if not os.path.abspath(f.filename).startswith(_PACKAGE_DIR)
+        and f"{os.sep}numpy{os.sep}" not in f.filename
+    ]
+    if not frames:
+        return ""
+    frame = frames[-1]
+    location = f'  File "{os.path.basename(frame.filename)}", line {frame.lineno}, in {frame.name}'
+    return f"{location}\n    {frame.line}" if frame.line else location
+
+
+def call_target(stage: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call into the target, turning anything it raises into `TargetRaised`."""
+    try:
+        return function(*args, **kwargs)
+    except Exception as exc:
+        raise TargetRaised(stage, exc) from exc
+
+
+def copy_gradient(value: Any) -> Any:
+    """A private copy of a returned gradient: the target may reuse or overwrite its buffer."""
+    return value.copy() if isinstance(value, np.ndarray) else value
+
+
+def is_float_array(value: Any) -> bool:
+    return isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.floating)
+
+
+@dataclass(frozen=True)
+class ParamSlot:
+    """A float array held by the target, its report names, and how to read its gradient."""
+
+    name: str
+    grad_name: str
+    array: np.ndarray
+    read_gradient: Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class Gradients:
+    """What one backward produced: input gradients in input order, and parameter gradients."""
+
+    inputs: tuple[Any, ...]
+    params: dict[str, Any]
+
+
+class Adapter(ABC):
+    """Base of every adapter; subclasses register through ``gradverify.adapters`` entry points.
+
+    ``kind`` names the adapter for ``check(..., adapter=kind)``; ``looks_for`` is
+    one line saying what it recognises, quoted when no adapter fits.
+    """
+
+    kind: ClassVar[str]
+    looks_for: ClassVar[str]
+    #: False when the target reports no gradients for its inputs (a network's ``gradient``).
+    differentiates_inputs: ClassVar[bool] = True
+
+    def __init__(self, target: Any, kwargs: Mapping[str, Any]) -> None:
+        self.target = target
+        self.kwargs = dict(kwargs)
+        self.forward_calls = 0
+        self.backward_calls = 0
+
+    @classmethod
+    @abstractmethod
+    def accepts(cls, target: Any, args: Sequence[Any]) -> bool:
+        """Whether this adapter understands `target` (may not call it)."""
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """Short name of the target for reports: ``Affine``, ``affine_backward``."""
+
+    @property
+    @abstractmethod
+    def label(self) -> str:
+        """What produced the analytic gradients: ``Affine.backward``."""
+
+    @abstractmethod
+    def forward(self, args: Sequence[Any]) -> Any:
+        """The raw output of the target's forward at `args`."""
+
+    @abstractmethod
+    def backward(self, args: Sequence[Any], cotangent: Any) -> Gradients:
+        """Forward at `args`, then the target's backward with `cotangent`."""
+
+    def parameters(self, declared: ParamDeclaration) -> list[ParamSlot]:
+        """Arrays held by the target to differentiate (none by default).
+
+        Called after one `backward`, so adapters may discover gradient attributes
+        that only exist once backward has run.
+        """
+        return []
+
+    def input_grad_names(self, names: Sequence[str]) -> list[str]:
+        return [f"d{name}" for name in names]
+
+
+#: Parameters the user declared: None (discover), names, or name -> gradient attribute.
+ParamDeclaration = Sequence[str] | Mapping[str, str] | None

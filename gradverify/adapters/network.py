@@ -1,0 +1,78 @@
+"""Networks in the textbook's style: a ``params`` dict, ``loss(x, t)`` and ``gradient(x, t)``.
+
+The network's layers must hold the very arrays of ``params`` (not copies): the
+numeric gradient perturbs ``params[key]`` in place and only sees a change of the
+loss if the layers read that array.  When they do not, the numeric gradient is
+exactly zero and the report says why (see `hints`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from gradverify.adapters.base import (
+    Adapter,
+    Gradients,
+    ParamDeclaration,
+    ParamSlot,
+    call_target,
+    copy_gradient,
+    is_float_array,
+)
+from gradverify.errors import InvalidArgument, TargetContractError
+
+
+class NetworkAdapter(Adapter):
+    """A network: ``params`` dict, ``loss(*inputs)`` and ``gradient(*inputs)`` -> dict."""
+
+    kind = "network"
+    looks_for = "a network with a params dict, loss(x, t) and gradient(x, t) returning a dict"
+    differentiates_inputs = False
+
+    @classmethod
+    def accepts(cls, target: Any, args: Sequence[Any]) -> bool:
+        return (
+            isinstance(getattr(target, "params", None), dict)
+            and callable(getattr(target, "loss", None))
+            and callable(getattr(target, "gradient", None))
+        )
+
+    @property
+    def name(self) -> str:
+        return type(self.target).__name__
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}.gradient"
+
+    def forward(self, args: Sequence[Any]) -> Any:
+        self.forward_calls += 1
+        return call_target(f"{self.name}.loss", self.target.loss, *args, **self.kwargs)
+
+    def backward(self, args: Sequence[Any], cotangent: Any) -> Gradients:
+        # gradient() runs its own forward; a separate forward here would double the cost.
+        self.forward_calls += 1
+        self.backward_calls += 1
+        returned = call_target(f"{self.name}.gradient", self.target.gradient, *args, **self.kwargs)
+        if not isinstance(returned, dict):
+            raise TargetContractError(
+                f"{self.label} returned {type(returned).__name__}, expected a dict of "
+                f"gradients keyed like params (e.g. {{'W1': dW1, ...}})."
+            )
+        grads = {f"params[{k!r}]": copy_gradient(v) for k, v in returned.items()}
+        return Gradients((), grads)
+
+    def parameters(self, declared: ParamDeclaration) -> list[ParamSlot]:
+        params = self.target.params
+        keys = list(declared) if declared is not None else list(params)
+        slots = []
+        for key in keys:
+            value = params.get(key)
+            if not is_float_array(value):
+                raise InvalidArgument(
+                    f"`params` names {key!r}, but {self.name}.params[{key!r}] is "
+                    f"{type(value).__name__}, not a float ndarray; name keys of the params dict."
+                )
+            slots.append(ParamSlot(f"params[{key!r}]", f"gradient()[{key!r}]", value, lambda: None))
+        return slots

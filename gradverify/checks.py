@@ -1,0 +1,290 @@
+"""The public entry points: `check` returns a verdict, `assert_gradients` raises on one.
+
+One check: resolve the adapter, snapshot the target, run forward once at the
+inputs, draw the cotangent, run backward once for the analytic gradients, then
+differentiate every differentiable input and every parameter numerically
+(`tensor_check`), and restore the target exactly as it was, whatever happened.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+
+from gradverify import hints
+from gradverify.adapters import Adapter, ParamDeclaration, TargetRaised, resolve_adapter
+from gradverify.adapters.base import copy_gradient, is_float_array
+from gradverify.config import CheckConfig
+from gradverify.errors import GradientMismatch, InvalidArgument, TargetContractError
+from gradverify.outputs import read_outputs
+from gradverify.results import CheckResult, Status, TensorResult, worst_status
+from gradverify.state import snapshot
+from gradverify.tensor_check import LossContext, TensorOutcome, TensorToCheck, check_tensor
+
+Inputs = Mapping[str, Any] | Sequence[Any] | None
+
+
+def check(
+    target: Any,
+    inputs: Inputs = None,
+    *,
+    nondiff: Sequence[str] = (),
+    params: ParamDeclaration = None,
+    kwargs: Mapping[str, Any] | None = None,
+    adapter: str | type[Adapter] | None = None,
+    seed: int = 0,
+    rtol: float | None = None,
+    atol: float | None = None,
+    max_reestimate: int = 20,
+) -> CheckResult:
+    """Check the analytic gradients of `target` against central differences.
+
+    Parameters
+    ----------
+    target : object
+        A layer (``forward``/``backward``), a network (``params``, ``loss``,
+        ``gradient``), a pair ``(f_forward, f_backward)`` or ``(f, grad_f)``, or a
+        loss function ``f(*inputs) -> (loss, grad)``.
+    inputs : mapping of name to value, or sequence
+        ``forward``'s positional arguments in order.  Float arrays are
+        differentiated, integer arrays and other values are passed through.  The
+        caller's arrays are never modified: the check works on copies.
+    nondiff : sequence of str
+        Names of float inputs not to differentiate (one-hot labels).
+    params : sequence of str, mapping, or None
+        Attributes holding the target's weights (``["W", "b"]``, or
+        ``{"W": "dW"}`` naming the gradient attribute); ``None`` discovers them.
+    kwargs : mapping, optional
+        Keyword arguments for every forward call (``train_flg=True``).
+    adapter : str or Adapter subclass, optional
+        Force an adapter instead of detecting one.
+    seed, rtol, atol, max_reestimate
+        See `CheckConfig`.
+
+    Returns
+    -------
+    CheckResult
+        ``status`` is PASS, FAIL, INCONCLUSIVE or ERROR; ``print(result)`` shows why.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from layers_under_test.reference import Affine
+    >>> rng = np.random.default_rng(0)
+    >>> layer = Affine(rng.standard_normal((4, 3)), rng.standard_normal(3))
+    >>> check(layer, {"x": rng.standard_normal((2, 4))}).status
+    <Status.PASS: 'pass'>
+    """
+    config = CheckConfig(seed=seed, rtol=rtol, atol=atol, max_reestimate=max_reestimate)
+    names, values = _named_inputs(target, inputs)
+    _validate_names("nondiff", nondiff, names)
+    keywords = _keywords(kwargs)
+    view = resolve_adapter(target, values, keywords, adapter=adapter)
+    saved = snapshot(target, *values, *keywords.values())
+    started = time.perf_counter()
+    plan = _Plan(view, names, values, set(nondiff), params, config)
+    try:
+        tensors, notes = plan.run()
+        status, error = worst_status([t.status for t in tensors]), ""
+    except TargetRaised as raised:
+        tensors, notes, status, error = [], [], Status.ERROR, raised.describe()
+    except TargetContractError as broken:
+        tensors, notes, status, error = [], [], Status.ERROR, str(broken)
+    finally:
+        saved.restore()
+    return CheckResult(
+        target=view.name,
+        label=view.label,
+        status=status,
+        seed=config.seed,
+        tensors=tuple(tensors),
+        forward_calls=view.forward_calls,
+        backward_calls=view.backward_calls,
+        seconds=time.perf_counter() - started,
+        error=error,
+        notes=tuple(notes),
+        reproduce=f"gradverify.check({view.name}, <same inputs>, seed={config.seed})",
+        adapter=view.kind,
+    )
+
+
+def assert_gradients(target: Any, inputs: Inputs = None, **options: Any) -> CheckResult:
+    """Like `check`, but raise `GradientMismatch` (an AssertionError) unless it passes.
+
+    Returns the passing `CheckResult`.  Takes the same arguments as `check`.
+    """
+    __tracebackhide__ = True
+    result = check(target, inputs, **options)
+    if result.status is not Status.PASS:
+        raise GradientMismatch(str(result), result)
+    return result
+
+
+@dataclass
+class _Plan:
+    """The state of one running check: the adapter, working copies, the cotangent."""
+
+    view: Adapter
+    names: list[str]
+    originals: list[Any]
+    nondiff: set[str]
+    declared: ParamDeclaration
+    config: CheckConfig
+
+    def run(self) -> tuple[list[TensorResult], list[str]]:
+        work = [copy_gradient(v) for v in self.originals]
+        outputs = read_outputs(self.view.forward(work), self.view.name)
+        cotangent = outputs.cotangent(np.random.default_rng(self.config.seed))
+        gradients = self.view.backward(work, cotangent.for_backward)
+        slots = self.view.parameters(self.declared)
+        notes: list[str] = []
+        tensors = self._input_tensors(work, gradients.inputs, notes)
+        for slot in slots:
+            analytic = gradients.params.get(slot.name, copy_gradient(slot.read_gradient()))
+            tensors.append(
+                TensorToCheck(slot.name, slot.grad_name, "parameter", slot.array, analytic)
+            )
+        if not tensors:
+            raise InvalidArgument(_nothing_to_check(self.view, self.names, notes))
+        scalarize, forward = cotangent.scalarize, self.view.forward
+        context = LossContext(
+            loss=lambda: scalarize(forward(work)),
+            output_dtypes=outputs.dtypes,
+            magnitude=cotangent.magnitude(outputs),
+            config=self.config,
+            batch_size=_batch_size(self.originals),
+        )
+        outcomes = [check_tensor(t, context) for t in tensors]
+        self._check_inputs_untouched(work)
+        return _with_swap_hints(outcomes), notes
+
+    def _input_tensors(
+        self, work: list[Any], returned: tuple[Any, ...], notes: list[str]
+    ) -> list[TensorToCheck]:
+        if not self.view.differentiates_inputs:
+            return []
+        grad_names = self.view.input_grad_names(self.names)
+        tensors = []
+        for position, (name, value) in enumerate(zip(self.names, work)):
+            if not is_float_array(value) or name in self.nondiff:
+                continue
+            if position >= len(returned):
+                notes.append(
+                    f"backward returned {len(returned)} gradient(s) for {len(work)} inputs: "
+                    f"{name} is not differentiated"
+                )
+                continue
+            tensors.append(
+                TensorToCheck(name, grad_names[position], "input", value, returned[position])
+            )
+        return tensors
+
+    def _check_inputs_untouched(self, work: list[Any]) -> None:
+        for name, original, used in zip(self.names, self.originals, work):
+            if isinstance(original, np.ndarray) and not np.array_equal(
+                original, used, equal_nan=True
+            ):
+                raise TargetContractError(
+                    f"{self.view.name}.forward modified its input {name} in place, so every "
+                    f"finite difference started from a drifted {name}; copy it first "
+                    f"(x = x.copy()) before writing into it."
+                )
+
+
+def _named_inputs(target: Any, inputs: Inputs) -> tuple[list[str], list[Any]]:
+    """Names and copies of the inputs; Python floats become 0-d float64 arrays."""
+    if inputs is None:
+        return [], []
+    if isinstance(inputs, Mapping):
+        names, values = [str(k) for k in inputs], list(inputs.values())
+    elif isinstance(inputs, (list, tuple)):
+        values = list(inputs)
+        names = _positional_names(target, len(values))
+    else:
+        raise InvalidArgument(
+            f"`inputs` must be a mapping name -> array in forward's order, or a sequence, "
+            f"got inputs={type(inputs).__name__}; pass e.g. inputs={{'x': x}}."
+        )
+    converted = [
+        np.array(v, dtype=np.float64) if isinstance(v, float) else copy_gradient(v) for v in values
+    ]
+    return names, converted
+
+
+def _positional_names(target: Any, count: int) -> list[str]:
+    """Names of forward's parameters when they can be read, else x0, x1, ..."""
+    function = getattr(target, "forward", None) or (
+        target[0] if isinstance(target, tuple) else target
+    )
+    try:
+        parameters = [
+            p.name
+            for p in inspect.signature(function).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        parameters = []
+    if len(parameters) >= count:
+        return parameters[:count]
+    return [f"x{i}" for i in range(count)]
+
+
+def _validate_names(argument: str, given: Sequence[str], names: list[str]) -> None:
+    if isinstance(given, str):
+        raise InvalidArgument(
+            f"`{argument}` must be a sequence of input names, got {argument}={given!r}; "
+            f"pass {argument}=[{given!r}]."
+        )
+    unknown = [n for n in given if n not in names]
+    if unknown:
+        raise InvalidArgument(
+            f"`{argument}` names {unknown}, which are not inputs; the inputs are {names}."
+        )
+
+
+def _keywords(kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    if kwargs is None:
+        return {}
+    if not isinstance(kwargs, Mapping):
+        raise InvalidArgument(
+            f"`kwargs` must be a mapping of forward's keyword arguments, got "
+            f"kwargs={kwargs!r}; pass e.g. kwargs={{'train_flg': True}}."
+        )
+    return dict(kwargs)
+
+
+def _batch_size(values: list[Any]) -> int | None:
+    for value in values:
+        if isinstance(value, np.ndarray) and value.ndim >= 2:
+            return int(value.shape[0])
+    return None
+
+
+def _nothing_to_check(view: Adapter, names: list[str], notes: list[str]) -> str:
+    reason = "; ".join(notes) if notes else "no float input and no parameter array was found"
+    return (
+        f"nothing to check for {view.label}: {reason} (inputs: {names}). Integer arrays are "
+        f"never differentiated: pass float arrays, or declare weights with params=[...]."
+    )
+
+
+def _with_swap_hints(outcomes: list[TensorOutcome]) -> list[TensorResult]:
+    """The results, with a hint on both of any two failing gradients that are swapped."""
+    results = [o.result for o in outcomes]
+    failing = [
+        (i, (o.result.grad_name, o.analytic, o.numeric))
+        for i, o in enumerate(outcomes)
+        if o.result.status is Status.FAIL and o.analytic is not None and o.numeric is not None
+    ]
+    for (i, first), (j, second) in combinations(failing, 2):
+        found = hints.swapped(first, second)
+        if found:
+            results[i] = replace(results[i], hint=found)
+            results[j] = replace(results[j], hint=found)
+    return results

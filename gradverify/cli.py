@@ -1,0 +1,231 @@
+"""``gradverify check``: check shipped reference layers or a user's layer from the shell.
+
+With no target it checks every registered reference layer and prints one row per
+layer, then the report of anything that did not pass.  The exit code is 0 if and
+only if every check passed; 2 means the command itself was wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from gradverify.checks import check
+from gradverify.errors import GradverifyError, InvalidArgument
+from gradverify.report import format_result
+from gradverify.results import CheckResult, Status
+
+
+@dataclass(frozen=True)
+class Job:
+    """One thing to check: a name for the table, the target, its inputs, how to rerun it."""
+
+    name: str
+    target: Any
+    inputs: dict[str, Any]
+    nondiff: tuple[str, ...] = ()
+    reproduce: str = ""
+    init: dict[str, Any] = field(default_factory=dict)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gradverify", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("check", help="check layers against finite differences")
+    run.add_argument(
+        "targets",
+        nargs="*",
+        metavar="MODULE:OBJECT",
+        help="a layer class or instance, e.g. layers_under_test.broken:AffineNoTranspose "
+        "(default: every shipped reference layer)",
+    )
+    run.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=SHAPE",
+        help="a float input drawn from N(0, 1), in forward's order, e.g. --input x=2,4",
+    )
+    run.add_argument(
+        "--init",
+        action="append",
+        default=[],
+        metavar="NAME=SHAPE",
+        help="a float constructor argument for a class target, e.g. --init W=4,3 --init b=3",
+    )
+    run.add_argument(
+        "--nondiff",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="an input not to differentiate (labels)",
+    )
+    run.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+    run.add_argument("--rtol", type=float, default=None, help="relative tolerance")
+    run.add_argument("--atol", type=float, default=None, help="absolute tolerance")
+    run.add_argument("--json", action="store_true", help="print the results as JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = build_parser().parse_args(argv)
+    try:
+        jobs = _jobs(arguments)
+        results = [_run(job, arguments) for job in jobs]
+    except GradverifyError as error:
+        print(f"gradverify: error: {error}", file=sys.stderr)
+        return 2
+    if arguments.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        print(_table(jobs, results))
+        for result in results:
+            if result.status is not Status.PASS:
+                print()
+                print(format_result(result))
+    return 0 if all(r.status is Status.PASS for r in results) else 1
+
+
+def _run(job: Job, arguments: argparse.Namespace) -> CheckResult:
+    result = check(
+        job.target,
+        job.inputs,
+        nondiff=job.nondiff,
+        seed=arguments.seed,
+        rtol=arguments.rtol,
+        atol=arguments.atol,
+    )
+    return replace(result, reproduce=f"{job.reproduce} --seed {arguments.seed}")
+
+
+def _jobs(arguments: argparse.Namespace) -> list[Job]:
+    from layers_under_test.registry import REFERENCE, find_case
+
+    rng = np.random.default_rng(arguments.seed)
+    if not arguments.targets:
+        return [
+            _case_job(case, f"layers_under_test.reference:{name}", rng)
+            for name, case in REFERENCE.items()
+        ]
+    jobs = []
+    for spec in arguments.targets:
+        obj = _import(spec)
+        case = find_case(obj)
+        if case is not None and not arguments.input:
+            jobs.append(_case_job(case, spec, rng))
+        else:
+            jobs.append(_user_job(spec, obj, arguments, rng))
+    return jobs
+
+
+def _case_job(case: Any, spec: str, rng: np.random.Generator) -> Job:
+    return Job(
+        case.name,
+        case.build(rng),
+        case.make_inputs(rng),
+        tuple(case.nondiff),
+        f"gradverify check {spec}",
+    )
+
+
+def _user_job(spec: str, obj: Any, arguments: argparse.Namespace, rng: np.random.Generator) -> Job:
+    init = {name: rng.standard_normal(shape) for name, shape in _shapes("--init", arguments.init)}
+    if isinstance(obj, type):
+        try:
+            obj = obj(**init)
+        except TypeError as error:
+            raise InvalidArgument(
+                f"could not construct {spec} with --init {sorted(init) or '(none)'}: {error}; "
+                f"give its array arguments, e.g. --init W=4,3 --init b=3."
+            ) from None
+    inputs = {
+        name: rng.standard_normal(shape) for name, shape in _shapes("--input", arguments.input)
+    }
+    if not inputs:
+        raise InvalidArgument(
+            f"{spec} is not a shipped layer, so its inputs must be given: e.g. --input x=2,4."
+        )
+    flags = (
+        " ".join(f"--init {s}" for s in arguments.init)
+        + " "
+        + " ".join(f"--input {s}" for s in arguments.input)
+    )
+    return Job(
+        spec.rsplit(":", 1)[-1],
+        obj,
+        inputs,
+        tuple(arguments.nondiff),
+        f"gradverify check {spec} {flags.strip()}",
+    )
+
+
+def _import(spec: str) -> Any:
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise InvalidArgument(
+            f"a target must be MODULE:OBJECT, got {spec!r}; "
+            f"e.g. layers_under_test.reference:Affine."
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise InvalidArgument(
+            f"cannot import module {module_name!r} of target {spec!r}: {error}. "
+            f"Run from the directory that contains it, or install it."
+        ) from None
+    obj: Any = module
+    for part in attribute.split("."):
+        if not hasattr(obj, part):
+            raise InvalidArgument(f"module {module_name!r} has no {attribute!r} (target {spec!r}).")
+        obj = getattr(obj, part)
+    return obj
+
+
+def _shapes(flag: str, specs: list[str]) -> list[tuple[str, tuple[int, ...]]]:
+    parsed = []
+    for spec in specs:
+        name, _, shape = spec.partition("=")
+        try:
+            dims = tuple(int(d) for d in shape.split(",") if d.strip())
+        except ValueError:
+            dims = ()
+        if not name or not dims or any(d <= 0 for d in dims):
+            raise InvalidArgument(
+                f"{flag} must be NAME=SHAPE with positive sizes, got {flag} {spec!r}; "
+                f"e.g. {flag} x=2,4."
+            )
+        parsed.append((name, dims))
+    return parsed
+
+
+def _table(jobs: list[Job], results: list[CheckResult]) -> str:
+    width = max([len(j.name) for j in jobs] + [5])
+    lines = [f"{'layer':<{width}}  {'status':<12}  {'worst':<28}  {'forward':>8}  {'time':>7}"]
+    for job, result in zip(jobs, results):
+        lines.append(
+            f"{job.name:<{width}}  {result.status.name:<12}  {_worst(result):<28}  "
+            f"{result.forward_calls:>8}  {result.seconds:>6.2f}s"
+        )
+    counts = {s: sum(r.status is s for r in results) for s in Status}
+    lines.append(", ".join(f"{n} {s.name.lower()}" for s, n in counts.items() if n))
+    return "\n".join(lines)
+
+
+def _worst(result: CheckResult) -> str:
+    tensor = result.worst
+    if tensor is None:
+        return "-"
+    if tensor.problem:
+        return f"{tensor.grad_name}: {tensor.problem[:20]}"
+    return f"{tensor.grad_name} rel {tensor.max_rel_err:.1e} margin {tensor.margin:.2g}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Analytic against numeric: the one tolerance rule, element verdicts, tensor summaries.
+
+Pure functions.  The rule, documented once here and quoted in every report::
+
+    |analytic - numeric| <= atol + rtol * |numeric| + noise
+
+where ``noise`` is the estimated rounding error of that numeric element
+(`numerics.rounding_noise`).  An element outside it is only *suspect*: it is
+re-estimated with a ladder of smaller steps (`numerics.reestimate`) and judged
+again against the better estimate and its error (`judge_reestimate`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from gradverify.numerics import Reestimate
+from gradverify.results import ElementRow, Status
+
+#: A re-estimated element fails only when its discrepancy exceeds the tolerance
+#: by more than this many times the estimated error of the numeric value.
+CONFIRM_SIGMAS = 3.0
+
+Floats = NDArray[np.float64]
+
+
+def tolerance(numeric: Floats, rtol: float, atol: float, noise: Floats | float) -> Floats:
+    """The per-element tolerance of the rule above."""
+    return atol + rtol * np.abs(numeric) + noise
+
+
+def relative_error(analytic: Floats, numeric: Floats) -> Floats:
+    """``|analytic - numeric| / |numeric|``; 0 where both are 0, inf where only numeric is."""
+    diff = np.abs(analytic - numeric)
+    scale = np.abs(numeric)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(scale > 0, diff / np.where(scale > 0, scale, 1.0), np.inf)
+    return np.where(diff == 0, 0.0, rel)
+
+
+def suspects(analytic: Floats, numeric: Floats, tol: Floats, limit: int) -> list[int]:
+    """Flat indices of elements outside `tol`, worst ratio first, at most `limit`."""
+    ratio = _ratio(np.abs(analytic - numeric), tol).reshape(-1)
+    outside = np.flatnonzero(ratio > 1.0)
+    order = outside[np.argsort(-ratio[outside], kind="stable")]
+    return [int(i) for i in order[:limit]]
+
+
+def _ratio(diff: Floats, tol: Floats) -> Floats:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(tol > 0, diff / np.where(tol > 0, tol, 1.0), np.where(diff > 0, np.inf, 0))
+    return np.where(np.isnan(diff), np.inf, ratio)
+
+
+@dataclass(frozen=True)
+class ElementVerdict:
+    """How a suspect element fared when re-estimated."""
+
+    status: Status
+    numeric: float
+    note: str
+
+
+def judge_reestimate(
+    analytic: float, again: Reestimate, rtol: float, atol: float
+) -> ElementVerdict:
+    """Judge one suspect element against its careful re-estimate.
+
+    * not finite near the element: INCONCLUSIVE;
+    * at a kink: PASS (noted) when the analytic value is one of the one-sided
+      slopes or between them (a valid subgradient, e.g. ReLU's 0 at x = 0),
+      otherwise INCONCLUSIVE (backprop through several kinks may legitimately pick
+      a value outside them, so no failure is claimed);
+    * smooth: PASS when inside the tolerance, FAIL when outside by more than
+      ``CONFIRM_SIGMAS`` estimated errors, INCONCLUSIVE in between.
+    """
+    if not again.finite:
+        return ElementVerdict(Status.INCONCLUSIVE, again.numeric, "forward not finite near here")
+    if again.kink:
+        low, high = sorted((again.left, again.right))
+        slack = atol + rtol * max(abs(low), abs(high)) + again.error
+        slopes = f"one-sided slopes {again.left:.4g} / {again.right:.4g}"
+        if low - slack <= analytic <= high + slack:
+            return ElementVerdict(
+                Status.PASS, again.numeric, f"kink: {slopes}, analytic is between"
+            )
+        return ElementVerdict(
+            Status.INCONCLUSIVE, again.numeric, f"kink: {slopes}, analytic is neither"
+        )
+    diff = abs(analytic - again.numeric)
+    tol = atol + rtol * abs(again.numeric)
+    if diff <= tol:
+        return ElementVerdict(Status.PASS, again.numeric, "passes on re-estimate")
+    if diff > tol + CONFIRM_SIGMAS * again.error:
+        return ElementVerdict(Status.FAIL, again.numeric, "confirmed")
+    return ElementVerdict(
+        Status.INCONCLUSIVE, again.numeric, f"numeric uncertain (error ~{again.error:.1e})"
+    )
+
+
+def worst_rows(
+    analytic: Floats, numeric: Floats, tol: Floats, notes: dict[int, str], limit: int
+) -> tuple[ElementRow, ...]:
+    """The `limit` elements with the largest error-to-tolerance ratio, as report rows."""
+    diff = np.abs(analytic - numeric)
+    ratio = _ratio(diff, tol).reshape(-1)
+    rel = relative_error(analytic, numeric).reshape(-1)
+    order = np.argsort(-ratio, kind="stable")[:limit]
+    flat_a, flat_n, flat_d = analytic.reshape(-1), numeric.reshape(-1), diff.reshape(-1)
+    return tuple(
+        ElementRow(
+            index=_unravel(int(i), analytic.shape),
+            analytic=float(flat_a[i]),
+            numeric=float(flat_n[i]),
+            abs_err=float(flat_d[i]),
+            rel_err=float(rel[i]),
+            note=notes.get(int(i), ""),
+        )
+        for i in order
+        if ratio[i] > 1.0 or int(i) in notes
+    )
+
+
+def _unravel(flat_index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.unravel_index(flat_index, shape)) if shape else ()
+
+
+def error_summary(analytic: Floats, numeric: Floats, tol: Floats) -> dict[str, Any]:
+    """Max abs error (and where), max rel error, and margin over a whole tensor."""
+    if analytic.size == 0:
+        return {"max_abs_err": 0.0, "max_abs_index": None, "max_rel_err": 0.0, "margin": 0.0}
+    diff = np.abs(analytic - numeric)
+    worst = int(np.nanargmax(diff)) if not np.all(np.isnan(diff)) else 0
+    return {
+        "max_abs_err": float(diff.reshape(-1)[worst]),
+        "max_abs_index": _unravel(worst, analytic.shape),
+        "max_rel_err": float(np.max(relative_error(analytic, numeric))),
+        "margin": float(np.max(_ratio(diff, tol))),
+    }

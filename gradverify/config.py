@@ -1,0 +1,101 @@
+"""Check options as one frozen value, validated once, and the per-dtype defaults.
+
+Every option a check takes lives in `CheckConfig`; the public functions build one
+from their keyword arguments and nothing downstream re-validates.  Argument errors
+follow one formula: the argument, the value given, what was expected, the fix.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradverify.errors import InvalidArgument
+
+#: Default (rtol, atol) by the precision the forward computes in.  float64 is held
+#: to float64 standards; the lower precisions get looser relative tolerances, and
+#: every tolerance is widened further by the rounding-noise estimate of each
+#: element (see `numerics.rounding_noise`), so these are not tuned per layer.
+DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
+    "float64": (1e-5, 1e-8),
+    "float32": (1e-3, 1e-5),
+    "float16": (1e-2, 1e-3),
+}
+
+
+def default_tolerances(dtype: np.dtype) -> tuple[float, float]:
+    """The (rtol, atol) pair for the precision `dtype`; longdouble counts as float64."""
+    if dtype.itemsize >= 8:
+        return DEFAULT_TOLERANCES["float64"]
+    return DEFAULT_TOLERANCES.get(dtype.name, DEFAULT_TOLERANCES["float16"])
+
+
+def _check_nonnegative_finite(name: str, value: float | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgument(
+            f"`{name}` must be a non-negative float, got {name}={value!r} "
+            f"({type(value).__name__}); pass e.g. {name}=1e-5."
+        )
+    if not (math.isfinite(value) and value >= 0):
+        raise InvalidArgument(
+            f"`{name}` must be a non-negative finite float, got {name}={value!r}; "
+            f"pass e.g. {name}=1e-5, or leave it out for the dtype's default."
+        )
+
+
+def _check_count(name: str, value: int, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InvalidArgument(f"`{name}` must be an integer >= {minimum}, got {name}={value!r}.")
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    """Options of one check.
+
+    Parameters
+    ----------
+    seed : int
+        Seeds every random draw of the check (the cotangent ``dout``); the same
+        seed gives the same verdict and the same report.
+    rtol, atol : float or None
+        Tolerance rule ``|analytic - numeric| <= atol + rtol*|numeric| + noise``,
+        where ``noise`` is the estimated rounding error of the numeric value.
+        ``None`` takes the default of the precision the forward computes in.
+    max_reestimate : int
+        How many suspicious elements per tensor are re-estimated with a ladder of
+        smaller steps before a failure is confirmed (the worst ones first).
+    max_rows : int
+        How many element rows a report shows per tensor.
+    """
+
+    seed: int = 0
+    rtol: float | None = None
+    atol: float | None = None
+    max_reestimate: int = 20
+    max_rows: int = 10
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, (int, np.integer))
+            or not (0 <= self.seed < 2**63)
+        ):
+            raise InvalidArgument(
+                f"`seed` must be a non-negative integer, got seed={self.seed!r}; pass e.g. seed=0."
+            )
+        _check_nonnegative_finite("rtol", self.rtol)
+        _check_nonnegative_finite("atol", self.atol)
+        _check_count("max_reestimate", self.max_reestimate, 1)
+        _check_count("max_rows", self.max_rows, 1)
+
+    def tolerances(self, dtype: np.dtype) -> tuple[float, float]:
+        """The (rtol, atol) in force for a forward computing in `dtype`."""
+        rtol, atol = default_tolerances(dtype)
+        return (
+            rtol if self.rtol is None else float(self.rtol),
+            atol if self.atol is None else float(self.atol),
+        )

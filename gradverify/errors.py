@@ -1,0 +1,35 @@
+"""One exception hierarchy for everything gradverify raises.
+
+Each class also subclasses the builtin a caller would naturally catch, so that
+``except ValueError`` still works for a bad argument and pytest shows a
+``GradientMismatch`` as a plain test failure rather than an error.
+"""
+
+from __future__ import annotations
+
+
+class GradverifyError(Exception):
+    """Base class of every exception gradverify raises on purpose."""
+
+
+class InvalidArgument(GradverifyError, ValueError):
+    """The caller passed something gradverify cannot use.
+
+    The message names the argument, the value given, what was expected and the fix.
+    """
+
+
+class AdapterNotFound(InvalidArgument):
+    """No adapter recognises the target; the message lists what each adapter looks for."""
+
+
+class TargetContractError(GradverifyError, TypeError):
+    """The target broke the forward/backward contract (wrong return type, missing method)."""
+
+
+class GradientMismatch(GradverifyError, AssertionError):
+    """Raised by `assert_gradients` when a check does not pass; carries the result."""
+
+    def __init__(self, message: str, result: object) -> None:
+        super().__init__(message)
+        self.result = result

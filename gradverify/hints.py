@@ -1,0 +1,125 @@
+"""Data-driven guesses at the bug behind a mismatch; each a small pure function.
+
+Every hint looks only at the analytic and numeric values (and shapes), never at
+the target's code, and returns ``None`` when its pattern is absent.  `first_hint`
+returns the first that applies, most specific first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import NDArray
+
+Floats = NDArray[np.float64]
+
+#: Two values count as "the same" for a hint within this relative distance; hints
+#: describe patterns, they do not decide verdicts, so this is not a tolerance.
+_SAME = 1e-3
+
+
+def _close(a: Floats, b: Floats) -> bool:
+    scale = max(float(np.max(np.abs(b), initial=0.0)), 1e-300)
+    return bool(np.all(np.abs(a - b) <= _SAME * scale))
+
+
+def never_written(analytic: Floats, numeric: Floats) -> str | None:
+    """Analytic all zero where the numeric is not: a gradient never written or reset."""
+    if np.all(analytic == 0) and np.any(numeric != 0):
+        return (
+            "analytic is zero everywhere: is the gradient never written, or reset after backward?"
+        )
+    return None
+
+
+def input_not_used(analytic: Floats, numeric: Floats) -> str | None:
+    """Numeric exactly zero everywhere: perturbing the array never reaches the output."""
+    if np.all(numeric == 0) and np.any(analytic != 0):
+        return (
+            "numeric is exactly zero everywhere: perturbing this array never changes the output. "
+            "Does forward read a copy of it (layers that do not share the params arrays)?"
+        )
+    return None
+
+
+def constant_ratio(analytic: Floats, numeric: Floats, batch_size: int | None = None) -> str | None:
+    """analytic = c x numeric on every element: name c (sign, 2, 1/2, N, 1/N)."""
+    denominator = float(np.vdot(numeric, numeric))
+    if denominator == 0 or analytic.size < 1:
+        return None
+    ratio = float(np.vdot(analytic, numeric)) / denominator
+    if abs(ratio - 1) < _SAME or not _close(analytic, ratio * numeric):
+        return None
+    names = {-1.0: "a sign error", 2.0: "an extra factor of 2", 0.5: "a missing factor of 2"}
+    if batch_size and batch_size > 2:
+        names[float(batch_size)] = f"a missing 1/N (N = {batch_size}, the batch size)"
+        names[1.0 / batch_size] = f"an extra 1/N (N = {batch_size}, the batch size)"
+    for factor, meaning in names.items():
+        if abs(ratio - factor) <= _SAME * abs(factor):
+            return f"analytic = {_fmt(ratio)} x numeric on every element: {meaning}?"
+    return f"analytic = {_fmt(ratio)} x numeric on every element: a constant factor is off."
+
+
+def transposed(analytic: Floats, numeric: Floats) -> str | None:
+    """A square 2-D gradient equal to the transpose of the numeric one."""
+    square = analytic.ndim == 2 and analytic.shape[0] == analytic.shape[1] > 1
+    if square and _close(analytic, numeric.T) and not _close(analytic, numeric):
+        return "analytic equals the transpose of numeric: a transposed product (x.T vs dout.T)?"
+    return None
+
+
+def wrong_only_off_mask(analytic: Floats, numeric: Floats) -> str | None:
+    """Mismatches exactly where one side is zero: a missing or inverted mask (ReLU, Dropout)."""
+    wrong = np.abs(analytic - numeric) > _SAME * max(float(np.max(np.abs(numeric))), 1e-300)
+    if not np.any(wrong) or np.all(wrong):
+        return None
+    if np.all(numeric[wrong] == 0):
+        return "analytic is non-zero only where numeric is 0: a missing mask (e.g. ReLU's x <= 0)?"
+    if np.all(analytic[wrong] == 0):
+        return "analytic is zero where numeric is not: a mask applied where it should not be?"
+    return None
+
+
+def first_hint(analytic: Floats, numeric: Floats, batch_size: int | None = None) -> str:
+    """The most specific hint that applies, or the empty string."""
+    checks: list[Callable[[], str | None]] = [
+        lambda: never_written(analytic, numeric),
+        lambda: input_not_used(analytic, numeric),
+        lambda: constant_ratio(analytic, numeric, batch_size),
+        lambda: transposed(analytic, numeric),
+        lambda: wrong_only_off_mask(analytic, numeric),
+    ]
+    for check in checks:
+        found = check()
+        if found:
+            return found
+    return ""
+
+
+def swapped(first: tuple[str, Floats, Floats], second: tuple[str, Floats, Floats]) -> str | None:
+    """Two gradients returned in each other's place (``dx`` and ``dy`` of a Mul layer)."""
+    (name_a, analytic_a, numeric_a), (name_b, analytic_b, numeric_b) = first, second
+    if analytic_a.shape != numeric_b.shape or analytic_b.shape != numeric_a.shape:
+        return None
+    if _close(analytic_a, numeric_b) and _close(analytic_b, numeric_a):
+        return f"{name_a} matches the numeric {name_b} and vice versa: the two are swapped?"
+    return None
+
+
+def wrong_shape(
+    name: str, grad_name: str, array_shape: tuple[int, ...], grad_shape: tuple[int, ...]
+) -> str:
+    """Why a gradient's shape may differ from its array's."""
+    if int(np.prod(grad_shape)) == int(np.prod(array_shape)):
+        return f"same number of elements: reshape {grad_name} back to {name}'s shape {array_shape}."
+    if len(array_shape) == 1 and len(grad_shape) == 1:
+        return (
+            f"{grad_name} has length {grad_shape[0]}, {name} {array_shape[0]}: "
+            f"summed over the wrong axis?"
+        )
+    return f"{grad_name} must have {name}'s shape {array_shape}; is a product transposed?"
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"

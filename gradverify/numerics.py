@@ -1,0 +1,188 @@
+"""Finite differences: steps, the central-difference loop, error estimates, kinks.
+
+Pure functions over numbers and arrays; they never see a layer.  The only side
+effect is the one the method needs: an element of the array being differentiated
+is perturbed in place and put back, bit for bit, in a ``finally``.
+
+The loss being differentiated is always the scalar ``L = sum(dout * f(x))`` for a
+seeded random cotangent ``dout`` (``dout = 1`` for a scalar output), so the
+numeric gradient of ``L`` is exactly what a correct ``backward(dout)`` returns.
+
+References
+----------
+.. [1] Nocedal & Wright, *Numerical Optimization*, 2nd ed., sec. 8.1: central
+   differences with ``h ~ eps**(1/3)`` balance truncation O(h**2) against
+   rounding O(eps/h).
+.. [2] scipy.optimize._numdiff: dividing by the step actually realized,
+   ``(x + h) - (x - h)``, rather than the nominal ``2h``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.floating[Any]]
+
+#: Rounding of the forward pass is modelled as ``NOISE_FACTOR * eps * S`` in the
+#: loss, where ``S = sum |dout * f(x)|`` is the size of the terms summed into it.
+#: 16 covers the error growth of short float computations (a few roundings per
+#: output, each up to eps/2, in either evaluation of the difference).
+NOISE_FACTOR = 16.0
+
+#: Halvings of the step in `reestimate`: steps h, h/2, ..., h/16.
+LADDER_LEVELS = 5
+
+
+def precision_dtype(dtypes: Sequence[np.dtype]) -> np.dtype:
+    """The least precise floating dtype in `dtypes` (float64 if none): what the check can trust.
+
+    A float64 input fed to a forward that returns float32 is only as precise as
+    float32, so steps and tolerances follow the output as well as the input.
+    """
+    floats = [np.dtype(d) for d in dtypes if np.issubdtype(np.dtype(d), np.floating)]
+    if not floats:
+        return np.dtype(np.float64)
+    return max(floats, key=lambda d: float(np.finfo(d).eps))
+
+
+def step_sizes(values: FloatArray, eps: float) -> NDArray[np.float64]:
+    """Nominal central-difference step per element: ``eps**(1/3) * max(1, |x|)`` [1]_."""
+    return eps ** (1.0 / 3.0) * np.maximum(1.0, np.abs(values.astype(np.float64)))
+
+
+def rounding_noise(steps: NDArray[np.float64], eps: float, magnitude: float) -> NDArray[np.float64]:
+    """Estimated rounding error of each central difference taken with `steps`.
+
+    ``magnitude`` is ``S = sum |dout * f(x)|`` at the centre; each of the two loss
+    evaluations carries about ``NOISE_FACTOR * eps * S`` of rounding, and their
+    difference is divided by ``2h``.
+    """
+    return NOISE_FACTOR * eps * magnitude / steps
+
+
+def element_access(array: FloatArray) -> tuple[Any, Sequence[Any]]:
+    """A container and keys such that ``container[key]`` reads and writes one element in place.
+
+    A contiguous array is walked through a flat view (fast); any other layout
+    (a transposed or strided view held by the target) through its multi-indices,
+    so the perturbation always lands in the target's own memory.
+    """
+    if array.flags.c_contiguous:
+        return array.reshape(-1), range(array.size)
+    return array, list(np.ndindex(array.shape))
+
+
+def central_differences(
+    array: FloatArray, steps: NDArray[np.float64], loss: Callable[[], float]
+) -> NDArray[np.float64]:
+    """Numeric gradient of ``loss()`` with respect to every element of `array`.
+
+    Each element is moved to ``x + h`` and ``x - h`` in place, ``loss`` is called
+    with it there, and the element is restored bit for bit before the next one,
+    also when ``loss`` raises or the user interrupts.  The difference is divided
+    by the realized step ``(x + h) - (x - h)`` in float64 [2]_.
+
+    Examples
+    --------
+    >>> x = np.array([1.0, 2.0, 3.0])
+    >>> g = central_differences(x, step_sizes(x, 2.0**-52), lambda: float(np.sum(x**2)))
+    >>> np.allclose(g, 2 * x), x.tolist()
+    (True, [1.0, 2.0, 3.0])
+    """
+    container, keys = element_access(array)
+    numeric = np.empty(array.size, dtype=np.float64)
+    flat_steps = steps.reshape(-1)
+    for position, key in enumerate(keys):
+        original = container[key]
+        step = flat_steps[position]
+        try:
+            container[key] = original + step
+            upper = float(container[key])
+            loss_upper = loss()
+            container[key] = original - step
+            lower = float(container[key])
+            loss_lower = loss()
+        finally:
+            container[key] = original
+        numeric[position] = (loss_upper - loss_lower) / (upper - lower)
+    return numeric.reshape(array.shape)
+
+
+@dataclass(frozen=True)
+class Reestimate:
+    """A careful second estimate of one element of the gradient.
+
+    ``numeric`` is the best estimate over a ladder of steps and ``error`` its
+    estimated error (truncation, from the spread of successive estimates, plus
+    rounding).  ``left`` and ``right`` are the one-sided slopes at the smallest
+    step; ``kink`` says they disagree by more than curvature or noise explain.
+    """
+
+    numeric: float
+    error: float
+    left: float
+    right: float
+    kink: bool
+    finite: bool
+
+
+def _slopes_on_ladder(
+    loss_at: Callable[[float], tuple[float, float]], x0: float, h0: float
+) -> tuple[float, list[tuple[float, float, float, float]]]:
+    """Loss at the centre, and (h, loss+, loss-, realized widths) down a halving ladder."""
+    center, _ = loss_at(x0)
+    ladder = []
+    for level in range(LADDER_LEVELS):
+        step = h0 / 2.0**level
+        loss_up, up = loss_at(x0 + step)
+        loss_down, down = loss_at(x0 - step)
+        ladder.append((loss_up, loss_down, up - x0, x0 - down))
+    return center, ladder
+
+
+def reestimate(
+    loss_at: Callable[[float], tuple[float, float]], x0: float, h0: float, noise_unit: float
+) -> Reestimate:
+    """Re-estimate one derivative with steps ``h0, h0/2, ..., h0/16`` and judge kinks.
+
+    ``loss_at(v)`` sets the element to ``v`` and returns ``(loss, realized v)``;
+    the caller restores the element afterwards.  ``noise_unit`` is the rounding
+    error of the loss itself (``NOISE_FACTOR * eps * S``).
+
+    Central estimates ``D_k`` and their Richardson extrapolations
+    ``R_k = D_k + (D_k - D_{k-1}) / 3`` are candidates; each is paired with an
+    error estimate (distance to its predecessor plus rounding ``noise_unit / h``)
+    and the candidate with the smallest error wins.  Where the one-sided slopes
+    differ at the smallest step by about as much as at the largest (a jump does
+    not shrink with h; curvature does) and by more than rounding, the element
+    sits at a kink: the derivative does not exist there.
+    """
+    center, ladder = _slopes_on_ladder(loss_at, x0, h0)
+    values = [center] + [v for rung in ladder for v in rung[:2]]
+    if not all(math.isfinite(v) for v in values):
+        return Reestimate(math.nan, math.inf, math.nan, math.nan, False, False)
+    central = [(up - down) / (w_up + w_down) for up, down, w_up, w_down in ladder]
+    widths = [(w_up + w_down) / 2.0 for _, _, w_up, w_down in ladder]
+    candidates: list[tuple[float, float]] = []
+    for k in range(1, LADDER_LEVELS):
+        rounding = noise_unit / widths[k]
+        candidates.append((abs(central[k] - central[k - 1]) + rounding, central[k]))
+        if k >= 2:
+            previous = central[k - 1] + (central[k - 1] - central[k - 2]) / 3.0
+            extrapolated = central[k] + (central[k] - central[k - 1]) / 3.0
+            candidates.append((abs(extrapolated - previous) + rounding, extrapolated))
+    error, numeric = min(candidates)
+    up, down, w_up, w_down = ladder[-1]
+    right, left = (up - center) / w_up, (center - down) / w_down
+    first_up, first_down, first_w_up, first_w_down = ladder[0]
+    first_gap = abs((first_up - center) / first_w_up - (center - first_down) / first_w_down)
+    gap = abs(right - left)
+    side_noise = 2.0 * noise_unit / min(w_up, w_down)
+    kink = gap > 0.5 * first_gap and gap > 8.0 * side_noise and gap > 1e-3 * abs(numeric)
+    return Reestimate(numeric, error, left, right, kink, True)

@@ -1,0 +1,108 @@
+"""What a forward returned, and the seeded cotangent that turns it into one scalar.
+
+Every output is contracted with a random ``dout`` drawn once per check:
+``L = sum(dout * f(x))``, so the numeric gradient of ``L`` is exactly what a
+correct ``backward(dout)`` returns.  A scalar output (a loss) uses ``dout = 1``,
+the textbook's ``backward(dout=1)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gradverify.errors import TargetContractError
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """The forward's outputs at the centre, as float arrays, and whether it was one scalar."""
+
+    arrays: tuple[np.ndarray, ...]
+    is_tuple: bool
+    is_scalar: bool
+
+    @property
+    def dtypes(self) -> tuple[np.dtype, ...]:
+        return tuple(a.dtype for a in self.arrays)
+
+    def cotangent(self, rng: np.random.Generator) -> Cotangent:
+        if self.is_scalar:
+            return Cotangent((np.ones((), dtype=np.float64),), self, 1.0)
+        douts = tuple(rng.standard_normal(a.shape) for a in self.arrays)
+        for_backward = douts if self.is_tuple else douts[0]
+        return Cotangent(douts, self, for_backward)
+
+
+def read_outputs(raw: Any, name: str) -> Outputs:
+    """Validate what forward returned: float arrays or scalars, all finite."""
+    is_tuple = isinstance(raw, tuple)
+    items = raw if is_tuple else (raw,)
+    arrays = []
+    for position, item in enumerate(items):
+        where = f"{name}.forward output {position}" if is_tuple else f"{name}.forward"
+        array = np.asarray(item) if not isinstance(item, np.ndarray) else item
+        if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+            raise TargetContractError(
+                f"{where} returned {type(item).__name__}, expected a float array or scalar."
+            )
+        if not np.all(np.isfinite(array)):
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+            raise TargetContractError(
+                f"{where} is not finite at index {bad} (value {array[bad]}) for the given inputs; "
+                f"nothing can be differentiated there (overflow in exp? log of 0?)."
+            )
+        arrays.append(
+            array if np.issubdtype(array.dtype, np.floating) else array.astype(np.float64)
+        )
+    is_scalar = not is_tuple and arrays[0].ndim == 0
+    return Outputs(tuple(arrays), is_tuple, is_scalar)
+
+
+@dataclass(frozen=True)
+class Cotangent:
+    """The seeded ``dout`` and how to contract a raw forward output with it."""
+
+    douts: tuple[np.ndarray, ...]
+    centre: Outputs
+    for_backward: Any
+
+    def magnitude(self, outputs: Outputs) -> float:
+        """``S = sum |dout * f(x)|``: the scale of the rounding error in the loss."""
+        return float(sum(np.vdot(np.abs(d), np.abs(a)) for d, a in zip(self.douts, outputs.arrays)))
+
+    @property
+    def scalarize(self) -> Callable[[Any], float]:
+        """``raw -> sum(dout * raw)``, specialised to the output's structure (hot path)."""
+        if self.centre.is_scalar:
+            return _scalar_loss
+        shapes = [a.shape for a in self.centre.arrays]
+        douts = self.douts
+        if not self.centre.is_tuple:
+            dout, shape = douts[0], shapes[0]
+            return lambda raw: float(np.vdot(dout, _same_shape(raw, shape)))
+        return lambda raw: float(
+            sum(np.vdot(d, _same_shape(r, s)) for d, r, s in zip(douts, raw, shapes))
+        )
+
+
+def _scalar_loss(raw: Any) -> float:
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        raise TargetContractError(
+            f"forward returned {type(raw).__name__} {getattr(raw, 'shape', '')} at a perturbed "
+            f"point but a scalar at the centre; its output must not depend on input values."
+        ) from None
+
+
+def _same_shape(raw: Any, shape: tuple[int, ...]) -> Any:
+    if getattr(raw, "shape", None) != shape:
+        raise TargetContractError(
+            f"forward returned shape {getattr(raw, 'shape', type(raw).__name__)} at a perturbed "
+            f"point but {shape} at the centre; its output shape must not depend on input values."
+        )
+    return raw

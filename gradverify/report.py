@@ -1,0 +1,117 @@
+"""Plain-text rendering of a `CheckResult`: pure string formatting, golden-tested.
+
+The block for a gradient that does not pass has a fixed shape: headline (where),
+setup (shape, dtype, method, step, seed), the tolerance rule with its numbers,
+counts and worst errors, a capped table of the worst elements, a hint, and how to
+reproduce.  Lines stay under 100 columns; whole arrays are never printed.
+"""
+
+from __future__ import annotations
+
+from gradverify.results import CheckResult, ElementRow, Status, TensorResult
+
+_RULE = "|analytic - numeric| <= atol + rtol*|numeric| + noise"
+
+
+def format_result(result: CheckResult) -> str:
+    """The full report: a summary line, one line per gradient, then each problem in detail."""
+    lines = [_summary_line(result)]
+    if result.error:
+        lines.append(f"  error: {result.error}".replace("\n", "\n  "))
+    lines += [f"  note: {note}" for note in result.notes]
+    for tensor in result.tensors:
+        lines.append(_tensor_line(tensor))
+        if tensor.status is Status.PASS:
+            lines += [f"    note: {note}" for note in tensor.notes]
+    for tensor in result.tensors:
+        if tensor.status is not Status.PASS:
+            lines += ["", format_tensor(result, tensor)]
+    return "\n".join(lines)
+
+
+def format_failure(result: CheckResult) -> str:
+    """The message of a `GradientMismatch`: every gradient that did not pass, in detail."""
+    blocks = [format_tensor(result, t) for t in result.tensors if t.status is not Status.PASS]
+    if result.error or not blocks:
+        return format_result(result)
+    return "\n\n".join(blocks)
+
+
+def _summary_line(result: CheckResult) -> str:
+    return (
+        f"{result.label}: {result.status.name} | seed={result.seed} | "
+        f"{result.forward_calls} forward calls | {result.seconds:.2f} s"
+    )
+
+
+def _tensor_line(tensor: TensorResult) -> str:
+    if tensor.problem:
+        detail = tensor.problem
+    else:
+        detail = (
+            f"max abs err {tensor.max_abs_err:.1e} | max rel err {_rel(tensor.max_rel_err)} | "
+            f"margin {tensor.margin:.2g}"
+        )
+    return f"  {tensor.status.name:<12} {tensor.grad_name:<10} {_shape(tensor)} | {detail}"
+
+
+def format_tensor(result: CheckResult, tensor: TensorResult) -> str:
+    """The detailed block for one gradient (the canonical failure message)."""
+    verb = {
+        Status.FAIL: "disagrees with finite differences",
+        Status.INCONCLUSIVE: "could not be decided by finite differences",
+        Status.ERROR: "could not be checked",
+        Status.PASS: "agrees with finite differences",
+    }[tensor.status]
+    lines = [f"{result.label} — {tensor.grad_name} {verb}"]
+    if tensor.problem:
+        lines.append(f"  {tensor.name}: {_shape(tensor)} | {tensor.problem}")
+    else:
+        lines += _numbers(result, tensor)
+    if tensor.hint:
+        lines.append(f"  hint: {tensor.hint}")
+    lines += [f"  note: {note}" for note in tensor.notes]
+    if result.reproduce:
+        lines.append(f"  reproduce: {result.reproduce}")
+    return "\n".join(lines)
+
+
+def _numbers(result: CheckResult, tensor: TensorResult) -> list[str]:
+    share = 100.0 * tensor.mismatched / tensor.checked if tensor.checked else 0.0
+    where = "" if tensor.max_abs_index is None else f" at {tensor.max_abs_index}"
+    lines = [
+        f"  {tensor.name}: {_shape(tensor)} | central differences, h={tensor.step:.1e}, "
+        f"noise <= {tensor.max_noise:.1e} | seed={result.seed}",
+        f"  tolerance: {_RULE}  (rtol={tensor.rtol:.0e}, atol={tensor.atol:.0e})",
+        f"  mismatched: {tensor.mismatched} / {tensor.checked} ({share:.1f}%) | "
+        f"max abs err {tensor.max_abs_err:.1e}{where} | max rel err {_rel(tensor.max_rel_err)}",
+    ]
+    if tensor.reestimated:
+        lines.append(f"  re-estimated with smaller steps: {tensor.reestimated} worst element(s)")
+    if tensor.rows:
+        lines.append(_header())
+        lines += [_row(row) for row in tensor.rows]
+        if tensor.mismatched > len(tensor.rows):
+            lines.append(f"    ... showing {len(tensor.rows)} of {tensor.mismatched}")
+    return lines
+
+
+def _header() -> str:
+    return f"    {'index':>10}  {'analytic':>12}  {'numeric':>12}  {'abs err':>10}  {'rel err':>10}"
+
+
+def _row(row: ElementRow) -> str:
+    index = str(row.index) if row.index else "()"
+    text = (
+        f"    {index:>10}  {row.analytic:>12.4e}  {row.numeric:>12.4e}  "
+        f"{row.abs_err:>10.3e}  {_rel(row.rel_err):>10}"
+    )
+    return f"{text}  {row.note}" if row.note else text
+
+
+def _shape(tensor: TensorResult) -> str:
+    return f"shape {tensor.shape} {tensor.dtype}"
+
+
+def _rel(value: float) -> str:
+    return "inf" if value == float("inf") else f"{value:.3e}"

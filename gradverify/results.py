@@ -1,0 +1,180 @@
+"""Frozen records of what a check found; every renderer reads these and none computes.
+
+`CheckResult` holds one `TensorResult` per checked gradient; each holds the worst
+elements as `ElementRow`s.  `to_dict` gives plain JSON data with a schema version.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Bumped whenever a key of `CheckResult.to_dict` changes meaning or disappears.
+SCHEMA_VERSION = 1
+
+
+class Status(enum.Enum):
+    """The verdict on one gradient, or on a whole check (the worst of its tensors)."""
+
+    PASS = "pass"  # every element agrees within the tolerance
+    FAIL = "fail"  # at least one element disagrees by more than the numerics can explain
+    INCONCLUSIVE = "inconclusive"  # the numerics cannot decide (kink, unstable estimate)
+    ERROR = "error"  # the target raised, returned something malformed, or broke its contract
+
+    @property
+    def severity(self) -> int:
+        """Order used to combine statuses: the worst one wins."""
+        return _SEVERITY[self]
+
+
+_SEVERITY = {Status.PASS: 0, Status.INCONCLUSIVE: 1, Status.FAIL: 2, Status.ERROR: 3}
+
+
+def worst_status(statuses: list[Status]) -> Status:
+    """The most severe of `statuses` (PASS for none)."""
+    return max(statuses, key=lambda s: s.severity, default=Status.PASS)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class ElementRow:
+    """One element of a gradient: where, both values, both errors, and what was found."""
+
+    index: tuple[int, ...]
+    analytic: float
+    numeric: float
+    abs_err: float
+    rel_err: float
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": list(self.index),
+            "analytic": _finite_or_none(self.analytic),
+            "numeric": _finite_or_none(self.numeric),
+            "abs_err": _finite_or_none(self.abs_err),
+            "rel_err": _finite_or_none(self.rel_err),
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class TensorResult:
+    """The verdict on one gradient (of an input or of a parameter held by the target).
+
+    ``margin`` is the largest ``|analytic - numeric| / tolerance`` over the elements:
+    below 1 every element is inside its tolerance.
+    """
+
+    name: str
+    grad_name: str
+    role: str  # "input" or "parameter"
+    shape: tuple[int, ...]
+    dtype: str
+    status: Status
+    step: float = math.nan
+    rtol: float = math.nan
+    atol: float = math.nan
+    max_noise: float = 0.0
+    checked: int = 0
+    mismatched: int = 0
+    reestimated: int = 0
+    max_abs_err: float = 0.0
+    max_abs_index: tuple[int, ...] | None = None
+    max_rel_err: float = 0.0
+    margin: float = 0.0
+    rows: tuple[ElementRow, ...] = ()
+    problem: str = ""  # for a gradient that could not be compared at all
+    hint: str = ""
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "grad_name": self.grad_name,
+            "role": self.role,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "status": self.status.value,
+            "step": _finite_or_none(self.step),
+            "rtol": _finite_or_none(self.rtol),
+            "atol": _finite_or_none(self.atol),
+            "max_noise": self.max_noise,
+            "checked": self.checked,
+            "mismatched": self.mismatched,
+            "reestimated": self.reestimated,
+            "max_abs_err": _finite_or_none(self.max_abs_err),
+            "max_abs_index": None if self.max_abs_index is None else list(self.max_abs_index),
+            "max_rel_err": _finite_or_none(self.max_rel_err),
+            "margin": _finite_or_none(self.margin),
+            "rows": [row.to_dict() for row in self.rows],
+            "problem": self.problem,
+            "hint": self.hint,
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Everything one check found.  ``print(result)`` shows the report.
+
+    ``status`` is the worst status of the tensors, or ERROR when the target could
+    not be run at all (then ``error`` says why, quoting the target's own frame).
+    """
+
+    target: str
+    label: str
+    status: Status
+    seed: int
+    tensors: tuple[TensorResult, ...] = ()
+    forward_calls: int = 0
+    backward_calls: int = 0
+    seconds: float = 0.0
+    error: str = ""
+    notes: tuple[str, ...] = ()
+    reproduce: str = ""
+    adapter: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.status is Status.PASS
+
+    @property
+    def worst(self) -> TensorResult | None:
+        """The tensor with the largest margin among the most severe ones, if any."""
+        if not self.tensors:
+            return None
+        return max(self.tensors, key=lambda t: (t.status.severity, _sortable(t.margin)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "target": self.target,
+            "label": self.label,
+            "adapter": self.adapter,
+            "status": self.status.value,
+            "seed": self.seed,
+            "forward_calls": self.forward_calls,
+            "backward_calls": self.backward_calls,
+            "seconds": self.seconds,
+            "error": self.error,
+            "notes": list(self.notes),
+            "reproduce": self.reproduce,
+            "tensors": [t.to_dict() for t in self.tensors],
+        }
+
+    def __str__(self) -> str:
+        # Imported here because rendering sits above results in the module order.
+        from gradverify.report import format_result
+
+        return format_result(self)
+
+
+def _sortable(value: float) -> float:
+    return math.inf if math.isnan(value) else value

@@ -1,0 +1,82 @@
+"""Snapshot everything a target holds, and put it back exactly as it was.
+
+A check calls ``forward`` and ``backward`` thousands of times: caches (``self.x``,
+``self.mask``), gradient attributes, running statistics and counters all change.
+`snapshot` walks the target (attributes, dicts, lists, nested layers) and
+records, for every container, which objects it held and, for every array, its
+bytes; `Snapshot.restore` re-binds the original objects and copies the original
+bytes back *into the same arrays*, so arrays shared between layers (the
+textbook's network shares ``params`` with its layers) stay shared.
+"""
+
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: Objects never walked into: code, types and modules hold no per-check state.
+_OPAQUE = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType)
+
+
+@dataclass
+class Snapshot:
+    """What `snapshot` recorded; `restore` is idempotent."""
+
+    arrays: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    dicts: list[tuple[dict[Any, Any], dict[Any, Any]]] = field(default_factory=list)
+    lists: list[tuple[list[Any], list[Any]]] = field(default_factory=list)
+    objects: list[tuple[Any, dict[str, Any]]] = field(default_factory=list)
+
+    def restore(self) -> None:
+        """Re-bind every attribute and item, then copy every array's bytes back."""
+        for obj, attributes in self.objects:
+            current = vars(obj)
+            for name in [n for n in current if n not in attributes]:
+                del current[name]
+            current.update(attributes)
+        for mapping, entries in self.dicts:
+            mapping.clear()
+            mapping.update(entries)
+        for sequence, elements in self.lists:
+            sequence[:] = elements
+        for array, saved in self.arrays:
+            if array.shape == saved.shape and array.flags.writeable:
+                np.copyto(array, saved, casting="no")
+
+    def changed_arrays(self) -> list[np.ndarray]:
+        """Arrays whose bytes differ from the snapshot (NaN payloads included)."""
+        return [
+            array
+            for array, saved in self.arrays
+            if array.shape != saved.shape or array.tobytes() != saved.tobytes()
+        ]
+
+
+def snapshot(*roots: Any) -> Snapshot:
+    """Record the state reachable from `roots` (a target and its pass-through arguments)."""
+    record = Snapshot()
+    seen: set[int] = set()
+    stack = list(roots)
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or obj is None or isinstance(obj, _OPAQUE):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, np.ndarray):
+            record.arrays.append((obj, obj.copy()))
+        elif isinstance(obj, dict):
+            record.dicts.append((obj, dict(obj)))
+            stack.extend(obj.values())
+        elif isinstance(obj, list):
+            record.lists.append((obj, list(obj)))
+            stack.extend(obj)
+        elif isinstance(obj, tuple):
+            stack.extend(obj)
+        elif hasattr(obj, "__dict__"):
+            attributes = dict(vars(obj))
+            record.objects.append((obj, attributes))
+            stack.extend(attributes.values())
+    return record

@@ -1,0 +1,72 @@
+"""The tolerance rule, relative errors, suspects, and the verdict on re-estimated elements."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from gradverify import compare
+from gradverify.numerics import Reestimate
+from gradverify.results import Status
+
+
+def test_tolerance_rule():
+    numeric = np.array([0.0, -2.0])
+    tol = compare.tolerance(numeric, rtol=0.1, atol=0.01, noise=np.array([0.0, 0.5]))
+    np.testing.assert_allclose(tol, [0.01, 0.01 + 0.2 + 0.5])
+
+
+def test_relative_error_edge_cases():
+    rel = compare.relative_error(np.array([0.0, 1.0, 3.0]), np.array([0.0, 0.0, 2.0]))
+    assert rel.tolist() == [0.0, math.inf, 0.5]
+
+
+def test_suspects_worst_ratio_first_and_limited():
+    analytic = np.array([1.0, 2.0, 3.0, 4.0])
+    numeric = np.array([1.0, 2.5, 5.0, 4.1])
+    tol = np.full(4, 0.2)
+    assert compare.suspects(analytic, numeric, tol, limit=10) == [2, 1]
+    assert compare.suspects(analytic, numeric, tol, limit=1) == [2]
+
+
+def test_nan_numeric_is_always_suspect():
+    assert compare.suspects(np.ones(2), np.array([1.0, np.nan]), np.ones(2), 5) == [1]
+
+
+def _again(numeric=1.0, error=1e-9, left=1.0, right=1.0, kink=False, finite=True):
+    return Reestimate(numeric, error, left, right, kink, finite)
+
+
+@pytest.mark.parametrize(
+    ("analytic", "again", "status"),
+    [
+        (1.0, _again(), Status.PASS),  # agrees once re-estimated
+        (1.1, _again(), Status.FAIL),  # confirmed far outside
+        (1.001, _again(error=1e-3), Status.INCONCLUSIVE),  # inside the error bars only
+        (0.0, _again(0.5, left=0.0, right=1.0, kink=True), Status.PASS),  # subgradient
+        (1.0, _again(0.5, left=0.0, right=1.0, kink=True), Status.PASS),  # the other side
+        (5.0, _again(0.5, left=0.0, right=1.0, kink=True), Status.INCONCLUSIVE),
+        (1.0, _again(finite=False), Status.INCONCLUSIVE),
+    ],
+)
+def test_judge_reestimate(analytic, again, status):
+    assert compare.judge_reestimate(analytic, again, rtol=1e-5, atol=1e-8).status is status
+
+
+def test_worst_rows_sorted_by_ratio_with_indices():
+    analytic = np.array([[1.0, 2.0], [3.0, 4.0]])
+    numeric = np.array([[1.0, 2.2], [3.0, 5.0]])
+    rows = compare.worst_rows(analytic, numeric, np.full((2, 2), 0.1), {}, limit=5)
+    assert [r.index for r in rows] == [(1, 1), (0, 1)]
+    assert rows[0].rel_err == pytest.approx(0.2)
+
+
+def test_error_summary():
+    analytic = np.array([1.0, 2.0, 3.0])
+    numeric = np.array([1.0, 2.5, 3.0])
+    summary = compare.error_summary(analytic, numeric, np.full(3, 0.25))
+    assert summary["max_abs_index"] == (1,)
+    assert summary["margin"] == pytest.approx(2.0)
+    assert summary["max_rel_err"] == pytest.approx(0.2)
