@@ -42,8 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "targets",
         nargs="*",
-        metavar="MODULE:OBJECT",
-        help="a layer class or instance, e.g. layers_under_test.broken:AffineNoTranspose "
+        metavar="TARGET",
+        help="MODULE:OBJECT naming a layer class or instance, e.g. "
+        "layers_under_test.broken:AffineNoTranspose, or a shipped case's name, e.g. Affine4D "
         "(default: every shipped reference layer)",
     )
     run.add_argument(
@@ -106,32 +107,36 @@ def _run(job: Job, arguments: argparse.Namespace) -> CheckResult:
 
 
 def _jobs(arguments: argparse.Namespace) -> list[Job]:
-    from layers_under_test.registry import REFERENCE, find_case
+    from layers_under_test.registry import BROKEN, REFERENCE, find_case
 
     rng = np.random.default_rng(arguments.seed)
     if not arguments.targets:
-        return [
-            _case_job(case, f"layers_under_test.reference:{name}", rng)
-            for name, case in REFERENCE.items()
-        ]
+        return [_case_job(case, rng) for case in REFERENCE.values()]
+    cases = {**REFERENCE, **BROKEN}
     jobs = []
     for spec in arguments.targets:
+        if ":" not in spec:
+            if spec not in cases:
+                raise InvalidArgument(
+                    f"{spec!r} is neither MODULE:OBJECT nor a shipped case; the cases are "
+                    f"{', '.join(cases)}."
+                )
+            jobs.append(_case_job(cases[spec], rng))
+            continue
         obj = _import(spec)
         case = find_case(obj)
         if case is not None and not arguments.input:
-            jobs.append(_case_job(case, spec, rng))
+            jobs.append(_case_job(case, rng))
         else:
             jobs.append(_user_job(spec, obj, arguments, rng))
     return jobs
 
 
-def _case_job(case: Any, spec: str, rng: np.random.Generator) -> Job:
+def _case_job(case: Any, rng: np.random.Generator) -> Job:
+    """A shipped case, rerun by its name: ``gradverify check Affine4D``."""
+    inputs = case.make_inputs(rng)
     return Job(
-        case.name,
-        case.build(rng),
-        case.make_inputs(rng),
-        tuple(case.nondiff),
-        f"gradverify check {spec}",
+        case.name, case.build(rng), inputs, tuple(case.nondiff), f"gradverify check {case.name}"
     )
 
 

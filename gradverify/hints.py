@@ -72,11 +72,14 @@ def transposed(analytic: Floats, numeric: Floats) -> str | None:
 def wrong_only_off_mask(analytic: Floats, numeric: Floats) -> str | None:
     """Mismatches exactly where one side is zero: a missing or inverted mask (ReLU, Dropout)."""
     wrong = np.abs(analytic - numeric) > _SAME * max(float(np.max(np.abs(numeric))), 1e-300)
-    if not np.any(wrong) or np.all(wrong):
+    if not np.any(wrong):
         return None
-    if np.all(numeric[wrong] == 0):
+    numeric_zero, analytic_zero = numeric[wrong] == 0, analytic[wrong] == 0
+    if np.all(numeric_zero | analytic_zero) and np.any(numeric_zero) and np.any(analytic_zero):
+        return "analytic is zero exactly where numeric is not, and vice versa: an inverted mask?"
+    if np.all(numeric_zero):
         return "analytic is non-zero only where numeric is 0: a missing mask (e.g. ReLU's x <= 0)?"
-    if np.all(analytic[wrong] == 0):
+    if np.all(analytic_zero):
         return "analytic is zero where numeric is not: a mask applied where it should not be?"
     return None
 

@@ -167,6 +167,8 @@ def reestimate(
     values = [center] + [v for rung in ladder for v in rung[:2]]
     if not all(math.isfinite(v) for v in values):
         return Reestimate(math.nan, math.inf, math.nan, math.nan, False, False)
+    if any(w_up <= 0 or w_down <= 0 for _, _, w_up, w_down in ladder):
+        return Reestimate(math.nan, math.inf, math.nan, math.nan, False, False)
     central = [(up - down) / (w_up + w_down) for up, down, w_up, w_down in ladder]
     widths = [(w_up + w_down) / 2.0 for _, _, w_up, w_down in ladder]
     candidates: list[tuple[float, float]] = []

@@ -175,7 +175,8 @@ def _loss_at(
 ) -> Callable[[float], tuple[float, float]]:
     def at(value: float) -> tuple[float, float]:
         container[key] = value
-        return loss(), float(container[key])
+        realized = float(container[key])  # read before loss(): a bad forward may write into it
+        return loss(), realized
 
     return at
 

@@ -34,6 +34,12 @@ def test_missing_mask_hint():
     assert "missing mask" in hints.first_hint(NUMERIC, numeric)
 
 
+def test_inverted_mask_hint():
+    numeric = np.where(NUMERIC > 0, NUMERIC, 0.0)
+    analytic = np.where(NUMERIC > 0, 0.0, NUMERIC)
+    assert "inverted mask" in hints.first_hint(analytic, numeric)
+
+
 def test_unused_array_hint():
     assert "copy" in hints.first_hint(NUMERIC, np.zeros((4, 4)))
 

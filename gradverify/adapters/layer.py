@@ -36,6 +36,7 @@ class LayerAdapter(Adapter):
         # arrays that stay the same object across forward calls; caches do not.
         self._initial_ids = {k: id(v) for k, v in vars(target).items()} if _has_vars(target) else {}
         self._slots: list[ParamSlot] = []
+        self._forward_stage = f"{self.name}.forward"  # built once: forward is the hot path
 
     @classmethod
     def accepts(cls, target: Any, args: Sequence[Any]) -> bool:
@@ -53,7 +54,7 @@ class LayerAdapter(Adapter):
 
     def forward(self, args: Sequence[Any]) -> Any:
         self.forward_calls += 1
-        return call_target(f"{self.name}.forward", self.target.forward, *args, **self.kwargs)
+        return call_target(self._forward_stage, self.target.forward, *args, **self.kwargs)
 
     def backward(self, args: Sequence[Any], cotangent: Any) -> Gradients:
         self.forward(args)

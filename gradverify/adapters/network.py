@@ -8,7 +8,7 @@ exactly zero and the report says why (see `hints`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gradverify.adapters.base import (
@@ -30,6 +30,10 @@ class NetworkAdapter(Adapter):
     looks_for = "a network with a params dict, loss(x, t) and gradient(x, t) returning a dict"
     differentiates_inputs = False
 
+    def __init__(self, target: Any, kwargs: Mapping[str, Any]) -> None:
+        super().__init__(target, kwargs)
+        self._loss_stage = f"{self.name}.loss"  # built once: loss is the hot path
+
     @classmethod
     def accepts(cls, target: Any, args: Sequence[Any]) -> bool:
         return (
@@ -48,7 +52,7 @@ class NetworkAdapter(Adapter):
 
     def forward(self, args: Sequence[Any]) -> Any:
         self.forward_calls += 1
-        return call_target(f"{self.name}.loss", self.target.loss, *args, **self.kwargs)
+        return call_target(self._loss_stage, self.target.loss, *args, **self.kwargs)
 
     def backward(self, args: Sequence[Any], cotangent: Any) -> Gradients:
         # gradient() runs its own forward; a separate forward here would double the cost.

@@ -1,0 +1,69 @@
+"""Golden text of each kind of report, and JSON that round-trips through json."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+import gradverify
+from gradverify.report import format_failure
+from gradverify.results import SCHEMA_VERSION
+
+from .test_checks import Affine, RaisesOnCall
+
+CANONICAL_FAILURE = """\
+Affine.backward — dW disagrees with finite differences
+  W: shape (4, 3) float64 | central differences, h=6.1e-06, noise <= 1.7e-09 | seed=0
+  tolerance: |analytic - numeric| <= atol + rtol*|numeric| + noise  (rtol=1e-04, atol=1e-08)
+  mismatched: 12 / 12 (100.0%) | max abs err 3.5e-01 at (3, 1) | max rel err 5.000e-01
+  re-estimated with smaller steps: 12 worst element(s)
+         index      analytic       numeric     abs err     rel err
+        (3, 1)   -3.5131e-01   -7.0261e-01   3.513e-01   5.000e-01  confirmed
+        (3, 2)    3.0605e-01    6.1210e-01   3.060e-01   5.000e-01  confirmed
+        (2, 1)   -2.6783e-01   -5.3567e-01   2.678e-01   5.000e-01  confirmed
+        (1, 1)   -1.8436e-01   -3.6873e-01   1.844e-01   5.000e-01  confirmed
+        (2, 2)    1.8080e-01    3.6160e-01   1.808e-01   5.000e-01  confirmed
+        (0, 1)   -1.0089e-01   -2.0178e-01   1.009e-01   5.000e-01  confirmed
+        (3, 0)    8.1279e-02    1.6256e-01   8.128e-02   5.000e-01  confirmed
+        (0, 2)   -6.9707e-02   -1.3941e-01   6.971e-02   5.000e-01  confirmed
+        (1, 2)    5.5545e-02    1.1109e-01   5.555e-02   5.000e-01  confirmed
+        (2, 0)    5.2450e-02    1.0490e-01   5.245e-02   5.000e-01  confirmed
+    ... showing 10 of 12
+  hint: analytic = 0.5 x numeric on every element: a missing factor of 2?
+  reproduce: gradverify.check(Affine, <same inputs>, seed=0)"""
+
+
+def _half_dw_affine():
+    layer = Affine(np.arange(12.0).reshape(4, 3) / 10, np.array([0.1, 0.2, 0.3]), dw_scale=0.5)
+    return gradverify.check(layer, {"x": np.arange(8.0).reshape(2, 4) / 4 - 0.5})
+
+
+def test_canonical_failure_message():
+    assert format_failure(_half_dw_affine()) == CANONICAL_FAILURE
+
+
+def test_summary_lists_every_gradient_then_the_failing_one():
+    lines = str(_half_dw_affine()).splitlines()
+    assert lines[0].startswith("Affine.backward: FAIL | seed=0 | ")
+    assert [line.split()[:2] for line in lines[1:4]] == [
+        ["PASS", "dx"],
+        ["FAIL", "dW"],
+        ["PASS", "db"],
+    ]
+    assert lines[5] == "Affine.backward — dW disagrees with finite differences"
+
+
+def test_error_report_shows_the_target_frame():
+    layer = RaisesOnCall(np.ones((4, 3)), np.zeros(3), fail_at=1)
+    text = str(gradverify.check(layer, {"x": np.ones((2, 4))}))
+    assert text.splitlines()[1] == "  error: RaisesOnCall.forward raised ValueError: boom at call 1"
+    assert 'File "test_checks.py"' in text
+
+
+def test_json_round_trip():
+    data = json.loads(json.dumps(_half_dw_affine().to_dict()))
+    assert data["schema_version"] == SCHEMA_VERSION
+    assert data["status"] == "fail"
+    dw = data["tensors"][1]
+    assert dw["grad_name"] == "dW" and dw["mismatched"] == 12 and dw["rows"][0]["index"] == [3, 1]
