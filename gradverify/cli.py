@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from gradverify.checks import check
+from gradverify.config import CheckConfig
 from gradverify.errors import GradverifyError, InvalidArgument
 from gradverify.report import format_result
 from gradverify.results import CheckResult, Status
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     try:
+        CheckConfig(seed=arguments.seed, rtol=arguments.rtol, atol=arguments.atol)  # fail early
         jobs = _jobs(arguments)
         results = [_run(job, arguments) for job in jobs]
     except GradverifyError as error:
@@ -142,6 +144,13 @@ def _case_job(case: Any, rng: np.random.Generator) -> Job:
 
 def _user_job(spec: str, obj: Any, arguments: argparse.Namespace, rng: np.random.Generator) -> Job:
     init = {name: rng.standard_normal(shape) for name, shape in _shapes("--init", arguments.init)}
+    inputs = {
+        name: rng.standard_normal(shape) for name, shape in _shapes("--input", arguments.input)
+    }
+    if not inputs:
+        raise InvalidArgument(
+            f"{spec} is not a shipped layer, so its inputs must be given: e.g. --input x=2,4."
+        )
     if isinstance(obj, type):
         try:
             obj = obj(**init)
@@ -150,13 +159,6 @@ def _user_job(spec: str, obj: Any, arguments: argparse.Namespace, rng: np.random
                 f"could not construct {spec} with --init {sorted(init) or '(none)'}: {error}; "
                 f"give its array arguments, e.g. --init W=4,3 --init b=3."
             ) from None
-    inputs = {
-        name: rng.standard_normal(shape) for name, shape in _shapes("--input", arguments.input)
-    }
-    if not inputs:
-        raise InvalidArgument(
-            f"{spec} is not a shipped layer, so its inputs must be given: e.g. --input x=2,4."
-        )
     flags = (
         " ".join(f"--init {s}" for s in arguments.init)
         + " "

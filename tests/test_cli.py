@@ -1,0 +1,80 @@
+"""``gradverify check``: the shipped layers, a user's layer, JSON, and the command's own errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from gradverify.cli import main
+
+
+def test_no_argument_checks_every_reference_layer_and_exits_0(capsys):
+    assert main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert "TwoLayerNet" in out and "Affine4D" in out
+    assert out.rstrip().endswith("9 pass")
+
+
+def test_a_broken_twin_by_module_path_fails_with_the_report(capsys):
+    assert main(["check", "layers_under_test.broken:AffineDbMean", "--seed", "3"]) == 1
+    out = capsys.readouterr().out
+    assert "AffineDbMean.backward — db disagrees with finite differences" in out
+    assert "hint: analytic = 0.5 x numeric" in out
+    assert "reproduce: gradverify check AffineDbMean --seed 3" in out
+
+
+def test_a_users_class_with_init_and_input_shapes(capsys):
+    argv = [
+        "check",
+        "layers_under_test.reference:Affine",
+        "--init",
+        "W=4,3",
+        "--init",
+        "b=3",
+        "--input",
+        "x=2,4",
+    ]
+    assert main(argv) == 0
+    assert "PASS" in capsys.readouterr().out
+
+
+def test_json_output_is_a_list_of_results(capsys):
+    assert main(["check", "Sigmoid", "MulNoSwap", "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert [d["status"] for d in data] == ["pass", "fail"]
+    assert data[1]["tensors"][0]["rows"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["check", "NoSuchCase"], "neither MODULE:OBJECT nor a shipped case"),
+        (["check", "no_such_module:X"], "cannot import module 'no_such_module'"),
+        (["check", "layers_under_test.reference:Nope"], "has no 'Nope'"),
+        (["check", "layers_under_test.reference:Affine", "--input", "x=2,a"], "NAME=SHAPE"),
+        (
+            ["check", "layers_under_test.reference:Affine", "--input", "x=2,4"],
+            "could not construct",
+        ),
+        (
+            ["check", "layers_under_test.reference:Relu", "--init", "W=2", "--input", "x=2"],
+            "could not construct",
+        ),
+        (["check", "Affine", "--seed", "-1"], "`seed` must be a non-negative integer"),
+    ],
+)
+def test_bad_command_lines_exit_2_with_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gradverify: error:") and message in err
+
+
+def test_console_entry_point_runs_as_a_module():
+    done = subprocess.run(
+        [sys.executable, "-m", "gradverify", "check", "Relu"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Relu" in done.stdout
