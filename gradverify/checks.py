@@ -11,19 +11,27 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from itertools import combinations
 from typing import Any
 
 import numpy as np
 
 from gradverify import hints
-from gradverify.adapters import Adapter, ParamDeclaration, TargetRaised, resolve_adapter
+from gradverify.adapters import (
+    Adapter,
+    Gradients,
+    ParamDeclaration,
+    TargetRaised,
+    resolve_adapter,
+)
 from gradverify.adapters.base import copy_gradient, is_float_array
 from gradverify.config import CheckConfig
+from gradverify.contracts import linearity_in_dout
 from gradverify.errors import GradientMismatch, InvalidArgument, TargetContractError
+from gradverify.fast_check import check_tensor_fast
 from gradverify.outputs import read_outputs
-from gradverify.results import CheckResult, Status, TensorResult, worst_status
+from gradverify.results import CheckResult, Finding, Status, TensorResult, worst_status
 from gradverify.state import snapshot
 from gradverify.tensor_check import LossContext, TensorOutcome, TensorToCheck, check_tensor
 
@@ -42,6 +50,9 @@ def check(
     rtol: float | None = None,
     atol: float | None = None,
     max_reestimate: int = 20,
+    mode: str = "auto",
+    directions: int = 2,
+    fast_above: int = 4096,
 ) -> CheckResult:
     """Check the analytic gradients of `target` against central differences.
 
@@ -64,7 +75,7 @@ def check(
         Keyword arguments for every forward call (``train_flg=True``).
     adapter : str or Adapter subclass, optional
         Force an adapter instead of detecting one.
-    seed, rtol, atol, max_reestimate
+    seed, rtol, atol, max_reestimate, mode, directions, fast_above
         See `CheckConfig`.
 
     Returns
@@ -81,7 +92,15 @@ def check(
     >>> check(layer, {"x": rng.standard_normal((2, 4))}).status
     <Status.PASS: 'pass'>
     """
-    config = CheckConfig(seed=seed, rtol=rtol, atol=atol, max_reestimate=max_reestimate)
+    config = CheckConfig(
+        seed=seed,
+        rtol=rtol,
+        atol=atol,
+        max_reestimate=max_reestimate,
+        mode=mode,
+        directions=directions,
+        fast_above=fast_above,
+    )
     names, values = _named_inputs(target, inputs)
     _validate_names("nondiff", nondiff, names)
     keywords = _keywords(kwargs)
@@ -90,25 +109,26 @@ def check(
     started = time.perf_counter()
     plan = _Plan(view, names, values, set(nondiff), params, config)
     try:
-        tensors, notes = plan.run()
-        status, error = worst_status([t.status for t in tensors]), ""
+        found = plan.run()
+        error = ""
     except TargetRaised as raised:
-        tensors, notes, status, error = [], [], Status.ERROR, raised.describe()
+        found, error = _Found(), raised.describe()
     except TargetContractError as broken:
-        tensors, notes, status, error = [], [], Status.ERROR, str(broken)
+        found, error = _Found(), str(broken)
     finally:
         saved.restore()
     return CheckResult(
         target=view.name,
         label=view.label,
-        status=status,
+        status=Status.ERROR if error else found.status,
         seed=config.seed,
-        tensors=tuple(tensors),
+        tensors=tuple(found.tensors),
         forward_calls=view.forward_calls,
         backward_calls=view.backward_calls,
         seconds=time.perf_counter() - started,
         error=error,
-        notes=tuple(notes),
+        notes=tuple(found.notes),
+        findings=tuple(found.findings),
         reproduce=f"gradverify.check({view.name}, <same inputs>, seed={config.seed})",
         adapter=view.kind,
     )
@@ -127,6 +147,20 @@ def assert_gradients(target: Any, inputs: Inputs = None, **options: Any) -> Chec
 
 
 @dataclass
+class _Found:
+    """What a check found: one result per gradient, notes, and contract findings."""
+
+    tensors: list[TensorResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def status(self) -> Status:
+        errors = [Status.FAIL for f in self.findings if f.severity == "error"]
+        return worst_status([t.status for t in self.tensors] + errors)
+
+
+@dataclass
 class _Plan:
     """The state of one running check: the adapter, working copies, the cotangent."""
 
@@ -137,7 +171,7 @@ class _Plan:
     declared: ParamDeclaration
     config: CheckConfig
 
-    def run(self) -> tuple[list[TensorResult], list[str]]:
+    def run(self) -> _Found:
         work = [copy_gradient(v) for v in self.originals]
         warm_up = _shifted(work)
         if warm_up is not None:
@@ -146,28 +180,48 @@ class _Plan:
             self.view.forward(warm_up)
         outputs = read_outputs(self.view.forward(work), self.view.name)
         cotangent = outputs.cotangent(np.random.default_rng(self.config.seed))
-        gradients = self.view.backward(work, cotangent.for_backward)
+        first = self.view.backward(work, cotangent.for_backward)
         slots = self.view.parameters(self.declared)
-        notes: list[str] = []
-        tensors = self._input_tensors(work, gradients.inputs, notes)
-        for slot in slots:
-            analytic = gradients.params.get(slot.name, copy_gradient(slot.read_gradient()))
-            tensors.append(
-                TensorToCheck(slot.name, slot.grad_name, "parameter", slot.array, analytic)
-            )
+        gradients = Gradients(
+            first.inputs,
+            {s.name: first.params.get(s.name, copy_gradient(s.read_gradient())) for s in slots},
+        )
+        found = _Found()
+        tensors = self._input_tensors(work, gradients.inputs, found.notes)
+        tensors += [
+            TensorToCheck(s.name, s.grad_name, "parameter", s.array, gradients.params[s.name])
+            for s in slots
+        ]
         if not tensors:
-            raise InvalidArgument(_nothing_to_check(self.view, self.names, notes))
+            raise InvalidArgument(_nothing_to_check(self.view, self.names, found.notes))
+        linearity = linearity_in_dout(
+            self.view, work, cotangent.for_backward, gradients, scalar_output=outputs.is_scalar
+        )
+        found.findings += [linearity] if linearity else []
+        computed = outputs.computed_precision()
+        if computed is not None:
+            found.notes.append(
+                f"forward computes in {computed.name} (its outputs are exact {computed.name} "
+                f"values): steps and tolerances are {computed.name}'s"
+            )
         scalarize, forward = cotangent.scalarize, self.view.forward
         context = LossContext(
             loss=lambda: scalarize(forward(work)),
-            output_dtypes=outputs.dtypes,
+            output_dtypes=(*outputs.dtypes, *([computed] if computed is not None else [])),
             magnitude=cotangent.magnitude(outputs),
             config=self.config,
             batch_size=_batch_size(self.originals),
+            rng=np.random.default_rng([self.config.seed, 1]),
         )
-        outcomes = [check_tensor(t, context) for t in tensors]
+        outcomes = [
+            (check_tensor_fast if self.config.uses_fast_mode(t.array.size) else check_tensor)(
+                t, context
+            )
+            for t in tensors
+        ]
         self._check_inputs_untouched(work)
-        return _with_swap_hints(outcomes), notes
+        found.tensors = _with_swap_hints(outcomes)
+        return found
 
     def _input_tensors(
         self, work: list[Any], returned: tuple[Any, ...], notes: list[str]

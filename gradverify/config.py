@@ -30,6 +30,9 @@ DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
 }
 
 
+MODES = ("auto", "full", "fast")
+
+
 def default_tolerances(dtype: np.dtype) -> tuple[float, float]:
     """The (rtol, atol) pair for the precision `dtype`; longdouble counts as float64."""
     if dtype.itemsize >= 8:
@@ -75,6 +78,15 @@ class CheckConfig:
         smaller steps before a failure is confirmed (the worst ones first).
     max_rows : int
         How many element rows a report shows per tensor.
+    mode : {"auto", "full", "fast"}
+        ``full`` differentiates every element (2 forward calls each); ``fast``
+        compares ``directions`` random projections per tensor (2 calls each) and,
+        when one disagrees, finds the wrong elements by group testing; ``auto``
+        uses full for tensors of at most ``fast_above`` elements, fast above.
+    directions : int
+        Random projections per tensor in fast mode.
+    fast_above : int
+        The size above which ``auto`` checks a tensor in fast mode.
     """
 
     seed: int = 0
@@ -82,6 +94,9 @@ class CheckConfig:
     atol: float | None = None
     max_reestimate: int = 20
     max_rows: int = 10
+    mode: str = "auto"
+    directions: int = 2
+    fast_above: int = 4096
 
     def __post_init__(self) -> None:
         if (
@@ -96,6 +111,17 @@ class CheckConfig:
         _check_nonnegative_finite("atol", self.atol)
         _check_count("max_reestimate", self.max_reestimate, 1)
         _check_count("max_rows", self.max_rows, 1)
+        _check_count("directions", self.directions, 1)
+        _check_count("fast_above", self.fast_above, 0)
+        if self.mode not in MODES:
+            raise InvalidArgument(
+                f"`mode` must be one of {', '.join(MODES)}, got mode={self.mode!r}; "
+                f"'auto' checks small tensors element by element and large ones by projection."
+            )
+
+    def uses_fast_mode(self, size: int) -> bool:
+        """Whether a tensor of `size` elements is checked by projections."""
+        return self.mode == "fast" or (self.mode == "auto" and size > self.fast_above)
 
     def tolerances(self, dtype: np.dtype) -> tuple[float, float]:
         """The (rtol, atol) in force for a forward computing in `dtype`."""

@@ -188,3 +188,25 @@ def reestimate(
     side_noise = 2.0 * noise_unit / min(w_up, w_down)
     kink = gap > 0.5 * first_gap and gap > 8.0 * side_noise and gap > 1e-3 * abs(numeric)
     return Reestimate(numeric, error, left, right, kink, True)
+
+
+def directional_difference(
+    array: FloatArray, offsets: NDArray[np.float64], loss: Callable[[], float]
+) -> tuple[float, NDArray[np.float64]]:
+    """``L(x + o) - L(x - o)`` for a whole offset array `o`, and the realized widths.
+
+    The widths ``(x + o) - (x - o)`` are read back in the array's own dtype, so
+    ``sum(g * widths)`` is exactly what a correct gradient ``g`` predicts for the
+    difference.  The array is restored bit for bit afterwards, whatever happens.
+    """
+    original = array.copy()
+    try:
+        np.add(original, offsets, out=array, casting="unsafe")
+        widths = array.astype(np.float64)
+        loss_upper = loss()
+        np.subtract(original, offsets, out=array, casting="unsafe")
+        widths -= array
+        loss_lower = loss()
+    finally:
+        np.copyto(array, original)
+    return loss_upper - loss_lower, widths

@@ -16,6 +16,14 @@ import numpy as np
 
 from gradverify.errors import TargetContractError
 
+#: Non-integer output values needed before `Outputs.computed_precision` concludes float16.
+_EVIDENCE = 4
+
+
+def _exact(values: np.ndarray, dtype: type[np.floating[Any]]) -> np.ndarray:
+    """Which `values` survive a round trip through `dtype` unchanged."""
+    return values.astype(dtype).astype(np.float64) == values
+
 
 @dataclass(frozen=True)
 class Outputs:
@@ -28,6 +36,30 @@ class Outputs:
     @property
     def dtypes(self) -> tuple[np.dtype, ...]:
         return tuple(a.dtype for a in self.arrays)
+
+    def computed_precision(self) -> np.dtype | None:
+        """The lower precision the forward really computed in, if its values betray one.
+
+        A forward that computes in float32 and returns float64 returns values that
+        are all exactly float32 numbers; a genuine float64 result is one with
+        probability 2**-29 per value.  Integers, zeros and short binary fractions
+        (0.5, 0.375) are exact in every precision and prove nothing, so a value
+        counts as evidence of float32 only if float16 cannot hold it, and float16
+        is concluded only from at least `_EVIDENCE` non-integer values.
+        """
+        with np.errstate(over="ignore"):
+            return self._lowest_exact_precision()
+
+    def _lowest_exact_precision(self) -> np.dtype | None:
+        values = np.concatenate([a.reshape(-1).astype(np.float64) for a in self.arrays])
+        telling = values[np.isfinite(values) & (values != np.round(values))]
+        declared = min(d.itemsize for d in self.dtypes)
+        exact16, exact32 = (_exact(telling, np.float16), _exact(telling, np.float32))
+        if declared > 2 and telling.size >= _EVIDENCE and np.all(exact16):
+            return np.dtype(np.float16)
+        if declared > 4 and np.all(exact32) and not np.all(exact16):
+            return np.dtype(np.float32)
+        return None
 
     def cotangent(self, rng: np.random.Generator) -> Cotangent:
         if self.is_scalar:

@@ -19,6 +19,7 @@ def format_result(result: CheckResult) -> str:
     if result.error:
         lines.append(f"  error: {result.error}".replace("\n", "\n  "))
     lines += [f"  note: {note}" for note in result.notes]
+    lines += [f"  {f.severity}: {f.message}" for f in result.findings]
     for tensor in result.tensors:
         lines.append(_tensor_line(tensor))
         if tensor.status is Status.PASS:
@@ -80,7 +81,7 @@ def _numbers(result: CheckResult, tensor: TensorResult) -> list[str]:
     share = 100.0 * tensor.mismatched / tensor.checked if tensor.checked else 0.0
     where = "" if tensor.max_abs_index is None else f" at {tensor.max_abs_index}"
     lines = [
-        f"  {tensor.name}: {_shape(tensor)} | central differences, h={tensor.step:.1e}, "
+        f"  {tensor.name}: {_shape(tensor)} | {tensor.method}, h={tensor.step:.1e}, "
         f"noise <= {tensor.max_noise:.1e} | seed={result.seed}",
         f"  tolerance: {_RULE}  (rtol={tensor.rtol:.0e}, atol={tensor.atol:.0e})",
         f"  mismatched: {tensor.mismatched} / {tensor.checked} ({share:.1f}%) | "

@@ -42,6 +42,18 @@ def _finite_or_none(value: float) -> float | None:
 
 
 @dataclass(frozen=True)
+class Finding:
+    """A contract finding (what a gradient value cannot show); ``error`` fails the check."""
+
+    name: str
+    severity: str  # "error" or "warning"
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "severity": self.severity, "message": self.message}
+
+
+@dataclass(frozen=True)
 class ElementRow:
     """One element of a gradient: where, both values, both errors, and what was found."""
 
@@ -77,6 +89,7 @@ class TensorResult:
     shape: tuple[int, ...]
     dtype: str
     status: Status
+    method: str = "central differences"
     step: float = math.nan
     rtol: float = math.nan
     atol: float = math.nan
@@ -101,6 +114,7 @@ class TensorResult:
             "shape": list(self.shape),
             "dtype": self.dtype,
             "status": self.status.value,
+            "method": self.method,
             "step": _finite_or_none(self.step),
             "rtol": _finite_or_none(self.rtol),
             "atol": _finite_or_none(self.atol),
@@ -137,6 +151,7 @@ class CheckResult:
     seconds: float = 0.0
     error: str = ""
     notes: tuple[str, ...] = ()
+    findings: tuple[Finding, ...] = ()
     reproduce: str = ""
     adapter: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -165,6 +180,7 @@ class CheckResult:
             "seconds": self.seconds,
             "error": self.error,
             "notes": list(self.notes),
+            "findings": [f.to_dict() for f in self.findings],
             "reproduce": self.reproduce,
             "tensors": [t.to_dict() for t in self.tensors],
         }

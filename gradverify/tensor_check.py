@@ -44,6 +44,7 @@ class LossContext:
     magnitude: float
     config: CheckConfig
     batch_size: int | None
+    rng: np.random.Generator  # directions of fast mode; separate from the cotangent's
 
 
 @dataclass(frozen=True)
@@ -55,50 +56,103 @@ class TensorOutcome:
     numeric: Floats | None = None
 
 
-def check_tensor(tensor: TensorToCheck, context: LossContext) -> TensorOutcome:
-    """Compare the analytic gradient of one array with central differences."""
-    analytic, problem = _analytic_array(tensor)
-    base: dict[str, Any] = dict(
+@dataclass(frozen=True)
+class Settings:
+    """The numerics of one tensor: the precision it is judged at, and the tolerance rule."""
+
+    precision: np.dtype
+    eps: float
+    rtol: float
+    atol: float
+    noise_unit: float  # rounding error of one loss evaluation: NOISE_FACTOR * eps * S
+
+
+def settings_for(tensor: TensorToCheck, context: LossContext) -> Settings:
+    """Judge at the least precise of the outputs, the computation and the array itself."""
+    precision = numerics.precision_dtype([*context.output_dtypes, tensor.array.dtype])
+    eps = float(np.finfo(precision).eps)
+    rtol, atol = context.config.tolerances(precision)
+    return Settings(precision, eps, rtol, atol, numerics.NOISE_FACTOR * eps * context.magnitude)
+
+
+def base_fields(tensor: TensorToCheck) -> dict[str, Any]:
+    """The fields of a `TensorResult` that describe the array, whatever the method."""
+    return dict(
         name=tensor.name,
         grad_name=tensor.grad_name,
         role=tensor.role,
         shape=tuple(tensor.array.shape),
         dtype=str(tensor.array.dtype),
     )
-    if analytic is None:
-        status = Status.ERROR if "not finite" in problem else Status.FAIL
-        hint = _shape_hint(tensor)
-        return TensorOutcome(TensorResult(**base, status=status, problem=problem, hint=hint))
-    precision = numerics.precision_dtype([*context.output_dtypes, tensor.array.dtype])
-    eps = float(np.finfo(precision).eps)
-    rtol, atol = context.config.tolerances(precision)
-    steps = numerics.step_sizes(tensor.array, eps)
-    numeric = numerics.central_differences(tensor.array, steps, context.loss)
-    noise = numerics.rounding_noise(steps, eps, context.magnitude)
-    tol = compare.tolerance(numeric, rtol, atol, noise)
-    statuses, notes = _reestimate_suspects(
-        tensor, analytic, numeric, tol, steps, eps, (rtol, atol), context
-    )
-    status = worst_status(list(statuses.values()))
-    mismatched = _count_mismatched(analytic, numeric, tol, statuses)
-    summary = compare.error_summary(analytic, numeric, tol)
-    failing = status is not Status.PASS
+
+
+def unusable_gradient(tensor: TensorToCheck) -> TensorOutcome | Floats:
+    """The analytic gradient as a float64 array, or the outcome explaining why it is unusable."""
+    analytic, problem = _analytic_array(tensor)
+    if analytic is not None:
+        return analytic
+    status = Status.ERROR if "not finite" in problem else Status.FAIL
     result = TensorResult(
-        **base,
+        **base_fields(tensor), status=status, problem=problem, hint=_shape_hint(tensor)
+    )
+    return TensorOutcome(result)
+
+
+def check_tensor(tensor: TensorToCheck, context: LossContext) -> TensorOutcome:
+    """Compare the analytic gradient of one array with central differences, element by element."""
+    analytic = unusable_gradient(tensor)
+    if isinstance(analytic, TensorOutcome):
+        return analytic
+    settings = settings_for(tensor, context)
+    steps = numerics.step_sizes(tensor.array, settings.eps)
+    numeric = numerics.central_differences(tensor.array, steps, context.loss)
+    noise = numerics.rounding_noise(steps, settings.eps, context.magnitude)
+    tol = compare.tolerance(numeric, settings.rtol, settings.atol, noise)
+    statuses, notes = _reestimate_suspects(tensor, analytic, numeric, tol, steps, settings, context)
+    status = worst_status(list(statuses.values()))
+    summary = compare.error_summary(analytic, numeric, tol)
+    result = TensorResult(
+        **base_fields(tensor),
         status=status,
         step=float(np.median(steps)) if steps.size else math.nan,
-        rtol=rtol,
-        atol=atol,
+        rtol=settings.rtol,
+        atol=settings.atol,
         max_noise=float(np.max(noise, initial=0.0)),
         checked=int(analytic.size),
-        mismatched=mismatched,
+        mismatched=_count_mismatched(analytic, numeric, tol, statuses),
         reestimated=len(statuses),
         rows=compare.worst_rows(analytic, numeric, tol, notes, context.config.max_rows),
-        hint=hints.first_hint(analytic, numeric, context.batch_size) if failing else "",
-        notes=_kink_notes(notes),
+        hint=failure_hint(status, analytic, numeric, context),
+        notes=kink_notes(notes),
         **summary,
     )
     return TensorOutcome(result, analytic, numeric)
+
+
+def failure_hint(status: Status, analytic: Floats, numeric: Floats, context: LossContext) -> str:
+    return (
+        hints.first_hint(analytic, numeric, context.batch_size) if status is not Status.PASS else ""
+    )
+
+
+def reestimate_element(
+    tensor: TensorToCheck,
+    flat: int,
+    analytic: float,
+    step: float,
+    settings: Settings,
+    loss: Callable[[], float],
+) -> compare.ElementVerdict:
+    """Re-estimate one element on the step ladder and judge it; the element is restored."""
+    container, keys = numerics.element_access(tensor.array)
+    key = keys[flat]
+    original = container[key]
+    try:
+        loss_at = _loss_at(container, key, loss)
+        again = numerics.reestimate(loss_at, float(original), step, settings.noise_unit)
+    finally:
+        container[key] = original
+    return compare.judge_reestimate(analytic, again, settings.rtol, settings.atol)
 
 
 def _analytic_array(tensor: TensorToCheck) -> tuple[Floats | None, str]:
@@ -134,8 +188,7 @@ def _reestimate_suspects(
     numeric: Floats,
     tol: Floats,
     steps: Floats,
-    eps: float,
-    tolerances: tuple[float, float],
+    settings: Settings,
     context: LossContext,
 ) -> tuple[dict[int, Status], dict[int, str]]:
     """Re-estimate the worst elements outside tolerance; update `numeric` and `tol` in place.
@@ -144,23 +197,15 @@ def _reestimate_suspects(
     element cleared by re-estimation gets its tolerance widened to its error, so
     that it no longer counts as mismatched.
     """
-    rtol, atol = tolerances
-    noise_unit = numerics.NOISE_FACTOR * eps * context.magnitude
-    container, keys = numerics.element_access(tensor.array)
     flat_numeric, flat_analytic, flat_steps, flat_tol = (
         a.reshape(-1) for a in (numeric, analytic, steps, tol)
     )
     statuses: dict[int, Status] = {}
     notes: dict[int, str] = {}
     for flat in compare.suspects(analytic, numeric, tol, context.config.max_reestimate):
-        key = keys[flat]
-        original = container[key]
-        try:
-            loss_at = _loss_at(container, key, context.loss)
-            again = numerics.reestimate(loss_at, float(original), flat_steps[flat], noise_unit)
-        finally:
-            container[key] = original
-        verdict = compare.judge_reestimate(float(flat_analytic[flat]), again, rtol, atol)
+        verdict = reestimate_element(
+            tensor, flat, float(flat_analytic[flat]), flat_steps[flat], settings, context.loss
+        )
         statuses[flat], notes[flat] = verdict.status, verdict.note
         if math.isfinite(verdict.numeric):
             flat_numeric[flat] = verdict.numeric
@@ -197,7 +242,7 @@ def _count_mismatched(
     return int(np.count_nonzero(outside))
 
 
-def _kink_notes(notes: dict[int, str]) -> tuple[str, ...]:
+def kink_notes(notes: dict[int, str]) -> tuple[str, ...]:
     kinks = sum(1 for note in notes.values() if note.startswith("kink"))
     if not kinks:
         return ()

@@ -175,6 +175,17 @@ class Doubler(Adapter):
         return Gradients((cotangent * self.target["df"](*args),), {})
 
 
+@pytest.fixture
+def fresh_plugin_scan():
+    """Entry points are scanned once per process; these tests patch the scan."""
+    from gradverify.adapters import _plugin_adapters
+
+    _plugin_adapters.cache_clear()
+    yield
+    _plugin_adapters.cache_clear()
+
+
+@pytest.mark.usefixtures("fresh_plugin_scan")
 def test_entry_point_adapter_is_tried_first(monkeypatch):
     entry = metadata.EntryPoint("dict_target", f"{__name__}:Doubler", "gradverify.adapters")
     monkeypatch.setattr(
@@ -185,6 +196,7 @@ def test_entry_point_adapter_is_tried_first(monkeypatch):
     assert result.adapter == "dict_target" and result.status is Status.PASS
 
 
+@pytest.mark.usefixtures("fresh_plugin_scan")
 def test_entry_point_that_is_not_an_adapter(monkeypatch):
     entry = metadata.EntryPoint("bad", "numpy:sin", "gradverify.adapters")
     monkeypatch.setattr("gradverify.adapters.entry_points", lambda group: [entry])

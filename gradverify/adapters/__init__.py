@@ -7,6 +7,7 @@ tried before the built-ins so that a more specific adapter wins.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any
@@ -45,7 +46,9 @@ BUILTIN_ADAPTERS: tuple[type[Adapter], ...] = (
 )
 
 
-def _plugin_adapters() -> list[type[Adapter]]:
+@functools.cache
+def _plugin_adapters() -> tuple[type[Adapter], ...]:
+    """Adapters registered by other packages, loaded once per process (scanning costs ms)."""
     found = []
     for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         adapter = entry.load()
@@ -55,7 +58,7 @@ def _plugin_adapters() -> list[type[Adapter]]:
                 f"{adapter!r}, which is not a gradverify.adapters.Adapter subclass."
             )
         found.append(adapter)
-    return found
+    return tuple(found)
 
 
 def available_adapters() -> list[type[Adapter]]:

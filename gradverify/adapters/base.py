@@ -97,6 +97,8 @@ class Adapter(ABC):
     looks_for: ClassVar[str]
     #: False when the target reports no gradients for its inputs (a network's ``gradient``).
     differentiates_inputs: ClassVar[bool] = True
+    #: False when backward takes no ``dout`` (a network's ``gradient(x, t)``, ``f -> (loss, dx)``).
+    takes_cotangent: ClassVar[bool] = True
 
     def __init__(self, target: Any, kwargs: Mapping[str, Any]) -> None:
         self.target = target

@@ -80,6 +80,7 @@ class LossFunctionAdapter(Adapter):
 
     kind = "loss_function"
     looks_for = "a function f(*inputs) -> (loss, gradients), e.g. softmax_loss(x, y)"
+    takes_cotangent = False
 
     @classmethod
     def accepts(cls, target: Any, args: Sequence[Any]) -> bool:
@@ -116,6 +117,7 @@ class GradientPairAdapter(Adapter):
 
     kind = "gradient_pair"
     looks_for = "a tuple (f, grad_f): f(*inputs) -> scalar, grad_f(*inputs) -> gradient(s)"
+    takes_cotangent = False
 
     def __init__(self, target: Any, kwargs: Mapping[str, Any]) -> None:
         super().__init__(target, kwargs)

@@ -29,6 +29,7 @@ class NetworkAdapter(Adapter):
     kind = "network"
     looks_for = "a network with a params dict, loss(x, t) and gradient(x, t) returning a dict"
     differentiates_inputs = False
+    takes_cotangent = False
 
     def __init__(self, target: Any, kwargs: Mapping[str, Any]) -> None:
         super().__init__(target, kwargs)
