@@ -17,8 +17,8 @@ would be too, so a projection can fail only because some element is outside.
 
 from __future__ import annotations
 
-import math
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
