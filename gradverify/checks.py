@@ -212,6 +212,7 @@ class _Plan:
             config=self.config,
             batch_size=_batch_size(self.originals),
             rng=np.random.default_rng([self.config.seed, 1]),
+            dout=None if outputs.is_tuple else cotangent.douts[0],
         )
         outcomes = [
             (check_tensor_fast if self.config.uses_fast_mode(t.array.size) else check_tensor)(
@@ -220,7 +221,7 @@ class _Plan:
             for t in tensors
         ]
         self._check_inputs_untouched(work)
-        found.tensors = _with_swap_hints(outcomes)
+        found.tensors = _with_finding_hints(_with_swap_hints(outcomes), found.findings)
         return found
 
     def _input_tensors(
@@ -349,6 +350,15 @@ def _nothing_to_check(view: Adapter, names: list[str], notes: list[str]) -> str:
         f"nothing to check for {view.label}: {reason} (inputs: {names}). Integer arrays are "
         f"never differentiated: pass float arrays, or declare weights with params=[...]."
     )
+
+
+def _with_finding_hints(results: list[TensorResult], findings: list[Finding]) -> list[TensorResult]:
+    """Point failing gradients without a hint of their own at a finding that explains them."""
+    ignored = [f for f in findings if f.name == "dout ignored"]
+    if not ignored:
+        return results
+    hint = "backward ignores dout (see the finding above): multiply the gradient by dout."
+    return [replace(r, hint=hint) if r.status is Status.FAIL and not r.hint else r for r in results]
 
 
 def _with_swap_hints(outcomes: list[TensorOutcome]) -> list[TensorResult]:

@@ -18,13 +18,14 @@ from gradverify.errors import InvalidArgument
 #: is widened further by the rounding-noise estimate of each element (see
 #: `numerics.rounding_noise`), so these are not tuned per layer.
 #:
-#: float64 uses rtol=1e-4, not the 1e-8 its finite differences could resolve:
-#: correct textbook layers carry deliberate approximations of relative size up to
-#: ~1e-4 (SoftmaxWithLoss computes log(y + 1e-7), so its exact backward is off by
-#: 1e-7 / y[label], 1e-4 at y = 1e-3), while the bugs students make are 1e-2 and
-#: larger (see bench/detection.py).
+#: float64 uses rtol=1e-3, not the 1e-8 its finite differences could resolve:
+#: correct textbook layers carry deliberate approximations (SoftmaxWithLoss
+#: computes log(y + 1e-7), so its backward is off by a relative 1e-7 / y[label]:
+#: 1e-4 at y = 1e-3, which random logits give about once in a thousand draws),
+#: while the bugs students make are 1e-2 and larger; bench/detection.py measures
+#: both sides.
 DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
-    "float64": (1e-4, 1e-8),
+    "float64": (1e-3, 1e-8),
     "float32": (1e-3, 1e-5),
     "float16": (1e-2, 1e-3),
 }

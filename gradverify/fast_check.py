@@ -9,10 +9,12 @@ subtraction, so one wrong element among n is found in ``2 * log2(n)`` calls.
 Every element so blamed is then judged exactly as in full mode, on the
 re-estimate ladder, so fast mode fails only what the ladder confirms.
 
-Projection tolerance: the sum over the coordinates of the per-element tolerance,
-``sum |width_i| * (atol + rtol * |g_i|)``, plus the rounding of the two loss
-evaluations.  If every element were inside its own tolerance the projection
-would be too, so a projection can fail only because some element is outside.
+Projection tolerance: with per-element tolerances ``t_i = atol + rtol * |g_i|``
+and random signs, errors that each stay inside their own tolerance add up like a
+random walk, so ``Z * sqrt(sum (width_i * t_i)**2)`` bounds their projection
+except with probability ``2 * exp(-Z**2 / 2)`` (Hoeffding), 3e-8 for ``Z = 6``;
+the rounding of the two loss evaluations is added.  A projection outside it only
+nominates suspects: nothing fails until the ladder confirms an element.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ from gradverify.tensor_check import (
     settings_for,
     unusable_gradient,
 )
+
+#: Standard deviations of the random-walk bound on a projection (see above).
+Z = 6.0
 
 #: A projection is first rechecked with steps this many times smaller: a
 #: disagreement caused by curvature shrinks with the step, one caused by a wrong
@@ -81,12 +86,12 @@ class _Probe:
         )
         flat_widths = widths.reshape(-1)
         predicted = float(np.dot(self.analytic, flat_widths))
-        tol = float(np.dot(np.abs(flat_widths), self.per_element))
+        tol = Z * float(np.linalg.norm(flat_widths * self.per_element))
         return (predicted - numeric) / length, tol / length + self.noise(length)
 
     def nominal_tolerance(self, members: np.ndarray) -> float:
         """A group's tolerance without measuring it (nominal widths, no noise term)."""
-        return float(np.dot(2.0 * self.scale[members], self.per_element[members]))
+        return Z * float(np.linalg.norm(2.0 * self.scale[members] * self.per_element[members]))
 
     def noise(self, length: float) -> float:
         """Rounding of the two loss evaluations, per unit of step length."""
@@ -110,7 +115,7 @@ def check_tensor_fast(tensor: TensorToCheck, context: LossContext) -> TensorOutc
     flat_analytic = analytic.reshape(-1)
     margin, blamed, unexplained = 0.0, [], False
     for _ in range(context.config.directions):
-        signs = 2.0 * context.rng.integers(0, 2, size=size) - 1.0
+        signs = (2 * context.rng.integers(0, 2, size=size) - 1).astype(np.float64)
         step = settings.eps ** (1.0 / 3.0)
         probe = _Probe(tensor, flat_analytic, signs, scale, settings, context.loss, step)
         difference, tol = probe.disagreement(everyone)

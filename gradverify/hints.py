@@ -78,19 +78,44 @@ def wrong_only_off_mask(analytic: Floats, numeric: Floats) -> str | None:
     if np.all(numeric_zero | analytic_zero) and np.any(numeric_zero) and np.any(analytic_zero):
         return "analytic is zero exactly where numeric is not, and vice versa: an inverted mask?"
     if np.all(numeric_zero):
-        return "analytic is non-zero only where numeric is 0: a missing mask (e.g. ReLU's x <= 0)?"
+        return (
+            "analytic is non-zero only where numeric is 0: a missing mask (ReLU's x <= 0), "
+            "or a forward that saturates or clamps there (log(y + 1e-7) at large scores)?"
+        )
     if np.all(analytic_zero):
         return "analytic is zero where numeric is not: a mask applied where it should not be?"
     return None
 
 
-def first_hint(analytic: Floats, numeric: Floats, batch_size: int | None = None) -> str:
-    """The most specific hint that applies, or the empty string."""
+def summed_over_wrong_axis(analytic: Floats, numeric: Floats, dout: Floats | None) -> str | None:
+    """A bias gradient equal to ``dout`` summed over another axis than the numeric one."""
+    if dout is None or dout.ndim < 2:
+        return None
+    for axis in range(dout.ndim):
+        summed = dout.sum(axis=axis)
+        fits = summed.shape == analytic.shape and _close(analytic, summed)
+        if fits and not _close(numeric, summed):
+            return f"analytic equals dout summed over axis {axis}: summed over the wrong axis?"
+    return None
+
+
+def first_hint(
+    analytic: Floats,
+    numeric: Floats,
+    batch_size: int | None = None,
+    dout: Floats | None = None,
+) -> str:
+    """The most specific hint that applies, or the empty string.
+
+    ``dout`` is the cotangent the check passed to backward (for single-output
+    targets), which some patterns are defined by.
+    """
     checks: list[Callable[[], str | None]] = [
         lambda: never_written(analytic, numeric),
         lambda: input_not_used(analytic, numeric),
         lambda: constant_ratio(analytic, numeric, batch_size),
         lambda: transposed(analytic, numeric),
+        lambda: summed_over_wrong_axis(analytic, numeric, dout),
         lambda: wrong_only_off_mask(analytic, numeric),
     ]
     for check in checks:

@@ -38,6 +38,12 @@ NOISE_FACTOR = 16.0
 #: Halvings of the step in `reestimate`: steps h, h/2, ..., h/16.
 LADDER_LEVELS = 5
 
+#: A kink: the one-sided slopes differ by the same amount (within this fraction)
+#: at every step of the ladder...
+KINK_CONSTANCY = 0.25
+#: ...and by more than this fraction of the larger slope (a negligible jump is no kink).
+KINK_SIGNIFICANCE = 1e-3
+
 
 def precision_dtype(dtypes: Sequence[np.dtype]) -> np.dtype:
     """The least precise floating dtype in `dtypes` (float64 if none): what the check can trust.
@@ -146,6 +152,23 @@ def _slopes_on_ladder(
     return center, ladder
 
 
+def _measured_noise(
+    center: float, ladder: list[tuple[float, float, float, float]], widths: list[float]
+) -> float:
+    """The noise of the loss itself, read off the ladder's second differences.
+
+    ``L(x+h) - 2 L(x) + L(x-h)`` is ``h**2 f''`` for a smooth loss; scaled from the
+    widest step, what is left at the narrower ones is noise (4 evaluations' worth).
+    A forward with hidden low precision or randomness shows here even when the
+    rounding model of ``noise_unit`` cannot know about it.
+    """
+    second = [up - 2.0 * center + down for up, down, _, _ in ladder]
+    residuals = [
+        abs(second[k] - second[0] * (widths[k] / widths[0]) ** 2) for k in range(1, len(ladder))
+    ]
+    return max(residuals, default=0.0) / 4.0
+
+
 def reestimate(
     loss_at: Callable[[float], tuple[float, float]], x0: float, h0: float, noise_unit: float
 ) -> Reestimate:
@@ -160,8 +183,8 @@ def reestimate(
     error estimate (distance to its predecessor plus rounding ``noise_unit / h``)
     and the candidate with the smallest error wins.  Where the one-sided slopes
     differ at the smallest step by about as much as at the largest (a jump does
-    not shrink with h; curvature does) and by more than rounding, the element
-    sits at a kink: the derivative does not exist there.
+    not shrink with h, curvature does, rounding noise grows), the element sits at
+    a kink: the derivative does not exist there.
     """
     center, ladder = _slopes_on_ladder(loss_at, x0, h0)
     values = [center] + [v for rung in ladder for v in rung[:2]]
@@ -171,22 +194,24 @@ def reestimate(
         return Reestimate(math.nan, math.inf, math.nan, math.nan, False, False)
     central = [(up - down) / (w_up + w_down) for up, down, w_up, w_down in ladder]
     widths = [(w_up + w_down) / 2.0 for _, _, w_up, w_down in ladder]
+    loss_noise = max(noise_unit, _measured_noise(center, ladder, widths))
     candidates: list[tuple[float, float]] = []
     for k in range(1, LADDER_LEVELS):
-        rounding = noise_unit / widths[k]
+        rounding = loss_noise / widths[k]
         candidates.append((abs(central[k] - central[k - 1]) + rounding, central[k]))
         if k >= 2:
             previous = central[k - 1] + (central[k - 1] - central[k - 2]) / 3.0
             extrapolated = central[k] + (central[k] - central[k - 1]) / 3.0
             candidates.append((abs(extrapolated - previous) + rounding, extrapolated))
     error, numeric = min(candidates)
-    up, down, w_up, w_down = ladder[-1]
-    right, left = (up - center) / w_up, (center - down) / w_down
-    first_up, first_down, first_w_up, first_w_down = ladder[0]
-    first_gap = abs((first_up - center) / first_w_up - (center - first_down) / first_w_down)
-    gap = abs(right - left)
-    side_noise = 2.0 * noise_unit / min(w_up, w_down)
-    kink = gap > 0.5 * first_gap and gap > 8.0 * side_noise and gap > 1e-3 * abs(numeric)
+    slopes = [((center - down) / w_down, (up - center) / w_up) for up, down, w_up, w_down in ladder]
+    gaps = [right - left for left, right in slopes]
+    left, right = slopes[-1]
+    # A jump in slope is the same at every step; curvature shrinks with h, noise grows.
+    jump = gaps[0]
+    kink = abs(jump) > KINK_SIGNIFICANCE * max(abs(left), abs(right)) and all(
+        abs(gap - jump) <= KINK_CONSTANCY * abs(jump) for gap in gaps
+    )
     return Reestimate(numeric, error, left, right, kink, True)
 
 

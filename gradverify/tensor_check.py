@@ -45,6 +45,7 @@ class LossContext:
     config: CheckConfig
     batch_size: int | None
     rng: np.random.Generator  # directions of fast mode; separate from the cotangent's
+    dout: np.ndarray | None = None  # the cotangent of a single-output target, for hints
 
 
 @dataclass(frozen=True)
@@ -130,9 +131,10 @@ def check_tensor(tensor: TensorToCheck, context: LossContext) -> TensorOutcome:
 
 
 def failure_hint(status: Status, analytic: Floats, numeric: Floats, context: LossContext) -> str:
-    return (
-        hints.first_hint(analytic, numeric, context.batch_size) if status is not Status.PASS else ""
-    )
+    """A hint for a gradient that did not pass; none for one that did."""
+    if status is Status.PASS:
+        return ""
+    return hints.first_hint(analytic, numeric, context.batch_size, context.dout)
 
 
 def reestimate_element(

@@ -157,6 +157,19 @@ class AffineDxNoTranspose(Affine):
         return dx.reshape(*self.original_x_shape)  # type: ignore[misc]
 
 
+class AffineDWTransposed(Affine):
+    """Affine with dW transposed: dW = dout.T @ x instead of x.T @ dout.
+
+    Runs only when W is square (D == M); the registry uses a square W.
+    """
+
+    def backward(self, dout: Array) -> Array:
+        dx = super().backward(dout)
+        assert self.x is not None
+        self.dW = np.dot(dout.T, self.x)
+        return dx
+
+
 class AffineDbWrongAxis(Affine):
     """Affine summing db over the wrong axis: db = dout.sum(axis=1), one value per sample.
 

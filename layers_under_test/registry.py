@@ -82,7 +82,7 @@ _AFFINE_X = _arrays(x=(2, 4))
 _AFFINE_4D_X = _arrays(x=(2, 3, 2, 2))
 # The book's 1e-7 inside the log makes its exact gradient r * (y - t) / N with
 # r = y[label] / (y[label] + 1e-7): a relative error of 1e-7 / y[label] in its
-# backward, below gradverify's float64 rtol (1e-4) while y[label] > 1e-3.
+# backward, below gradverify's float64 rtol (1e-3) while y[label] > 1e-4.
 _SCORES = _labelled(3, 4, 4)
 _NET = _labelled(4, 5, 3)  # 16 hidden pre-activations: nearly always some are <= 0
 _LABELS = ("t",)  # labels are never differentiated
@@ -138,6 +138,8 @@ BROKEN: dict[str, LayerCase] = _by_name(
     _case(broken.AffineNoTranspose, _weights(3, 4), _arrays(x=(3, 3))),
     # square W (D == M == 4): the only shapes for which dout @ W runs
     _case(broken.AffineDxNoTranspose, _weights(4, 4), _AFFINE_X),
+    # square W (D == M == 4): the only shapes for which dout.T @ x fits dW
+    _case(broken.AffineDWTransposed, _weights(4, 4), _AFFINE_X),
     # N == M == 3: db has the right shape and wrong values
     _case(broken.AffineDbWrongAxis, _weights(4, 3), _X),
     _case(broken.AffineDbMean, _weights(4, 3), _AFFINE_X),

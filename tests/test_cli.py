@@ -6,8 +6,10 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+from gradverify import Status
 from gradverify.cli import main
 
 
@@ -78,3 +80,20 @@ def test_console_entry_point_runs_as_a_module():
     )
     assert done.returncode == 0, done.stderr
     assert "Relu" in done.stdout
+
+
+def test_generated_inputs_on_a_kink_are_redrawn():
+    from gradverify.cli import Job, _run, build_parser
+
+    from .test_verdicts import AbsWithBadSubgradient
+
+    job = Job("Abs", AbsWithBadSubgradient(), {"x": np.array([0.0, 1.0, -2.0, 0.0])})
+    result = _run(job, build_parser().parse_args(["check"]))
+    assert result.status is Status.PASS
+    assert "redrawn 1 time(s)" in result.notes[-1]
+
+
+def test_mode_flag_reaches_the_check(capsys):
+    assert main(["check", "TwoLayerNet", "--mode", "fast", "--json"]) == 0
+    tensors = json.loads(capsys.readouterr().out)[0]["tensors"]
+    assert all("projections" in t["method"] for t in tensors)
