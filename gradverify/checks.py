@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from gradverify import hints
+from gradverify import contracts, hints
 from gradverify.adapters import (
     Adapter,
     Gradients,
@@ -26,11 +26,12 @@ from gradverify.adapters import (
     resolve_adapter,
 )
 from gradverify.adapters.base import copy_gradient, is_float_array
+from gradverify.adapters.guarded import Guarded
 from gradverify.config import CheckConfig
-from gradverify.contracts import linearity_in_dout
 from gradverify.errors import GradientMismatch, InvalidArgument, TargetContractError
 from gradverify.fast_check import check_tensor_fast
-from gradverify.outputs import read_outputs
+from gradverify.outputs import Cotangent, Outputs, read_outputs
+from gradverify.randomness import RandomSources, generators_in
 from gradverify.results import CheckResult, Finding, Status, TensorResult, worst_status
 from gradverify.state import snapshot
 from gradverify.tensor_check import LossContext, TensorOutcome, TensorToCheck, check_tensor
@@ -53,6 +54,7 @@ def check(
     mode: str = "auto",
     directions: int = 2,
     fast_above: int = 4096,
+    accumulates: bool = False,
 ) -> CheckResult:
     """Check the analytic gradients of `target` against central differences.
 
@@ -75,6 +77,9 @@ def check(
         Keyword arguments for every forward call (``train_flg=True``).
     adapter : str or Adapter subclass, optional
         Force an adapter instead of detecting one.
+    accumulates : bool
+        Declare that backward adds into its gradients, so two backward calls after
+        one forward are expected to differ.
     seed, rtol, atol, max_reestimate, mode, directions, fast_above
         See `CheckConfig`.
 
@@ -107,7 +112,7 @@ def check(
     view = resolve_adapter(target, values, keywords, adapter=adapter)
     saved = snapshot(target, *values, *keywords.values())
     started = time.perf_counter()
-    plan = _Plan(view, names, values, set(nondiff), params, config)
+    plan = _Plan(view, names, values, set(nondiff), params, config, accumulates)
     try:
         found = plan.run()
         error = ""
@@ -154,6 +159,10 @@ class _Found:
     notes: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
 
+    def add(self, *findings: Finding | None) -> None:
+        """Record the findings that were found (contract checks return None when all is well)."""
+        self.findings += [f for f in findings if f is not None]
+
     @property
     def status(self) -> Status:
         errors = [Status.FAIL for f in self.findings if f.severity == "error"]
@@ -170,42 +179,103 @@ class _Plan:
     nondiff: set[str]
     declared: ParamDeclaration
     config: CheckConfig
+    accumulates: bool
 
     def run(self) -> _Found:
+        found = _Found()
         work = [copy_gradient(v) for v in self.originals]
-        warm_up = _shifted(work)
-        if warm_up is not None:
-            # A target that latches onto its first input (a stale cache) now holds the
-            # wrong one, and its backward disagrees with the numeric gradient.
-            self.view.forward(warm_up)
-        outputs = read_outputs(self.view.forward(work), self.view.name)
+        view, outputs = self._first_forward(work, found)
         cotangent = outputs.cotangent(np.random.default_rng(self.config.seed))
-        first = self.view.backward(work, cotangent.for_backward)
-        slots = self.view.parameters(self.declared)
+        first = view.backward(work, cotangent.for_backward)
+        slots = view.parameters(self.declared)
         gradients = Gradients(
             first.inputs,
             {s.name: first.params.get(s.name, copy_gradient(s.read_gradient())) for s in slots},
+            first.dout_modified,
         )
-        found = _Found()
         tensors = self._input_tensors(work, gradients.inputs, found.notes)
         tensors += [
             TensorToCheck(s.name, s.grad_name, "parameter", s.array, gradients.params[s.name])
             for s in slots
         ]
         if not tensors:
-            raise InvalidArgument(_nothing_to_check(self.view, self.names, found.notes))
-        linearity = linearity_in_dout(
-            self.view, work, cotangent.for_backward, gradients, scalar_output=outputs.is_scalar
+            raise InvalidArgument(_nothing_to_check(view, self.names, found.notes))
+        probe = contracts.Probe(
+            view, work, _shifted(work), cotangent.for_backward, gradients, outputs.is_scalar
         )
-        found.findings += [linearity] if linearity else []
+        found.add(contracts.gradient_count(view, len(first.inputs), len(work)))
+        found.add(
+            *[
+                contracts.gradient_dtype(t.name, t.grad_name, t.array.dtype, t.analytic)
+                for t in tensors
+            ]
+        )
+        found.add(
+            contracts.linearity_in_dout(probe),
+            contracts.dout_untouched(probe),
+            contracts.repeated_backward(probe, self.accumulates),
+            contracts.stale_state(probe),
+        )
+        context = self._loss_context(view, work, outputs, cotangent, found)
+        outcomes = [
+            (check_tensor_fast if self.config.uses_fast_mode(t.array.size) else check_tensor)(
+                t, context
+            )
+            for t in tensors
+        ]
+        found.tensors = _with_finding_hints(_with_swap_hints(outcomes), found.findings)
+        return found
+
+    def _first_forward(self, work: list[Any], found: _Found) -> tuple[Adapter, Outputs]:
+        """Warm up, watch for random draws and input writes, and read the centre outputs.
+
+        The warm-up runs on other valid inputs, so that a target latching onto its
+        first input holds the wrong one; it also shows whether forward draws random
+        numbers (then every later call starts from the same generator states) and
+        whether it writes into its inputs (then every later call gets fresh copies).
+        """
+        sources = RandomSources(generators_in(self.view.target))
+        warm_up = _shifted(work)
+        if warm_up is not None:
+            self.view.forward(warm_up)
+        raw = self.view.forward(work)
+        drawn = sources.drawn_from()
+        mutated = [
+            name
+            for name, original, used in zip(self.names, self.originals, work)
+            if isinstance(original, np.ndarray)
+            and not np.array_equal(original, used, equal_nan=True)
+        ]
+        view = self.view
+        if drawn or mutated:
+            for original, used in zip(self.originals, work):
+                if isinstance(original, np.ndarray):
+                    np.copyto(used, original)
+            view = Guarded.around(
+                self.view, before_call=sources.pin if drawn else None, copy_inputs=bool(mutated)
+            )
+            raw = view.forward(work)
+        if drawn:
+            found.notes.append(
+                f"forward draws from {' and '.join(drawn)}: reset before every call, so every "
+                f"evaluation sees the same random numbers"
+            )
+        found.add(contracts.forward_mutation(view, self.names, mutated))
+        found.add(contracts.deterministic_forward(view, work, raw, pinned=bool(drawn)))
+        return view, read_outputs(raw, self.view.name)
+
+    def _loss_context(
+        self, view: Adapter, work: list[Any], outputs: Outputs, cotangent: Cotangent, found: _Found
+    ) -> LossContext:
+        """The scalar loss the numerics differentiate, and the precision to judge it at."""
         computed = outputs.computed_precision()
         if computed is not None:
             found.notes.append(
                 f"forward computes in {computed.name} (its outputs are exact {computed.name} "
                 f"values): steps and tolerances are {computed.name}'s"
             )
-        scalarize, forward = cotangent.scalarize, self.view.forward
-        context = LossContext(
+        scalarize, forward = cotangent.scalarize, view.forward
+        return LossContext(
             loss=lambda: scalarize(forward(work)),
             output_dtypes=(*outputs.dtypes, *([computed] if computed is not None else [])),
             magnitude=cotangent.magnitude(outputs),
@@ -214,15 +284,6 @@ class _Plan:
             rng=np.random.default_rng([self.config.seed, 1]),
             dout=None if outputs.is_tuple else cotangent.douts[0],
         )
-        outcomes = [
-            (check_tensor_fast if self.config.uses_fast_mode(t.array.size) else check_tensor)(
-                t, context
-            )
-            for t in tensors
-        ]
-        self._check_inputs_untouched(work)
-        found.tensors = _with_finding_hints(_with_swap_hints(outcomes), found.findings)
-        return found
 
     def _input_tensors(
         self, work: list[Any], returned: tuple[Any, ...], notes: list[str]
@@ -244,17 +305,6 @@ class _Plan:
                 TensorToCheck(name, grad_names[position], "input", value, returned[position])
             )
         return tensors
-
-    def _check_inputs_untouched(self, work: list[Any]) -> None:
-        for name, original, used in zip(self.names, self.originals, work):
-            if isinstance(original, np.ndarray) and not np.array_equal(
-                original, used, equal_nan=True
-            ):
-                raise TargetContractError(
-                    f"{self.view.name}.forward modified its input {name} in place, so every "
-                    f"finite difference started from a drifted {name}; copy it first "
-                    f"(x = x.copy()) before writing into it."
-                )
 
 
 def _named_inputs(target: Any, inputs: Inputs) -> tuple[list[str], list[Any]]:

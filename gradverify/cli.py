@@ -96,6 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
         print(_table(jobs, results))
+        for job, result in zip(jobs, results):
+            if result.status is Status.PASS:
+                for finding in result.findings:
+                    print(f"  {job.name}: {finding.severity}: {finding.message}")
         for result in results:
             if result.status is not Status.PASS:
                 print()

@@ -2,12 +2,14 @@
 
 A finding has a severity: ``error`` fails the check, ``warning`` is reported and
 does not.  Each check here costs a forward and a backward or two, never a pass
-over the elements.
+over the elements.  They all compare gradients from differently ordered calls,
+so they share `Probe`, which holds what one check already knows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,15 +17,31 @@ import numpy as np
 from gradverify.adapters import Adapter, Gradients
 from gradverify.results import Finding
 
-#: Doubling a cotangent is exact in floating point, so a backward that is linear
-#: in ``dout`` gives exactly twice the gradients up to re-association of sums.
-_LINEAR_RTOL = 1e-9
+#: Gradients from calls that must agree are compared to this relative precision:
+#: doubling a cotangent is exact, and a deterministic backward repeats itself
+#: bit for bit; the slack only covers re-associated sums.
+_SAME_RTOL = 1e-9
 
 
-def _as_arrays(gradients: Gradients) -> list[np.ndarray | None]:
-    values = [*gradients.inputs, *gradients.params.values()]
+@dataclass(frozen=True)
+class Probe:
+    """What the contract checks share: the target, the inputs, dout and the first gradients."""
+
+    view: Adapter
+    args: list[Any]
+    shifted: list[Any] | None  # other valid inputs (see checks._shifted), or None
+    cotangent: Any
+    gradients: Gradients
+    scalar_output: bool
+
+    def backward(self, cotangent: Any = None, args: Sequence[Any] | None = None) -> Gradients:
+        chosen = self.cotangent if cotangent is None else cotangent
+        return self.view.backward(self.args if args is None else args, chosen)
+
+
+def _arrays(gradients: Gradients) -> list[np.ndarray | None]:
     arrays: list[np.ndarray | None] = []
-    for value in values:
+    for value in [*gradients.inputs, *gradients.params.values()]:
         try:
             arrays.append(None if value is None else np.asarray(value, dtype=np.float64))
         except (TypeError, ValueError):
@@ -31,52 +49,175 @@ def _as_arrays(gradients: Gradients) -> list[np.ndarray | None]:
     return arrays
 
 
-def _scaled_equal(doubled: np.ndarray | None, single: np.ndarray | None) -> bool:
-    if doubled is None or single is None or doubled.shape != single.shape:
-        return doubled is None and single is None
-    scale = max(float(np.max(np.abs(single), initial=0.0)), 1e-300)
-    return bool(np.all(np.abs(doubled - 2.0 * single) <= _LINEAR_RTOL * 2.0 * scale))
+def _agree(first: Gradients, second: Gradients, factor: float = 1.0) -> bool:
+    """Whether `first` is `factor` times `second`, gradient by gradient."""
+    pairs = list(zip(_arrays(first), _arrays(second)))
+    if len(_arrays(first)) != len(_arrays(second)):
+        return False
+    for a, b in pairs:
+        if a is None or b is None or a.shape != b.shape:
+            if not (a is None and b is None):
+                return False
+            continue
+        scale = max(float(np.max(np.abs(factor * b), initial=0.0)), 1e-300)
+        if not np.all(np.abs(a - factor * b) <= _SAME_RTOL * scale):
+            return False
+    return True
 
 
-def linearity_in_dout(
-    view: Adapter,
-    args: Sequence[Any],
-    cotangent: Any,
-    gradients: Gradients,
-    *,
-    scalar_output: bool,
-) -> Finding | None:
+def _scaled(cotangent: Any, factor: float) -> Any:
+    if isinstance(cotangent, tuple):
+        return tuple(factor * d for d in cotangent)
+    return factor * cotangent
+
+
+def linearity_in_dout(probe: Probe) -> Finding | None:
     """``backward(2 * dout)`` must return twice ``backward(dout)``.
+
+    This also covers "zero dout gives zero gradients": a backward that adds a
+    constant ``c`` gives ``2g + c`` for ``2 * dout``, not ``2g + 2c``.
 
     A loss layer (scalar output) that ignores ``dout`` is right only as the last
     node of a graph, where ``dout = 1``: a warning (the textbook's SoftmaxWithLoss).
     Any other non-linearity in ``dout`` is an error: chained layers would pass on
     wrong gradients even though ``dout = 1`` checks out.
     """
-    if not view.takes_cotangent:
+    if not probe.view.takes_cotangent:
         return None
-    doubled_cotangent = (
-        tuple(2.0 * d for d in cotangent) if isinstance(cotangent, tuple) else 2.0 * cotangent
-    )
-    doubled = view.backward(args, doubled_cotangent)
-    pairs = list(zip(_as_arrays(doubled), _as_arrays(gradients)))
-    if all(_scaled_equal(d, s) for d, s in pairs):
+    doubled = probe.backward(_scaled(probe.cotangent, 2.0))
+    if _agree(doubled, probe.gradients, 2.0):
         return None
-    ignored = all(
-        d is not None and s is not None and d.shape == s.shape and np.array_equal(d, s)
-        for d, s in pairs
-    )
-    if ignored and scalar_output:
+    ignored = _agree(doubled, probe.gradients, 1.0)
+    label = probe.view.label
+    if ignored and probe.scalar_output:
         return Finding(
             "dout ignored",
             "warning",
-            f"{view.label} ignores dout (backward(2) == backward(1)): correct only as the "
-            f"last layer of a network, where dout = 1.",
+            f"{label} ignores dout (backward(2) == backward(1)): correct only as the last "
+            f"layer of a network, where dout = 1.",
         )
     what = "ignores dout" if ignored else "is not linear in dout"
     return Finding(
         "dout ignored" if ignored else "not linear in dout",
         "error",
-        f"{view.label} {what}: backward(2 * dout) != 2 * backward(dout); "
+        f"{label} {what}: backward(2 * dout) != 2 * backward(dout); "
         f"multiply every gradient by the dout it receives.",
+    )
+
+
+def dout_untouched(probe: Probe) -> Finding | None:
+    """Writing into ``dout`` is a warning: the textbook's ReLU does it (``dout[mask] = 0``)."""
+    if not probe.gradients.dout_modified:
+        return None
+    return Finding(
+        "dout modified",
+        "warning",
+        f"{probe.view.label} writes into the dout it is given. Harmless in a chain, but where "
+        f"a gradient fans out (one output feeding two layers) the second layer receives the "
+        f"first one's edits; use dout = dout.copy() first.",
+    )
+
+
+def repeated_backward(probe: Probe, accumulates: bool) -> Finding | None:
+    """Two backward calls after one forward must agree, unless declared accumulating."""
+    if accumulates:
+        return None
+    again = probe.backward()
+    if _agree(again, probe.gradients):
+        return None
+    doubled = _agree(again, probe.gradients, 2.0)
+    why = "accumulates (the second call returned twice the first)" if doubled else "changes"
+    return Finding(
+        "backward not repeatable",
+        "error",
+        f"{probe.view.label} {why} when called twice after one forward; reset gradients in "
+        f"backward, or pass accumulates=True if summing into them is intended.",
+    )
+
+
+def stale_state(probe: Probe) -> Finding | None:
+    """``forward(x1); forward(x2); backward`` must equal ``forward(x2); forward(x2); backward``."""
+    if probe.shifted is None or not probe.view.takes_cotangent:
+        return None
+    probe.view.forward(probe.shifted)
+    after_other = probe.backward()
+    probe.view.forward(probe.args)
+    after_same = probe.backward()
+    if _agree(after_other, after_same):
+        return None
+    return Finding(
+        "stale state",
+        "error",
+        f"{probe.view.label} depends on an earlier forward: backward after forward(x1), "
+        f"forward(x2) differs from after forward(x2), forward(x2). Cache what backward "
+        f"needs on every forward, not once.",
+    )
+
+
+def deterministic_forward(
+    view: Adapter, args: list[Any], first: Any, pinned: bool
+) -> Finding | None:
+    """The same inputs must give the same outputs (after pinning the target's RNG)."""
+    again = view.forward(args)
+    outputs = first if isinstance(first, tuple) else (first,)
+    repeated = again if isinstance(again, tuple) else (again,)
+    same = len(outputs) == len(repeated) and all(
+        np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True)
+        for a, b in zip(outputs, repeated)
+    )
+    if same:
+        return None
+    source = " even with its random generators reset before each call" if pinned else ""
+    return Finding(
+        "nondeterministic forward",
+        "error",
+        f"{view.name}.forward returned different outputs for the same inputs{source}; finite "
+        f"differences of a changing function mean nothing. Draw random numbers from numpy "
+        f"(np.random or a Generator attribute) so the check can hold them fixed.",
+    )
+
+
+def forward_mutation(view: Adapter, names: list[str], mutated: list[str]) -> Finding | None:
+    """Writing into an input array is an error: the caller's data changes under them."""
+    if not mutated:
+        return None
+    return Finding(
+        "input modified",
+        "error",
+        f"{view.name}.forward writes into its input {', '.join(mutated)}: the caller's array "
+        f"changes (and a layer before it would see it). Copy first: x = x.copy(). The check "
+        f"continued on fresh copies for every call.",
+    )
+
+
+def gradient_count(view: Adapter, returned: int, inputs: int) -> Finding | None:
+    """More gradients than inputs is an error (fewer marks trailing inputs non-differentiable)."""
+    if not view.differentiates_inputs or returned <= inputs:
+        return None
+    return Finding(
+        "too many gradients",
+        "error",
+        f"{view.label} returned {returned} gradients for {inputs} inputs; return one per "
+        f"input, in forward's order.",
+    )
+
+
+def gradient_dtype(name: str, grad_name: str, array_dtype: np.dtype, value: Any) -> Finding | None:
+    """A gradient less precise than its array loses digits (error); a more precise one only
+    costs memory (warning: float32 layers often return float64 through an np.zeros)."""
+    grad_dtype = getattr(value, "dtype", None)
+    if grad_dtype is None or grad_dtype == array_dtype:
+        return None
+    if not np.issubdtype(grad_dtype, np.floating) or grad_dtype.itemsize < array_dtype.itemsize:
+        return Finding(
+            "gradient dtype",
+            "error",
+            f"{grad_name} is {grad_dtype} but {name} is {array_dtype}: precision is lost; "
+            f"compute it in {array_dtype}.",
+        )
+    return Finding(
+        "gradient dtype",
+        "warning",
+        f"{grad_name} is {grad_dtype} but {name} is {array_dtype} (an upcast, e.g. from "
+        f"np.zeros(shape) without dtype=).",
     )

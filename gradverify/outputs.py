@@ -64,9 +64,11 @@ class Outputs:
     def cotangent(self, rng: np.random.Generator) -> Cotangent:
         if self.is_scalar:
             return Cotangent((np.ones((), dtype=np.float64),), self, 1.0)
-        douts = tuple(rng.standard_normal(a.shape) for a in self.arrays)
-        for_backward = douts if self.is_tuple else douts[0]
-        return Cotangent(douts, self, for_backward)
+        # backward gets dout in each output's dtype (a float32 layer should return float32
+        # gradients); the loss contracts with the very same numbers, held in float64.
+        in_dtype = tuple(rng.standard_normal(a.shape).astype(a.dtype) for a in self.arrays)
+        douts = tuple(d.astype(np.float64) for d in in_dtype)
+        return Cotangent(douts, self, in_dtype if self.is_tuple else in_dtype[0])
 
 
 def read_outputs(raw: Any, name: str) -> Outputs:

@@ -1,7 +1,8 @@
 """Snapshot everything a target holds, and put it back exactly as it was.
 
 A check calls ``forward`` and ``backward`` thousands of times: caches (``self.x``,
-``self.mask``), gradient attributes, running statistics and counters all change.
+``self.mask``), gradient attributes, running statistics, counters and random
+generators (the target's own and numpy's global one) all change.
 `snapshot` walks the target (attributes, dicts, lists, nested layers) and
 records, for every container, which objects it held and, for every array, its
 bytes; `Snapshot.restore` re-binds the original objects and copies the original
@@ -29,9 +30,17 @@ class Snapshot:
     dicts: list[tuple[dict[Any, Any], dict[Any, Any]]] = field(default_factory=list)
     lists: list[tuple[list[Any], list[Any]]] = field(default_factory=list)
     objects: list[tuple[Any, dict[str, Any]]] = field(default_factory=list)
+    generators: list[tuple[Any, Any]] = field(default_factory=list)
+    global_random_state: Any = field(default_factory=np.random.get_state)
 
     def restore(self) -> None:
-        """Re-bind every attribute and item, then copy every array's bytes back."""
+        """Re-bind every attribute and item, copy every array's bytes back, rewind generators."""
+        np.random.set_state(self.global_random_state)
+        for generator, state in self.generators:
+            if isinstance(generator, np.random.Generator):
+                generator.bit_generator.state = state
+            else:
+                generator.set_state(state)
         for obj, attributes in self.objects:
             current = vars(obj)
             for name in [n for n in current if n not in attributes]:
@@ -67,6 +76,10 @@ def snapshot(*roots: Any) -> Snapshot:
         seen.add(id(obj))
         if isinstance(obj, np.ndarray):
             record.arrays.append((obj, obj.copy()))
+        elif isinstance(obj, np.random.Generator):
+            record.generators.append((obj, obj.bit_generator.state))
+        elif isinstance(obj, np.random.RandomState):
+            record.generators.append((obj, obj.get_state()))
         elif isinstance(obj, dict):
             record.dicts.append((obj, dict(obj)))
             stack.extend(obj.values())

@@ -137,6 +137,15 @@ def test_class_instead_of_instance():
         gradverify.check(Scale, {"x": np.ones((1, 2))})
 
 
+def test_forward_without_backward():
+    class OnlyForward:
+        def forward(self, x):
+            return x
+
+    with pytest.raises(AdapterNotFound, match="has forward\\(\\) but no backward\\(\\)"):
+        gradverify.check(OnlyForward(), {"x": np.ones(2)})
+
+
 def test_nothing_fits_lists_what_each_adapter_looks_for():
     with pytest.raises(AdapterNotFound, match="forward\\(\\*inputs\\) and backward\\(dout\\)"):
         gradverify.check(42, {"x": np.ones(2)})

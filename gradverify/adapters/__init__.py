@@ -98,10 +98,17 @@ def resolve_adapter(
 
 
 def _reject_class(target: Any) -> None:
+    """The two commonest slips get a message of their own."""
     if isinstance(target, type) and hasattr(target, "forward"):
         raise InvalidArgument(
             f"got the class {target.__name__} itself; pass an instance, e.g. "
             f"{target.__name__}(...) with its constructor arguments."
+        )
+    if callable(getattr(target, "forward", None)) and not hasattr(target, "backward"):
+        name = type(target).__name__
+        raise AdapterNotFound(
+            f"{name} has forward() but no backward(); add backward(self, dout) returning the "
+            f"gradient of each input (and setting d<name> for each weight)."
         )
 
 

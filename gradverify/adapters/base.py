@@ -64,6 +64,21 @@ def copy_gradient(value: Any) -> Any:
     return value.copy() if isinstance(value, np.ndarray) else value
 
 
+def pass_cotangent(cotangent: Any) -> tuple[tuple[Any, ...], Any]:
+    """Private copies of the cotangent(s) for a backward call, and a test of whether it wrote
+    into them (the textbook's ReLU does: ``dout[mask] = 0``)."""
+    douts = cotangent if isinstance(cotangent, tuple) else (cotangent,)
+    copies = tuple(copy_gradient(d) for d in douts)
+
+    def modified() -> bool:
+        return any(
+            isinstance(c, np.ndarray) and not np.array_equal(c, d, equal_nan=True)
+            for c, d in zip(copies, douts)
+        )
+
+    return copies, modified
+
+
 def is_float_array(value: Any) -> bool:
     return isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.floating)
 
@@ -84,6 +99,8 @@ class Gradients:
 
     inputs: tuple[Any, ...]
     params: dict[str, Any]
+    #: Whether backward wrote into the ``dout`` it was given (it gets a private copy).
+    dout_modified: bool = False
 
 
 class Adapter(ABC):

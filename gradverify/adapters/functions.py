@@ -15,7 +15,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gradverify.adapters.base import Adapter, Gradients, call_target, copy_gradient
+from gradverify.adapters.base import (
+    Adapter,
+    Gradients,
+    call_target,
+    copy_gradient,
+    pass_cotangent,
+)
 from gradverify.errors import TargetContractError
 
 
@@ -71,8 +77,9 @@ class FunctionPairAdapter(Adapter):
     def backward(self, args: Sequence[Any], cotangent: Any) -> Gradients:
         _, cache = self._forward_with_cache(args)
         self.backward_calls += 1
-        returned = call_target(self.label, self._backward, copy_gradient(cotangent), cache)
-        return Gradients(_as_gradient_tuple(returned), {})
+        douts, modified = pass_cotangent(cotangent)
+        returned = call_target(self.label, self._backward, *douts, cache)
+        return Gradients(_as_gradient_tuple(returned), {}, modified())
 
 
 class LossFunctionAdapter(Adapter):

@@ -20,6 +20,7 @@ from gradverify.adapters.base import (
     call_target,
     copy_gradient,
     is_float_array,
+    pass_cotangent,
 )
 from gradverify.errors import InvalidArgument
 
@@ -59,10 +60,8 @@ class LayerAdapter(Adapter):
     def backward(self, args: Sequence[Any], cotangent: Any) -> Gradients:
         self.forward(args)
         self.backward_calls += 1
-        douts = cotangent if isinstance(cotangent, tuple) else (cotangent,)
-        returned = call_target(
-            f"{self.name}.backward", self.target.backward, *[copy_gradient(d) for d in douts]
-        )
+        douts, modified = pass_cotangent(cotangent)
+        returned = call_target(f"{self.name}.backward", self.target.backward, *douts)
         if returned is None:
             inputs: tuple[Any, ...] = ()
         elif isinstance(returned, (tuple, list)):
@@ -70,7 +69,7 @@ class LayerAdapter(Adapter):
         else:
             inputs = (copy_gradient(returned),)
         params = {slot.name: copy_gradient(slot.read_gradient()) for slot in self._slots}
-        return Gradients(inputs, params)
+        return Gradients(inputs, params, modified())
 
     def parameters(self, declared: ParamDeclaration) -> list[ParamSlot]:
         if declared is not None:

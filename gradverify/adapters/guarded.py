@@ -1,0 +1,81 @@
+"""An adapter around another one that protects each call into the target.
+
+Two protections, switched on by `checks` only when a target needs them so that
+the hot loop of a well-behaved target pays nothing:
+
+* ``before_call``: run before every forward and backward, e.g. to reset the
+  random generators a Dropout layer draws its mask from (`randomness`);
+* ``copy_inputs``: hand the target fresh copies of its inputs on every call,
+  for a forward that writes into its inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from gradverify.adapters.base import Adapter, Gradients, ParamDeclaration, ParamSlot, copy_gradient
+
+
+class Guarded(Adapter):
+    """Delegates everything to ``inner``; see the module docstring for what it adds."""
+
+    kind = "guarded"
+    looks_for = "(never detected: wraps another adapter)"
+
+    def __init__(
+        self,
+        inner: Adapter,
+        *,
+        before_call: Callable[[], None] | None = None,
+        copy_inputs: bool = False,
+    ) -> None:
+        super().__init__(inner.target, inner.kwargs)
+        self.inner = inner
+        self.before_call = before_call
+        self.copy_inputs = copy_inputs
+
+    @classmethod
+    def around(
+        cls,
+        inner: Adapter,
+        *,
+        before_call: Callable[[], None] | None = None,
+        copy_inputs: bool = False,
+    ) -> Adapter:
+        """Wrap `inner`, keeping its class-level traits (what it differentiates)."""
+        traits = {
+            "differentiates_inputs": inner.differentiates_inputs,
+            "takes_cotangent": inner.takes_cotangent,
+        }
+        guarded = type(f"Guarded{type(inner).__name__}", (cls,), traits)
+        return guarded(inner, before_call=before_call, copy_inputs=copy_inputs)
+
+    @classmethod
+    def accepts(cls, target: Any, args: Sequence[Any]) -> bool:
+        return False
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def label(self) -> str:
+        return self.inner.label
+
+    def _prepare(self, args: Sequence[Any]) -> Sequence[Any]:
+        if self.before_call is not None:
+            self.before_call()
+        return [copy_gradient(a) for a in args] if self.copy_inputs else args
+
+    def forward(self, args: Sequence[Any]) -> Any:
+        return self.inner.forward(self._prepare(args))
+
+    def backward(self, args: Sequence[Any], cotangent: Any) -> Gradients:
+        return self.inner.backward(self._prepare(args), cotangent)
+
+    def parameters(self, declared: ParamDeclaration) -> list[ParamSlot]:
+        return self.inner.parameters(declared)
+
+    def input_grad_names(self, names: Sequence[str]) -> list[str]:
+        return self.inner.input_grad_names(names)
