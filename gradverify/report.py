@@ -35,7 +35,8 @@ def format_failure(result: CheckResult) -> str:
     blocks = [format_tensor(result, t) for t in result.tensors if t.status is not Status.PASS]
     if result.error or not blocks:
         return format_result(result)
-    return "\n\n".join(blocks)
+    findings = [f"{f.severity}: {f.message}" for f in result.findings]
+    return "\n\n".join(blocks + (["\n".join(findings)] if findings else []))
 
 
 def _summary_line(result: CheckResult) -> str:

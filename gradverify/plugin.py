@@ -1,0 +1,212 @@
+"""The pytest plugin: the ``gradcheck`` fixture and marker, options, and the session summary.
+
+Registered through the ``pytest11`` entry point, so installing gradverify is enough.
+This module only wires hooks; the logic lives in `gradverify.session` and the
+checker itself is imported on first use.  State lives in ``config.stash`` and
+``item.stash``, never in globals.
+
+Option precedence: the fixture call's own keywords > ``@pytest.mark.gradcheck``
+> command line > ini file > default.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from gradverify.results import CheckResult
+
+_RECORDS = pytest.StashKey[list]()  # controller: every check of the session (summary records)
+_ITEM_RECORDS = pytest.StashKey[list]()  # one test's checks, until its report is made
+_CLI = {
+    "mode": "gradverify_mode",
+    "rtol": "gradverify_rtol",
+    "atol": "gradverify_atol",
+    "seed": "gradverify_seed",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("gradverify", "gradient checks (gradverify)")
+    helps = {
+        "mode": "auto (default), full or fast",
+        "rtol": "relative tolerance (default: by the layer's precision)",
+        "atol": "absolute tolerance (default: by the layer's precision)",
+        "seed": "session seed; each test's seed is derived from it and the test id (default 0)",
+    }
+    for name, dest in _CLI.items():
+        flag = f"--gradverify-{name}"
+        group.addoption(flag, dest=dest, default=None, metavar=name.upper(), help=helps[name])
+        parser.addini(dest, f"gradverify {helps[name]}", default="")
+    group.addoption(
+        "--gradverify-json",
+        dest="gradverify_json",
+        default=None,
+        metavar="PATH",
+        help="write every check of the session to PATH as JSON",
+    )
+    parser.addini(
+        "gradverify_json", "write every check of the session to this JSON file", default=""
+    )
+    group.addoption(
+        "--gradverify-report",
+        dest="gradverify_report",
+        action="store_true",
+        default=None,
+        help="print the summary table of checks (the default)",
+    )
+    group.addoption(
+        "--no-gradverify-report",
+        dest="gradverify_report",
+        action="store_false",
+        help="do not print the summary table of checks",
+    )
+    parser.addini(
+        "gradverify_report", "print the summary table of checks", type="bool", default=True
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "gradcheck(mode=, rtol=, atol=, seed=): options for the gradcheck fixture in this test",
+    )
+    config.stash[_RECORDS] = []
+    config.pluginmanager.register(_Recorder(config), "gradverify-recorder")
+    from gradverify.errors import InvalidArgument
+
+    try:
+        _session_options(config)
+    except InvalidArgument as error:
+        raise pytest.UsageError(f"gradverify: {error}") from None
+
+
+def _session_options(config: pytest.Config) -> dict[str, Any]:
+    """Command line over ini, validated (an error names where the bad value came from)."""
+    from gradverify.session import Layer, resolve
+
+    cli = {name: config.getoption(dest) for name, dest in _CLI.items()}
+    ini = {name: config.getini(dest) for name, dest in _CLI.items()}
+    return resolve(
+        [
+            Layer(cli, "the command line (--gradverify-...)"),
+            Layer(ini, "the ini file (gradverify_...)"),
+        ]
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    options = _session_options(config)
+    return (
+        f"gradverify: mode={options.get('mode', 'auto')}, session seed={options.get('seed', 0)} "
+        f"(each test's seed derives from it and the test id)"
+    )
+
+
+class GradCheck:
+    """The ``gradcheck`` fixture: ``gradcheck(layer, inputs, **options)``.
+
+    Runs `gradverify.check` with the options in force for this test, records the
+    result for the session summary, fails the test with the report unless it
+    passes, and returns the `CheckResult` when it does.
+    """
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self._request = request
+
+    def options(self) -> dict[str, Any]:
+        """The options in force for this test: marker > command line > ini, plus its seed."""
+        from gradverify.errors import InvalidArgument
+        from gradverify.session import Layer, resolve, test_seed
+
+        config, node = self._request.config, self._request.node
+        marker = node.get_closest_marker("gradcheck")
+        unknown = sorted(set(marker.kwargs) - set(_CLI)) if marker else []
+        if unknown:
+            raise InvalidArgument(
+                f"the gradcheck marker takes {', '.join(_CLI)}, got {', '.join(unknown)}"
+            )
+        marked = resolve([Layer(marker.kwargs, "the gradcheck marker")]) if marker else {}
+        options = {**_session_options(config), **marked}
+        if "seed" not in marked:
+            options["seed"] = test_seed(options.get("seed", 0), node.nodeid)
+        return options
+
+    def __call__(self, target: Any, inputs: Any = None, **options: Any) -> CheckResult:
+        __tracebackhide__ = True
+        import gradverify
+        from gradverify.errors import InvalidArgument
+        from gradverify.report import format_failure
+        from gradverify.session import summary_record
+
+        try:
+            settings = {**self.options(), **options}
+        except InvalidArgument as error:
+            pytest.fail(f"gradverify: {error}", pytrace=False)
+        result = gradverify.check(target, inputs, **settings)
+        node = self._request.node
+        node.stash.setdefault(_ITEM_RECORDS, []).append(summary_record(node.nodeid, result))
+        if result.status is not gradverify.Status.PASS:
+            pytest.fail(f"GradientMismatch: {format_failure(result)}", pytrace=False)
+        return result
+
+
+@pytest.fixture
+def gradcheck(request: pytest.FixtureRequest) -> GradCheck:
+    """Check a layer's backward against finite differences; fails the test with the report."""
+    return GradCheck(request)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    outcome = yield
+    report = outcome.get_result()
+    records = item.stash.get(_ITEM_RECORDS, [])
+    if call.when == "call" and records:
+        from gradverify.session import junit_properties
+
+        report.gradverify = records  # plain data: crosses from xdist workers to the controller
+        for record in records:  # as record_property does: JUnit reads them at teardown
+            item.user_properties.extend(junit_properties(record))
+
+
+class _Recorder:
+    """Collects the checks of every test report, including those xdist workers send."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self._config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        records = getattr(report, "gradverify", None)
+        if records and report.when == "call":
+            self._config.stash[_RECORDS].extend(records)
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    records = config.stash.get(_RECORDS, [])
+    if _is_worker(config) or not records:
+        return
+    report = config.getoption("gradverify_report")
+    if report is None:
+        report = config.getini("gradverify_report")
+    if report:
+        from gradverify.session import summary_table
+
+        terminalreporter.write_sep("=", "gradverify checks")
+        for line in summary_table(records):
+            terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    path = config.getoption("gradverify_json") or config.getini("gradverify_json")
+    if path and not _is_worker(config):
+        from gradverify.session import write_json
+
+        write_json(path, config.stash.get(_RECORDS, []))
