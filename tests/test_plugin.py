@@ -25,7 +25,8 @@ class Affine:
 
 def make(scale=1.0):
     rng = np.random.default_rng(0)
-    return Affine(rng.standard_normal((4, 3)), rng.standard_normal(3), scale), {"x": rng.standard_normal((2, 4))}
+    layer = Affine(rng.standard_normal((4, 3)), rng.standard_normal(3), scale)
+    return layer, {"x": rng.standard_normal((2, 4))}
 """
 
 TESTS = """
