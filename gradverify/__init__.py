@@ -29,6 +29,17 @@ __all__ = [
     "TensorResult",
     "assert_gradients",
     "check",
+    "fuzz",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """`fuzz` imports hypothesis, which only fuzzing needs: load it on first use."""
+    if name == "fuzz":
+        from gradverify.fuzzing import fuzz
+
+        return fuzz
+    raise AttributeError(f"module 'gradverify' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"

@@ -8,6 +8,7 @@ exactly zero and the report says why (see `hints`).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,6 +35,7 @@ class NetworkAdapter(Adapter):
     def __init__(self, target: Any, kwargs: Mapping[str, Any]) -> None:
         super().__init__(target, kwargs)
         self._loss_stage = f"{self.name}.loss"  # built once: loss is the hot path
+        self._gradient_kwargs = _accepted(target.gradient, self.kwargs)
 
     @classmethod
     def accepts(cls, target: Any, args: Sequence[Any]) -> bool:
@@ -59,7 +61,9 @@ class NetworkAdapter(Adapter):
         # gradient() runs its own forward; a separate forward here would double the cost.
         self.forward_calls += 1
         self.backward_calls += 1
-        returned = call_target(f"{self.name}.gradient", self.target.gradient, *args, **self.kwargs)
+        returned = call_target(
+            f"{self.name}.gradient", self.target.gradient, *args, **self._gradient_kwargs
+        )
         if not isinstance(returned, dict):
             raise TargetContractError(
                 f"{self.label} returned {type(returned).__name__}, expected a dict of "
@@ -81,3 +85,16 @@ class NetworkAdapter(Adapter):
                 )
             slots.append(ParamSlot(f"params[{key!r}]", f"gradient()[{key!r}]", value, lambda: None))
         return slots
+
+
+def _accepted(function: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The keywords `function` takes: ``loss(x, t, train_flg=True)`` gets the switch, while
+    the textbook's ``gradient(x, t)`` sets it itself and would reject it."""
+    try:
+        parameters = list(inspect.signature(function).parameters.values())
+    except (TypeError, ValueError):
+        return dict(kwargs)
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return dict(kwargs)
+    names = {p.name for p in parameters}
+    return {k: v for k, v in kwargs.items() if k in names}

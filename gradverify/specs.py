@@ -1,0 +1,161 @@
+"""Shape specs: which arrays a layer takes, with symbolic dimensions and value domains.
+
+A spec is plain data (so an assignment file can hold one), for example::
+
+    {
+        "dims": {"N": [1, 4], "D": [1, 5], "M": [1, 5]},
+        "init": {"W": ["D", "M"], "b": ["M"]},
+        "inputs": {"x": ["N", "D"]},
+    }
+
+``dims`` bounds every symbolic dimension (``[lo, hi]`` inclusive, or a fixed int);
+``init`` are array arguments of the layer's constructor (keywords); ``inputs`` are
+forward's arguments in order.  An array is a shape (names and ints) or a dict
+``{"shape": [...], "domain": ..., "scale": ..., "dtype": ..., "classes": ...}``.
+Domains: ``real`` (default, magnitudes up to ``scale``), ``positive``, ``unit``
+(inside (0, 1)), ``probabilities`` (rows sum to 1), ``onehot`` (rows of a
+``classes``-way identity) and ``labels`` (integers in ``[0, classes)``); the last
+two are never differentiated.  `parse_spec` validates all of it once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gradverify.errors import InvalidArgument
+
+DOMAINS = ("real", "positive", "unit", "probabilities", "onehot", "labels")
+LABEL_DOMAINS = ("onehot", "labels")
+DTYPES = ("float64", "float32")
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """One array of a spec: its symbolic shape and what values it holds."""
+
+    shape: tuple[str | int, ...]
+    domain: str = "real"
+    scale: float = 1.0
+    dtype: str = "float64"
+    classes: str | int | None = None
+
+    @property
+    def differentiable(self) -> bool:
+        return self.domain not in LABEL_DOMAINS
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated spec: dimension bounds, constructor arrays, forward inputs."""
+
+    dims: dict[str, tuple[int, int]]
+    init: dict[str, ArraySpec]
+    inputs: dict[str, ArraySpec]
+
+    @property
+    def nondiff(self) -> tuple[str, ...]:
+        return tuple(name for name, array in self.inputs.items() if not array.differentiable)
+
+
+def parse_spec(spec: Mapping[str, Any] | Spec) -> Spec:
+    """Validate a spec, with an error that names the offending entry and the fix."""
+    if isinstance(spec, Spec):
+        return spec
+    if not isinstance(spec, Mapping):
+        raise InvalidArgument(
+            f"`spec` must be a mapping with 'dims', 'inputs' and optionally 'init', got "
+            f"{type(spec).__name__}; e.g. {{'dims': {{'N': [1, 4]}}, 'inputs': {{'x': ['N', 3]}}}}."
+        )
+    unknown = sorted(set(spec) - {"dims", "init", "inputs"})
+    if unknown:
+        raise InvalidArgument(f"`spec` has unknown keys {unknown}; it takes dims, init, inputs.")
+    dims = {name: _bounds(name, value) for name, value in dict(spec.get("dims", {})).items()}
+    if not spec.get("inputs"):
+        raise InvalidArgument("`spec` needs 'inputs': forward's arguments, e.g. {'x': ['N', 3]}.")
+    init = {n: _array(f"init.{n}", v, dims) for n, v in dict(spec.get("init", {})).items()}
+    inputs = {n: _array(f"inputs.{n}", v, dims) for n, v in dict(spec["inputs"]).items()}
+    return Spec(dims, init, inputs)
+
+
+def _bounds(name: str, value: Any) -> tuple[int, int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        low = high = value
+    elif (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        low, high = value
+    else:
+        raise InvalidArgument(
+            f"dims.{name} must be an int or [low, high], got {value!r}; e.g. {name}: [1, 4]."
+        )
+    if not 1 <= low <= high:
+        raise InvalidArgument(
+            f"dims.{name} must satisfy 1 <= low <= high, got {value!r}; e.g. {name}: [1, 4]."
+        )
+    return low, high
+
+
+def _array(where: str, value: Any, dims: Mapping[str, tuple[int, int]]) -> ArraySpec:
+    entry: Any = {"shape": value} if isinstance(value, (list, tuple)) else value
+    if not isinstance(entry, Mapping) or "shape" not in entry:
+        raise InvalidArgument(
+            f"{where} must be a shape like ['N', 3] or a dict with 'shape', got {value!r}."
+        )
+    extra = sorted(set(entry) - {"shape", "domain", "scale", "dtype", "classes"})
+    if extra:
+        raise InvalidArgument(
+            f"{where} has unknown keys {extra}; it takes shape, domain, scale, dtype, classes."
+        )
+    shape = tuple(entry["shape"])
+    for size in shape:
+        _check_size(where, size, dims)
+    array = ArraySpec(
+        shape,
+        entry.get("domain", "real"),
+        entry.get("scale", 1.0),
+        entry.get("dtype", "float64"),
+        entry.get("classes"),
+    )
+    _check_values(where, array, dims)
+    return array
+
+
+def _check_size(where: str, size: Any, dims: Mapping[str, tuple[int, int]]) -> None:
+    if isinstance(size, str):
+        if size not in dims:
+            raise InvalidArgument(
+                f"{where} uses dimension {size!r}, which dims does not declare; add it, "
+                f"e.g. dims={{{size!r}: [1, 4], ...}}."
+            )
+    elif isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise InvalidArgument(
+            f"{where} has size {size!r}; sizes are dimension names or positive ints."
+        )
+
+
+def _check_values(where: str, array: ArraySpec, dims: Mapping[str, tuple[int, int]]) -> None:
+    if array.domain not in DOMAINS:
+        raise InvalidArgument(
+            f"{where} has domain {array.domain!r}; it must be one of {', '.join(DOMAINS)}."
+        )
+    if array.dtype not in DTYPES:
+        raise InvalidArgument(f"{where} has dtype {array.dtype!r}; use float64 or float32.")
+    if (
+        isinstance(array.scale, bool)
+        or not isinstance(array.scale, (int, float))
+        or not (array.scale > 0)
+    ):
+        raise InvalidArgument(f"{where} has scale {array.scale!r}; use a positive number.")
+    if array.domain in LABEL_DOMAINS:
+        if array.classes is None:
+            raise InvalidArgument(f"{where} is {array.domain}: give classes, a dim name or int.")
+        _check_size(where, array.classes, dims)
+        if array.domain == "onehot" and array.shape[-1:] != (array.classes,):
+            raise InvalidArgument(
+                f"{where} is onehot over {array.classes!r} classes: its last dimension must "
+                f"be {array.classes!r}, got shape {list(array.shape)}."
+            )

@@ -1,0 +1,114 @@
+"""Hypothesis strategies that draw complete, consistent cases from a spec.
+
+``cases(spec)`` draws every symbolic dimension once, then every constructor array
+and every input with those sizes, in their domains: no NaN, no infinity, no
+subnormals, and real values kept at least ``kink_margin * scale`` away from 0,
+where ReLU, abs and max have their kinks.  Use it in your own tests::
+
+    @given(cases({"dims": {"N": [1, 4], "D": [1, 5]}, "inputs": {"x": ["N", "D"]}}))
+    def test_relu(case):
+        assert gradverify.check(Relu(), case.inputs, nondiff=case.nondiff).passed
+
+A failing case shrinks to the smallest dimensions and simplest values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from gradverify.specs import ArraySpec, Spec, parse_spec
+
+#: Real values stay this fraction of their scale away from 0 (the common kink).
+KINK_MARGIN = 1e-2
+
+
+@dataclass(frozen=True)
+class Case:
+    """One drawn case: the dimensions, constructor arrays and inputs, all consistent."""
+
+    dims: dict[str, int]
+    init: dict[str, np.ndarray]
+    inputs: dict[str, Any]
+    nondiff: tuple[str, ...]
+
+    def describe(self) -> str:
+        """Dimensions and every array, for a report (arrays are small once shrunk)."""
+        dims = ", ".join(f"{k}={v}" for k, v in self.dims.items())
+        arrays = [
+            f"  {kind} {name} {np.shape(value)} = {_values(value)}"
+            for kind, group in (("init", self.init), ("input", self.inputs))
+            for name, value in group.items()
+        ]
+        return "\n".join([f"  dims: {dims or '(none)'}", *arrays])
+
+
+def _values(value: Any) -> str:
+    return np.array2string(np.asarray(value), precision=4, threshold=24).replace("\n", " ")
+
+
+def _sizes(shape: tuple[str | int, ...], dims: Mapping[str, int]) -> tuple[int, ...]:
+    return tuple(dims[s] if isinstance(s, str) else s for s in shape)
+
+
+def _magnitudes(array: ArraySpec, low: float, high: float) -> st.SearchStrategy[float]:
+    width: Literal[32, 64] = 32 if array.dtype == "float32" else 64
+    if width == 32:  # bounds must be float32 numbers: round them inwards
+        low32, high32 = np.float32(low), np.float32(high)
+        low = float(low32 if low32 >= low else np.nextafter(low32, np.float32(np.inf)))
+        high = float(high32 if high32 <= high else np.nextafter(high32, np.float32(-np.inf)))
+    return st.floats(
+        min_value=low,
+        max_value=high,
+        allow_nan=False,
+        allow_infinity=False,
+        allow_subnormal=False,
+        width=width,
+    )
+
+
+def array_strategy(
+    array: ArraySpec, dims: Mapping[str, int], kink_margin: float = KINK_MARGIN
+) -> st.SearchStrategy[Any]:
+    """The values of one array of the spec, given the drawn dimensions."""
+    shape = _sizes(array.shape, dims)
+    dtype = np.dtype(array.dtype)
+    if array.domain in ("labels", "onehot"):
+        classes = dims[array.classes] if isinstance(array.classes, str) else int(array.classes or 1)
+        label_shape = shape if array.domain == "labels" else shape[:-1]
+        labels = hnp.arrays(np.int64, label_shape, elements=st.integers(0, classes - 1))
+        if array.domain == "labels":
+            return labels
+        return labels.map(lambda t: np.eye(classes, dtype=dtype)[t])
+    scale = float(array.scale)
+    if array.domain == "unit":
+        elements = _magnitudes(array, kink_margin, 1.0 - kink_margin)
+    elif array.domain in ("positive", "probabilities"):
+        elements = _magnitudes(array, kink_margin * scale, scale)
+    else:
+        positive = _magnitudes(array, kink_margin * scale, scale)
+        elements = st.one_of(positive, positive.map(lambda v: -v))
+    values = hnp.arrays(dtype, shape, elements=elements)
+    if array.domain == "probabilities":
+        return values.map(lambda p: (p / p.sum(axis=-1, keepdims=True)).astype(dtype))
+    return values
+
+
+@st.composite
+def _cases(draw: st.DrawFn, spec: Spec, kink_margin: float) -> Case:
+    dims = {name: draw(st.integers(low, high)) for name, (low, high) in spec.dims.items()}
+    init = {name: draw(array_strategy(a, dims, kink_margin)) for name, a in spec.init.items()}
+    inputs = {name: draw(array_strategy(a, dims, kink_margin)) for name, a in spec.inputs.items()}
+    return Case(dims, init, inputs, spec.nondiff)
+
+
+def cases(
+    spec: Mapping[str, Any] | Spec, *, kink_margin: float = KINK_MARGIN
+) -> st.SearchStrategy[Case]:
+    """Draw a complete `Case` (dims, constructor arrays, inputs) from a spec."""
+    return _cases(parse_spec(spec), kink_margin)
