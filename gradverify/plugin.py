@@ -153,6 +153,43 @@ class GradCheck:
         return result
 
 
+class GradFuzz(GradCheck):
+    """The ``gradfuzz`` fixture: ``gradfuzz(factory, spec, examples=100, **options)``.
+
+    Fuzzes with `gradverify.fuzz` under this test's options and seed, fails the
+    test with the smallest failing case and its report, and returns the
+    `FuzzResult` when every drawn case passes.
+    """
+
+    def __call__(  # type: ignore[override]
+        self, factory: Any, spec: Any, examples: int = 100, **options: Any
+    ) -> Any:
+        __tracebackhide__ = True
+        from gradverify.errors import InvalidArgument
+        from gradverify.fuzzing import fuzz
+        from gradverify.session import summary_record
+
+        try:
+            settings = {**self.options(), **options}
+        except InvalidArgument as error:
+            pytest.fail(f"gradverify: {error}", pytrace=False)
+        found = fuzz(factory, spec, examples=examples, **settings)
+        if found.result is not None:
+            node = self._request.node
+            node.stash.setdefault(_ITEM_RECORDS, []).append(
+                summary_record(node.nodeid, found.result)
+            )
+        if not found.passed:
+            pytest.fail(str(found), pytrace=False)
+        return found
+
+
+@pytest.fixture
+def gradfuzz(request: pytest.FixtureRequest) -> GradFuzz:
+    """Fuzz a layer over shapes drawn from a spec; fails the test with the smallest failing case."""
+    return GradFuzz(request)
+
+
 @pytest.fixture
 def gradcheck(request: pytest.FixtureRequest) -> GradCheck:
     """Check a layer's backward against finite differences; fails the test with the report."""

@@ -183,3 +183,32 @@ def test_xdist_gives_the_same_summary_and_json(project):
         ]
 
     assert comparable(serial) == comparable(parallel)
+
+
+def test_gradfuzz_fixture_reports_the_smallest_failing_case(pytester):
+    pytester.makepyfile(
+        test_fuzzing='''
+import numpy as np
+from layers_under_test.reference import Affine
+
+SPEC = {"dims": {"N": [1, 3], "D": [1, 3], "M": [1, 3]},
+        "init": {"W": ["D", "M"], "b": ["M"]}, "inputs": {"x": ["N", "D"]}}
+
+class Squeezed(Affine):
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.db = np.squeeze(dout.sum(axis=0, keepdims=True))
+        return dx
+
+def test_reference(gradfuzz):
+    assert gradfuzz(Affine, SPEC, examples=20).passed
+
+def test_squeezed(gradfuzz):
+    gradfuzz(Squeezed, SPEC, examples=20)
+'''
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*fuzz: FAIL after*", "*smallest failing case:*", "*dims: N=1, D=1, M=1*"]
+    )
