@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 
@@ -141,6 +142,10 @@ def fuzz(
 def _check_case(
     factory: Callable[..., Any], case: Case, seed: int, options: Mapping[str, Any]
 ) -> CheckResult:
+    # A factory may draw its weights from np.random (the textbook's networks do): seed it
+    # so the same seed builds the same layer, and leave the caller's global state as it was.
+    saved = np.random.get_state()
+    np.random.seed(seed)
     try:
         target = factory(**case.init)
     except Exception as error:  # the factory's own failure is the case's verdict
@@ -151,4 +156,6 @@ def _check_case(
             seed=seed,
             error=f"factory(**init) raised {type(error).__name__}: {error}",
         )
+    finally:
+        np.random.set_state(saved)
     return check(target, case.inputs, nondiff=case.nondiff, seed=seed, **options)

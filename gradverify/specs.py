@@ -9,8 +9,9 @@ A spec is plain data (so an assignment file can hold one), for example::
     }
 
 ``dims`` bounds every symbolic dimension (``[lo, hi]`` inclusive, or a fixed int);
-``init`` are array arguments of the layer's constructor (keywords); ``inputs`` are
-forward's arguments in order.  An array is a shape (names and ints) or a dict
+``init`` are the layer constructor's keyword arguments: arrays, or a dimension's
+name for an int argument (``"hidden_size": "H"``); ``inputs`` are forward's
+arguments in order.  An array is a shape (names and ints) or a dict
 ``{"shape": [...], "domain": ..., "scale": ..., "dtype": ..., "classes": ...}``.
 Domains: ``real`` (default, magnitudes up to ``scale``), ``positive``, ``unit``
 (inside (0, 1)), ``probabilities`` (rows sum to 1), ``onehot`` (rows of a
@@ -51,7 +52,7 @@ class Spec:
     """A validated spec: dimension bounds, constructor arrays, forward inputs."""
 
     dims: dict[str, tuple[int, int]]
-    init: dict[str, ArraySpec]
+    init: dict[str, ArraySpec | str]  # a str is a dimension passed as an int
     inputs: dict[str, ArraySpec]
 
     @property
@@ -74,7 +75,7 @@ def parse_spec(spec: Mapping[str, Any] | Spec) -> Spec:
     dims = {name: _bounds(name, value) for name, value in dict(spec.get("dims", {})).items()}
     if not spec.get("inputs"):
         raise InvalidArgument("`spec` needs 'inputs': forward's arguments, e.g. {'x': ['N', 3]}.")
-    init = {n: _array(f"init.{n}", v, dims) for n, v in dict(spec.get("init", {})).items()}
+    init = {n: _init_entry(f"init.{n}", v, dims) for n, v in dict(spec.get("init", {})).items()}
     inputs = {n: _array(f"inputs.{n}", v, dims) for n, v in dict(spec["inputs"]).items()}
     return Spec(dims, init, inputs)
 
@@ -97,6 +98,13 @@ def _bounds(name: str, value: Any) -> tuple[int, int]:
             f"dims.{name} must satisfy 1 <= low <= high, got {value!r}; e.g. {name}: [1, 4]."
         )
     return low, high
+
+
+def _init_entry(where: str, value: Any, dims: Mapping[str, tuple[int, int]]) -> ArraySpec | str:
+    if isinstance(value, str):
+        _check_size(where, value, dims)
+        return value
+    return _array(where, value, dims)
 
 
 def _array(where: str, value: Any, dims: Mapping[str, tuple[int, int]]) -> ArraySpec:

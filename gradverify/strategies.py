@@ -33,7 +33,7 @@ class Case:
     """One drawn case: the dimensions, constructor arrays and inputs, all consistent."""
 
     dims: dict[str, int]
-    init: dict[str, np.ndarray]
+    init: dict[str, Any]  # arrays, and ints for dimension arguments
     inputs: dict[str, Any]
     nondiff: tuple[str, ...]
 
@@ -102,7 +102,10 @@ def array_strategy(
 @st.composite
 def _cases(draw: st.DrawFn, spec: Spec, kink_margin: float) -> Case:
     dims = {name: draw(st.integers(low, high)) for name, (low, high) in spec.dims.items()}
-    init = {name: draw(array_strategy(a, dims, kink_margin)) for name, a in spec.init.items()}
+    init = {
+        name: dims[a] if isinstance(a, str) else draw(array_strategy(a, dims, kink_margin))
+        for name, a in spec.init.items()
+    }
     inputs = {name: draw(array_strategy(a, dims, kink_margin)) for name, a in spec.inputs.items()}
     return Case(dims, init, inputs, spec.nondiff)
 
