@@ -27,6 +27,12 @@ from gradverify.specs import ArraySpec, Spec, parse_spec
 #: Real values stay this fraction of their scale away from 0 (the common kink).
 KINK_MARGIN = 1e-2
 
+#: Arrays up to this many elements are drawn element by element, so a failing case
+#: shrinks to the simplest values; larger ones from a drawn seed, because drawing
+#: thousands of elements one by one costs hypothesis far more than the check itself.
+#: Shrinking makes a failing case small first, so its arrays end up drawn elementwise.
+ELEMENTWISE_LIMIT = 64
+
 
 @dataclass(frozen=True)
 class Case:
@@ -86,6 +92,10 @@ def array_strategy(
             return labels
         return labels.map(lambda t: np.eye(classes, dtype=dtype)[t])
     scale = float(array.scale)
+    if int(np.prod(shape)) > ELEMENTWISE_LIMIT:
+        return st.integers(0, 2**32 - 1).map(
+            lambda seed: _seeded(array, shape, np.random.default_rng(seed), kink_margin)
+        )
     if array.domain == "unit":
         elements = _magnitudes(array, kink_margin, 1.0 - kink_margin)
     elif array.domain in ("positive", "probabilities"):
@@ -97,6 +107,21 @@ def array_strategy(
     if array.domain == "probabilities":
         return values.map(lambda p: (p / p.sum(axis=-1, keepdims=True)).astype(dtype))
     return values
+
+
+def _seeded(
+    array: ArraySpec, shape: tuple[int, ...], rng: np.random.Generator, margin: float
+) -> np.ndarray:
+    """A large array in its domain from numpy: uniform magnitudes in [margin, 1] x scale."""
+    if array.domain == "unit":
+        values = rng.uniform(margin, 1.0 - margin, shape)
+    else:
+        values = array.scale * rng.uniform(margin, 1.0, shape)
+        if array.domain == "real":
+            values *= rng.choice(np.array([-1.0, 1.0]), shape)
+        elif array.domain == "probabilities":
+            values /= values.sum(axis=-1, keepdims=True)
+    return values.astype(array.dtype)
 
 
 @st.composite

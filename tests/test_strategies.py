@@ -43,3 +43,17 @@ def test_cases_are_consistent_and_in_their_domains(case):
 @given(cases({"dims": {"N": [1, 3], "D": [1, 4]}, "inputs": {"x": ["N", "D"]}}))
 def test_usable_in_a_users_own_test(case):
     assert gradverify.check(reference.Relu(), case.inputs, nondiff=case.nondiff).passed
+
+
+@given(
+    cases(
+        {
+            "dims": {"N": [9, 12]},
+            "inputs": {"x": ["N", "N"], "p": {"shape": ["N", 9], "domain": "probabilities"}},
+        }
+    )
+)
+def test_large_arrays_are_drawn_from_a_seed_in_their_domain(case):
+    x = case.inputs["x"]
+    assert x.size > 64 and np.all(np.abs(x) >= KINK_MARGIN) and np.all(np.abs(x) <= 1)
+    assert np.allclose(case.inputs["p"].sum(axis=1), 1)
