@@ -187,7 +187,7 @@ def test_xdist_gives_the_same_summary_and_json(project):
 
 def test_gradfuzz_fixture_reports_the_smallest_failing_case(pytester):
     pytester.makepyfile(
-        test_fuzzing='''
+        test_fuzzing="""
 import numpy as np
 from layers_under_test.reference import Affine
 
@@ -205,7 +205,7 @@ def test_reference(gradfuzz):
 
 def test_squeezed(gradfuzz):
     gradfuzz(Squeezed, SPEC, examples=20)
-'''
+"""
     )
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
