@@ -247,6 +247,8 @@ class _Plan:
             and not np.array_equal(original, used, equal_nan=True)
         ]
         view = self.view
+        if drawn:
+            sources.start_global_from(self.config.seed)
         if drawn or mutated:
             for original, used in zip(self.originals, work):
                 if isinstance(original, np.ndarray):

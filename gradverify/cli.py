@@ -33,7 +33,7 @@ class Job:
     inputs: dict[str, Any]
     nondiff: tuple[str, ...] = ()
     reproduce: str = ""
-    init: dict[str, Any] = field(default_factory=dict)
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +119,7 @@ def _run(job: Job, arguments: argparse.Namespace) -> CheckResult:
             job.target,
             inputs,
             nondiff=job.nondiff,
+            kwargs=job.kwargs,
             seed=arguments.seed,
             rtol=arguments.rtol,
             atol=arguments.atol,
@@ -183,10 +184,9 @@ def _jobs(arguments: argparse.Namespace) -> list[Job]:
 
 def _case_job(case: Any, rng: np.random.Generator) -> Job:
     """A shipped case, rerun by its name: ``gradverify check Affine4D``."""
-    inputs = case.make_inputs(rng)
-    return Job(
-        case.name, case.build(rng), inputs, tuple(case.nondiff), f"gradverify check {case.name}"
-    )
+    target, inputs = case.build(rng), case.make_inputs(rng)
+    reproduce = f"gradverify check {case.name}"
+    return Job(case.name, target, inputs, tuple(case.nondiff), reproduce, dict(case.kwargs))
 
 
 def _user_job(spec: str, obj: Any, arguments: argparse.Namespace, rng: np.random.Generator) -> Job:

@@ -39,21 +39,24 @@ class Probe:
         return self.view.backward(self.args if args is None else args, chosen)
 
 
+def _array(value: Any) -> np.ndarray | None:
+    try:
+        return None if value is None else np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+
+
 def _arrays(gradients: Gradients) -> list[np.ndarray | None]:
-    arrays: list[np.ndarray | None] = []
-    for value in [*gradients.inputs, *gradients.params.values()]:
-        try:
-            arrays.append(None if value is None else np.asarray(value, dtype=np.float64))
-        except (TypeError, ValueError):
-            arrays.append(None)
-    return arrays
+    return [_array(v) for v in [*gradients.inputs, *gradients.params.values()]]
 
 
 def _agree(first: Gradients, second: Gradients, factor: float = 1.0) -> bool:
-    """Whether `first` is `factor` times `second`, gradient by gradient."""
-    pairs = list(zip(_arrays(first), _arrays(second)))
-    if len(_arrays(first)) != len(_arrays(second)):
+    """Whether `first` is `factor` times `second`: input gradients by position,
+    parameter gradients by name (a network's dict may come back in any order)."""
+    if len(first.inputs) != len(second.inputs) or set(first.params) != set(second.params):
         return False
+    pairs = [(_array(a), _array(b)) for a, b in zip(first.inputs, second.inputs)]
+    pairs += [(_array(first.params[k]), _array(second.params[k])) for k in first.params]
     for a, b in pairs:
         if a is None or b is None or a.shape != b.shape:
             if not (a is None and b is None):

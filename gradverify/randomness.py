@@ -76,6 +76,11 @@ class RandomSources:
         ]
         return changed
 
+    def start_global_from(self, seed: int) -> None:
+        """Pin the global generator to a state from the check's seed, not to whatever
+        state the caller's session left it in: the verdict then depends on the seed only."""
+        self.global_state = np.random.RandomState(seed % 2**32).get_state()
+
     def pin(self) -> None:
         """Put every source back to its recorded state: the next draws repeat the last ones."""
         np.random.set_state(self.global_state)

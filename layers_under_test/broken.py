@@ -14,12 +14,18 @@ from layers_under_test.reference import (
     AddLayer,
     Affine,
     Array,
+    BatchNormalization,
+    Convolution,
+    Dropout,
     Labels,
     MulLayer,
+    MultiLayerNetExtend,
+    Pooling,
     Relu,
     Sigmoid,
     SoftmaxWithLoss,
     TwoLayerNet,
+    col2im,
     cross_entropy_error,
     softmax,
 )
@@ -316,3 +322,268 @@ class TwoLayerNetNoReluBackward(TwoLayerNet):
             "W2": self.layers["Affine2"].dW,
             "b2": self.layers["Affine2"].db,
         }
+
+
+# ---------------------------------------------------------------- Convolution
+
+
+def _col2im_overwrite(
+    col: Array,
+    input_shape: tuple[int, ...],
+    filter_h: int,
+    filter_w: int,
+    stride: int = 1,
+    pad: int = 0,
+) -> Array:
+    """The book's col2im with ``=`` for ``+=``: where windows overlap, the last one wins."""
+    N, C, H, W = input_shape
+    out_h = (H + 2 * pad - filter_h) // stride + 1
+    out_w = (W + 2 * pad - filter_w) // stride + 1
+    col = col.reshape(N, out_h, out_w, C, filter_h, filter_w).transpose(0, 3, 4, 5, 1, 2)
+
+    img = np.zeros((N, C, H + 2 * pad + stride - 1, W + 2 * pad + stride - 1))
+    for y in range(filter_h):
+        y_max = y + stride * out_h
+        for x in range(filter_w):
+            x_max = x + stride * out_w
+            img[:, :, y:y_max:stride, x:x_max:stride] = col[:, :, y, x, :, :]  # the bug
+    return img[:, :, pad : H + pad, pad : W + pad]
+
+
+class ConvolutionCol2imOverwrite(Convolution):
+    """Convolution whose col2im assigns (=) instead of accumulating (+=) over overlapping windows.
+
+    dW and db are right; dx keeps only the last window's share at every pixel that
+    several windows cover. Right only when windows do not overlap (stride >= filter
+    size); the registry uses a 3x3 filter with stride 1.
+    """
+
+    def backward(self, dout: Array) -> Array:
+        FN, _, FH, FW = self.W.shape
+        super().backward(dout)  # dW and db
+        assert self.x is not None and self.col_W is not None
+        dcol = np.dot(dout.transpose(0, 2, 3, 1).reshape(-1, FN), self.col_W.T)
+        return _col2im_overwrite(dcol, self.x.shape, FH, FW, self.stride, self.pad)
+
+
+class ConvolutionDWNotTransposed(Convolution):
+    """Convolution reshaping dW without the transpose: (col.T @ dout).reshape(FN, C, FH, FW).
+
+    col.T @ dout is (C*FH*FW, FN): reshaping it straight to W's shape runs and scrambles
+    the values (right only for a single filter, FN == 1). dx and db are right.
+    """
+
+    def backward(self, dout: Array) -> Array:
+        FN, C, FH, FW = self.W.shape
+        dx = super().backward(dout)
+        assert self.col is not None
+        flat = dout.transpose(0, 2, 3, 1).reshape(-1, FN)
+        self.dW = np.dot(self.col.T, flat).reshape(FN, C, FH, FW)  # the bug: no .T first
+        return dx
+
+
+class ConvolutionDoutNotTransposed(Convolution):
+    """Convolution flattening dout without moving channels last: dout.reshape(-1, FN).
+
+    forward laid its output out as (N, out_h, out_w, FN) before transposing, so the
+    rows of the flattened dout no longer match the rows of col: dx, dW and db all mix
+    filters and positions (right only for FN == 1 or a 1x1 output).
+    """
+
+    def backward(self, dout: Array) -> Array:
+        FN, C, FH, FW = self.W.shape
+        assert self.x is not None and self.col is not None and self.col_W is not None
+        flat = dout.reshape(-1, FN)  # the bug: no transpose(0, 2, 3, 1) first
+
+        self.db = np.sum(flat, axis=0)
+        self.dW = np.dot(self.col.T, flat).transpose(1, 0).reshape(FN, C, FH, FW)
+        dcol = np.dot(flat, self.col_W.T)
+        return col2im(dcol, self.x.shape, FH, FW, self.stride, self.pad)
+
+
+# ---------------------------------------------------------------- Pooling
+
+
+class PoolingWholeWindow(Pooling):
+    """Max pooling routing dout to every element of its window instead of only the argmax.
+
+    The gradient of a window's mean times its size, not of its max: wrong for every
+    window larger than 1x1.
+    """
+
+    def backward(self, dout: Array) -> Array:
+        pool_size = self.pool_h * self.pool_w
+        flat = dout.transpose(0, 2, 3, 1).flatten()
+        dcol = np.repeat(flat[:, None], pool_size, axis=1)  # the bug: no argmax
+        dcol = dcol.reshape(flat.size // dout.shape[1], -1)
+        assert self.x is not None
+        return col2im(dcol, self.x.shape, self.pool_h, self.pool_w, self.stride, self.pad)
+
+
+class PoolingFirstElement(Pooling):
+    """Max pooling routing dout to the first element of each window instead of its argmax.
+
+    Right only for windows whose maximum happens to sit in their top-left corner.
+    """
+
+    def backward(self, dout: Array) -> Array:
+        pool_size = self.pool_h * self.pool_w
+        flat = dout.transpose(0, 2, 3, 1).flatten()
+        dmax = np.zeros((flat.size, pool_size))
+        dmax[:, 0] = flat  # the bug: column 0, not self.arg_max
+        dcol = dmax.reshape(flat.size // dout.shape[1], -1)
+        assert self.x is not None
+        return col2im(dcol, self.x.shape, self.pool_h, self.pool_w, self.stride, self.pad)
+
+
+# ---------------------------------------------------------------- BatchNormalization
+
+
+def _flat(dout: Array) -> Array:
+    """dout as (N, D), as BatchNormalization.backward reshapes it."""
+    return dout if dout.ndim == 2 else dout.reshape(dout.shape[0], -1)
+
+
+class BatchNormNoMeanTerm(BatchNormalization):
+    """BatchNorm backward without the mean term: dx = dxc, missing - sum(dxc) / N.
+
+    Forgets that the batch mean depends on every x: the returned dx does not sum to
+    zero over the batch as it must in train mode. dgamma and dbeta are right.
+    """
+
+    def backward(self, dout: Array) -> Array:
+        dx = super().backward(dout)  # dgamma and dbeta
+        assert self.xc is not None and self.std is not None and self.batch_size is not None
+        dxn = self.gamma * _flat(dout)
+        dxc = dxn / self.std
+        dstd = -np.sum((dxn * self.xc) / (self.std * self.std), axis=0)
+        dvar = 0.5 * dstd / self.std
+        dxc += (2.0 / self.batch_size) * self.xc * dvar
+        return dxc.reshape(dx.shape)  # the bug: no "- np.sum(dxc, axis=0) / N"
+
+
+class BatchNormNoVarianceTerm(BatchNormalization):
+    """BatchNorm backward without the variance term: treats std as a constant, dx = dxc - mean(dxc).
+
+    Forgets that the batch variance depends on every x. dgamma and dbeta are right.
+    """
+
+    def backward(self, dout: Array) -> Array:
+        dx = super().backward(dout)  # dgamma and dbeta
+        assert self.std is not None and self.batch_size is not None
+        dxc = self.gamma * _flat(dout) / self.std  # the bug: no dstd/dvar term
+        return (dxc - np.sum(dxc, axis=0) / self.batch_size).reshape(dx.shape)
+
+
+class BatchNormDgammaNoXn(BatchNormalization):
+    """BatchNorm with dgamma = dout.sum(axis=0), missing the factor xn (a copy of dbeta).
+
+    dx and dbeta are right; dgamma is wrong unless xn is all ones.
+    """
+
+    def backward(self, dout: Array) -> Array:
+        dx = super().backward(dout)
+        self.dgamma = np.sum(_flat(dout), axis=0)
+        return dx
+
+
+class BatchNormTrainBackwardInTestMode(BatchNormalization):
+    """BatchNorm applying the train-mode backward after a test-mode forward (the book's own code).
+
+    In test mode the mean and variance are the running statistics, constants, so dx =
+    gamma * dout / std; the train formula subtracts mean and variance terms as if they
+    depended on the batch. The book's backward does this with the caches of the last
+    train-mode forward (or raises without one); this twin uses the current batch's.
+    Right in train mode; the registry checks it with train_flg=False.
+    """
+
+    def forward(self, x: Array, train_flg: bool = True) -> Array:
+        out = super().forward(x, train_flg)
+        if not train_flg:  # keep what the train formula reads, from this batch
+            assert self.running_mean is not None
+            self.xc = _flat(x) - self.running_mean
+            self.batch_size = x.shape[0]
+        return out
+
+    def backward(self, dout: Array) -> Array:
+        self.train_flg = True  # the bug: whatever the mode of the forward
+        return super().backward(dout)
+
+
+# ---------------------------------------------------------------- Dropout
+
+
+class DropoutIgnoresMask(Dropout):
+    """Dropout backward returning dout without the mask: dropped units get a gradient.
+
+    Wrong wherever the mask dropped a unit, i.e. for any input with a dropped unit.
+    """
+
+    def backward(self, dout: Array) -> Array:
+        return dout
+
+
+class DropoutNewMaskInBackward(Dropout):
+    """Dropout drawing a new mask in backward instead of reusing the forward's.
+
+    Backward multiplies by a second, independent draw from the global RNG: wrong
+    wherever the two masks differ (about half the units). Invisible to a checker that
+    reseeds the global RNG with the same seed before backward as before forward.
+    """
+
+    def backward(self, dout: Array) -> Array:
+        mask = np.random.rand(*dout.shape) > self.dropout_ratio  # the bug
+        return dout * mask
+
+
+# ---------------------------------------------------------------- stale state
+
+
+class KeepsFirstInput(Affine):
+    """Affine that caches its FIRST input forever and computes dW from it after every forward.
+
+    forward uses the x it is given; backward's dW = x_first.T @ dout. Right for a single
+    forward/backward pair, or when every forward sees the same x; it shows only after
+    a forward with a different x, i.e. to a stale-state check. dx and db are right.
+    """
+
+    def forward(self, x: Array) -> Array:
+        self.original_x_shape = x.shape
+        x = x.reshape(x.shape[0], -1)
+        if self.x is None:  # the bug: stored once, never refreshed
+            self.x = x
+        out: Array = np.dot(x, self.W) + self.b
+        return out
+
+
+# ---------------------------------------------------------------- MultiLayerNetExtend
+
+
+class MultiLayerNetNoWeightDecayGrad(MultiLayerNetExtend):
+    """MultiLayerNetExtend.gradient without the weight decay: dW misses + lambda * W.
+
+    The loss includes 0.5 * lambda * sum(W**2); the gradient does not. Right only for
+    weight_decay_lambda == 0; the registry uses 0.1.
+    """
+
+    def gradient(self, x: Array, t: Labels) -> dict[str, Array]:
+        grads = super().gradient(x, t)
+        for idx in range(1, self.hidden_layer_num + 2):
+            grads["W" + str(idx)] = self.layers["Affine" + str(idx)].dW  # the bug
+        return grads
+
+
+class MultiLayerNetSwappedGammaBeta(MultiLayerNetExtend):
+    """MultiLayerNetExtend.gradient returning each BatchNorm's dbeta as gamma's, dgamma as beta's.
+
+    gamma and beta have the same shape, so only the values show it (BatchNorm nets;
+    invisible only if every unit after every BatchNorm is off or dropped).
+    """
+
+    def gradient(self, x: Array, t: Labels) -> dict[str, Array]:
+        grads = super().gradient(x, t)
+        for idx in range(1, self.hidden_layer_num + 1):
+            layer = self.layers["BatchNorm" + str(idx)]
+            grads["gamma" + str(idx)] = layer.dbeta  # the bug: the keys swapped
+            grads["beta" + str(idx)] = layer.dgamma
+        return grads

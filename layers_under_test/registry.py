@@ -4,12 +4,18 @@
 the deliberately wrong twins (each must fail one). Shapes are small so that a suite
 can afford to check every case over many seeds; every random draw comes from the
 ``np.random.Generator`` passed in (float64 inputs, one-hot float64 or int64 labels).
+
+Two things the Generator cannot control: the Dropout cases (and the networks built
+with ``use_dropout=True``) draw their masks from the GLOBAL ``np.random`` on every
+train-mode forward, so a check must fix that RNG (``np.random.seed``) before every
+forward; and train-mode BatchNormalization updates its running statistics on every
+forward (they do not change the train-mode output, only a later test-mode one).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,6 +35,8 @@ class LayerCase:
     make_inputs: InputMaker  # forward's positional arguments, in order, by name
     nondiff: tuple[str, ...] = ()  # inputs not to differentiate (labels)
     bug: str = ""  # broken twins: the first docstring line of the class
+    # keyword arguments for every forward call (a network's: every loss call)
+    kwargs: dict[str, object] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- how to build a class
@@ -49,6 +57,60 @@ def _weights(d_in: int, d_out: int) -> Callable[[type], Builder]:
 def _sizes(input_size: int, hidden_size: int, output_size: int) -> Callable[[type], Builder]:
     """A TwoLayerNet-like network, weight_init_std 0.25 (the book's 0.01 gives tiny gradients)."""
     return lambda cls: lambda rng: cls(input_size, hidden_size, output_size, 0.25, rng)
+
+
+def _filters(stride: int = 1) -> Callable[[type], Builder]:
+    """A Convolution-like layer with 2 filters of 2 channels, 3x3: W (2, 2, 3, 3), b (2,)."""
+    return lambda cls: (
+        lambda rng: cls(rng.standard_normal((2, 2, 3, 3)), rng.standard_normal(2), stride)
+    )
+
+
+def _pool(stride: int) -> Callable[[type], Builder]:
+    """A Pooling-like layer over 2x2 windows (stride 2: disjoint; stride 1: overlapping)."""
+    return lambda cls: lambda rng: cls(2, 2, stride)
+
+
+def _norm(features: int, *, running: bool = False) -> Callable[[type], Builder]:
+    """A BatchNormalization-like layer with standard normal gamma and beta of (features,).
+
+    ``running=True`` also gives it running statistics (mean standard normal, variance
+    uniform in [0.5, 2]), which is what a test-mode forward normalizes with.
+    """
+
+    def build(cls: type) -> Builder:
+        def make(rng: np.random.Generator) -> object:
+            gamma, beta = rng.standard_normal(features), rng.standard_normal(features)
+            if not running:
+                return cls(gamma, beta)
+            mean, var = rng.standard_normal(features), rng.uniform(0.5, 2.0, features)
+            return cls(gamma, beta, running_mean=mean, running_var=var)
+
+        return make
+
+    return build
+
+
+def _extend(**options: object) -> Callable[[type], Builder]:
+    """A MultiLayerNetExtend-like network (5 inputs, hidden [4, 4], 3 classes).
+
+    Every parameter but the weights (biases, gamma, beta) then gets 0.1 * standard
+    normal added IN PLACE, so the layers still share it: with the book's zero biases
+    and betas, a sample whose hidden units are all off (or a BatchNorm column that is
+    constant over the batch) puts the next pre-activation exactly on ReLU's kink at 0.
+    """
+
+    def build(cls: type) -> Builder:
+        def make(rng: np.random.Generator) -> object:
+            net = cls(5, [4, 4], 3, rng=rng, **options)
+            for key, param in net.params.items():
+                if not key.startswith("W"):
+                    param += 0.1 * rng.standard_normal(param.shape)
+            return net
+
+        return make
+
+    return build
 
 
 # ---------------------------------------------------------------- what to feed it
@@ -87,6 +149,20 @@ _SCORES = _labelled(3, 4, 4)
 _NET = _labelled(4, 5, 3)  # 16 hidden pre-activations: nearly always some are <= 0
 _LABELS = ("t",)  # labels are never differentiated
 _NET_NONDIFF = ("x", "t")  # a network's check differentiates its params, not its inputs
+_CONV_X = _arrays(x=(2, 2, 5, 5))  # 3x3 filters, stride 1: 3x3 outputs, overlapping windows
+_POOL_X = _arrays(x=(2, 2, 4, 4))  # standard normal: ties within a window almost never
+_BN_X = _arrays(x=(4, 3))
+_BN_4D_X = _arrays(x=(4, 2, 2, 2))  # the book normalizes each of the 8 (c, h, w) positions
+_DROPOUT_X = _arrays(x=(4, 5))  # 20 units at ratio 0.5: some dropped, some kept
+_TRAIN: dict[str, object] = {"train_flg": True}  # copied into each case
+_TEST: dict[str, object] = {"train_flg": False}
+# every option of the book's network: BatchNorm, Dropout (global RNG) and weight decay;
+# the networks' loss runs with train_flg=True, as gradient() does (loss defaults to test)
+# weight_init_std 0.1 rather than He: the last Affine's scores stay small, so no label's
+# probability nears the book's 1e-7 guard in log(y + 1e-7) (see the note above)
+_FULL = _extend(use_batchnorm=True, use_dropout=True, weight_decay_lambda=0.1, weight_init_std=0.1)
+_PLAIN = _extend(activation="sigmoid", weight_init_std="sigmoid")  # why: see REFERENCE
+_DECAY = _extend(activation="sigmoid", weight_init_std="sigmoid", weight_decay_lambda=0.1)
 
 
 def _case(
@@ -96,10 +172,12 @@ def _case(
     *,
     name: str = "",
     nondiff: tuple[str, ...] = (),
+    kwargs: dict[str, object] | None = None,
 ) -> LayerCase:
     doc = target.__dict__.get("__doc__") or ""
     bug = doc.strip().splitlines()[0] if target.__module__ == broken.__name__ else ""
-    return LayerCase(name or target.__name__, target, build(target), make_inputs, nondiff, bug)
+    name = name or target.__name__
+    return LayerCase(name, target, build(target), make_inputs, nondiff, bug, dict(kwargs or {}))
 
 
 def _by_name(*cases: LayerCase) -> dict[str, LayerCase]:
@@ -122,6 +200,38 @@ REFERENCE: dict[str, LayerCase] = _by_name(
         nondiff=_LABELS,
     ),
     _case(reference.TwoLayerNet, _sizes(5, 4, 3), _NET, nondiff=_NET_NONDIFF),
+    # ch. 6-7
+    _case(reference.Dropout, _no_args, _DROPOUT_X, kwargs=_TRAIN),
+    _case(reference.BatchNormalization, _norm(3), _BN_X, kwargs=_TRAIN),
+    _case(
+        reference.BatchNormalization,
+        _norm(8),
+        _BN_4D_X,
+        name="BatchNormalization4D",
+        kwargs=_TRAIN,
+    ),
+    _case(
+        reference.BatchNormalization,
+        _norm(3, running=True),
+        _BN_X,
+        name="BatchNormalizationTestMode",
+        kwargs=_TEST,
+    ),
+    _case(reference.Convolution, _filters(), _CONV_X),
+    _case(reference.Convolution, _filters(stride=2), _CONV_X, name="ConvolutionStride2"),
+    _case(reference.Pooling, _pool(2), _POOL_X),
+    _case(reference.Pooling, _pool(1), _POOL_X, name="PoolingOverlapping"),
+    _case(reference.MultiLayerNetExtend, _FULL, _NET, nondiff=_NET_NONDIFF, kwargs=_TRAIN),
+    # no BatchNorm, Dropout or decay. Sigmoid with Xavier init: with ReLU and He init,
+    # some seeds give the label a probability below 1e-4 (see the 1e-7 note above)
+    _case(
+        reference.MultiLayerNetExtend,
+        _PLAIN,
+        _NET,
+        name="MultiLayerNetExtendPlainSigmoid",
+        nondiff=_NET_NONDIFF,
+        kwargs=_TRAIN,
+    ),
 )
 
 BROKEN: dict[str, LayerCase] = _by_name(
@@ -153,6 +263,25 @@ BROKEN: dict[str, LayerCase] = _by_name(
     _case(broken.TwoLayerNetSwappedKeys, _sizes(5, 3, 3), _NET, nondiff=_NET_NONDIFF),
     _case(broken.TwoLayerNetCopiedParams, _sizes(5, 4, 3), _NET, nondiff=_NET_NONDIFF),
     _case(broken.TwoLayerNetNoReluBackward, _sizes(5, 4, 3), _NET, nondiff=_NET_NONDIFF),
+    # ch. 6-7
+    # 3x3 filters with stride 1: every interior pixel is covered by several windows
+    _case(broken.ConvolutionCol2imOverwrite, _filters(), _CONV_X),
+    _case(broken.ConvolutionDWNotTransposed, _filters(), _CONV_X),
+    _case(broken.ConvolutionDoutNotTransposed, _filters(), _CONV_X),
+    _case(broken.PoolingWholeWindow, _pool(2), _POOL_X),
+    _case(broken.PoolingFirstElement, _pool(2), _POOL_X),
+    _case(broken.BatchNormNoMeanTerm, _norm(3), _BN_X, kwargs=_TRAIN),
+    _case(broken.BatchNormNoVarianceTerm, _norm(3), _BN_X, kwargs=_TRAIN),
+    _case(broken.BatchNormDgammaNoXn, _norm(3), _BN_X, kwargs=_TRAIN),
+    # right in train mode: only a test-mode forward shows it
+    _case(broken.BatchNormTrainBackwardInTestMode, _norm(3, running=True), _BN_X, kwargs=_TEST),
+    _case(broken.DropoutIgnoresMask, _no_args, _DROPOUT_X, kwargs=_TRAIN),
+    _case(broken.DropoutNewMaskInBackward, _no_args, _DROPOUT_X, kwargs=_TRAIN),
+    # right for one forward/backward pair: a stale-state check (two forwards) shows it
+    _case(broken.KeepsFirstInput, _weights(4, 3), _AFFINE_X),
+    # weight decay alone (no BatchNorm, no Dropout): every dW is off by 0.1 * W
+    _case(broken.MultiLayerNetNoWeightDecayGrad, _DECAY, _NET, nondiff=_NET_NONDIFF, kwargs=_TRAIN),
+    _case(broken.MultiLayerNetSwappedGammaBeta, _FULL, _NET, nondiff=_NET_NONDIFF, kwargs=_TRAIN),
 )
 
 

@@ -27,7 +27,7 @@ def test_reference_layers_raise_no_error_finding(name):
         case.build(rng),
         case.make_inputs(rng),
         nondiff=case.nondiff,
-        kwargs=getattr(case, "kwargs", None),
+        kwargs=case.kwargs,
     )
     assert "error" not in _findings(result).values(), result.findings
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,8 @@ def test_student_example_shows_one_failure_and_three_passes():
         capture_output=True,
         text=True,
         cwd=ROOT,
+        # a fresh session: not an xdist worker even when this suite runs under -n
+        env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")},
     )
     out = done.stdout
     assert done.returncode == 1, out

@@ -14,6 +14,7 @@ from layers_under_test.registry import BROKEN, REFERENCE, LayerCase, find_case
 SEEDS = range(5)
 H = 1e-6  # central-difference step for the layers (float64)
 RTOL = 1e-4  # relative to the largest gradient entry; covers the book's 1e-7 in log(y + 1e-7)
+ATOL = 1e-10  # rounding noise of a gradient that is exactly zero (a bias feeding a BatchNorm)
 
 
 def _close(analytic: object, numeric: np.ndarray) -> bool:
@@ -21,8 +22,14 @@ def _close(analytic: object, numeric: np.ndarray) -> bool:
     if analytic is None or np.shape(analytic) != numeric.shape:
         return False
     a = np.asarray(analytic, dtype=np.float64)
-    scale = max(np.max(np.abs(a)), np.max(np.abs(numeric)), 1e-12)
-    return bool(np.max(np.abs(a - numeric)) <= RTOL * scale)
+    scale = max(np.max(np.abs(a)), np.max(np.abs(numeric)))
+    return bool(np.max(np.abs(a - numeric)) <= RTOL * scale + ATOL)
+
+
+def _forward(layer: Any, case: LayerCase, args: Any, seed: int) -> Any:
+    """One forward with the case's keyword arguments, the global RNG reseeded (Dropout)."""
+    np.random.seed(seed)
+    return layer.forward(*args, **case.kwargs)
 
 
 def _layer_agrees(case: LayerCase, seed: int) -> bool:
@@ -30,20 +37,20 @@ def _layer_agrees(case: LayerCase, seed: int) -> bool:
     rng = np.random.default_rng(seed)
     layer: Any = case.build(rng)
     inputs = case.make_inputs(rng)
-    layer.forward(*case.make_inputs(rng).values())  # other inputs first: exposes stale caches
+    _forward(layer, case, case.make_inputs(rng).values(), seed + 1)  # exposes stale caches
     before = [np.copy(v) for v in inputs.values()]
-    out = layer.forward(*inputs.values())
+    out = _forward(layer, case, inputs.values(), seed)
     if not all(np.array_equal(b, v) for b, v in zip(before, inputs.values(), strict=True)):
         return False  # forward mutated its input
     dout = rng.standard_normal(np.shape(out)) if np.ndim(out) else 1.0
     grads = layer.backward(np.copy(dout))
     wrt = [name for name in inputs if name not in case.nondiff]
     analytic = dict(zip(wrt, grads if isinstance(grads, tuple) else (grads,), strict=False))
-    params = {n: getattr(layer, n) for n in ("W", "b") if hasattr(layer, n)}
+    params = {n: getattr(layer, n) for n in ("W", "b", "gamma", "beta") if hasattr(layer, n)}
     analytic |= {n: getattr(layer, "d" + n) for n in params}
 
     def loss() -> float:
-        return float(np.sum(dout * layer.forward(*(np.copy(v) for v in inputs.values()))))
+        return float(np.sum(dout * _forward(layer, case, map(np.copy, inputs.values()), seed)))
 
     for name, arr in [*((n, inputs[n]) for n in wrt), *params.items()]:
         numeric = np.zeros_like(arr)
@@ -64,6 +71,13 @@ def _net_agrees(case: LayerCase, seed: int) -> bool:
     rng = np.random.default_rng(seed)
     net: Any = case.build(rng)
     x, t = case.make_inputs(rng).values()
+    loss = net.loss
+
+    def seeded_loss(*args: Any, **kwargs: Any) -> float:  # same Dropout masks in every loss
+        np.random.seed(seed)
+        return float(loss(*args, **kwargs))
+
+    net.loss = seeded_loss
     analytic = net.gradient(x, t)
     numeric = net.numerical_gradient(x, t)
     return all(_close(analytic.get(key), numeric[key]) for key in numeric)
@@ -85,7 +99,7 @@ def test_reference_case_builds_and_runs(case: LayerCase) -> None:
             k: p.shape for k, p in target.params.items()
         }
     else:
-        out = target.forward(*inputs.values())
+        out = target.forward(*inputs.values(), **case.kwargs)
         target.backward(np.ones_like(out))
 
 

@@ -15,7 +15,7 @@ SEEDS = range(50)
 def _check(case, seed):
     rng = np.random.default_rng(seed)
     target, inputs = case.build(rng), case.make_inputs(rng)
-    return gradverify.check(target, inputs, nondiff=case.nondiff, seed=seed)
+    return gradverify.check(target, inputs, nondiff=case.nondiff, kwargs=case.kwargs, seed=seed)
 
 
 @pytest.mark.parametrize("name", REFERENCE)

@@ -15,7 +15,9 @@ from layers_under_test.registry import BROKEN, REFERENCE
 def _run(case, seed=0, **options):
     rng = np.random.default_rng(seed)
     target, inputs = case.build(rng), case.make_inputs(rng)
-    return gradverify.check(target, inputs, nondiff=case.nondiff, seed=seed, **options)
+    return gradverify.check(
+        target, inputs, nondiff=case.nondiff, kwargs=case.kwargs, seed=seed, **options
+    )
 
 
 # ---------------------------------------------------------------- statuses
