@@ -8,7 +8,8 @@ A spec is plain data (so an assignment file can hold one), for example::
         "inputs": {"x": ["N", "D"]},
     }
 
-``dims`` bounds every symbolic dimension (``[lo, hi]`` inclusive, or a fixed int);
+``dims`` bounds every symbolic dimension (``[lo, hi]`` inclusive, or a fixed int;
+0 is allowed for int arguments such as a padding);
 ``init`` are the layer constructor's keyword arguments: arrays, or a dimension's
 name for an int argument (``"hidden_size": "H"``); ``inputs`` are forward's
 arguments in order.  An array is a shape (names and ints) or a dict
@@ -93,9 +94,9 @@ def _bounds(name: str, value: Any) -> tuple[int, int]:
         raise InvalidArgument(
             f"dims.{name} must be an int or [low, high], got {value!r}; e.g. {name}: [1, 4]."
         )
-    if not 1 <= low <= high:
+    if not 0 <= low <= high:
         raise InvalidArgument(
-            f"dims.{name} must satisfy 1 <= low <= high, got {value!r}; e.g. {name}: [1, 4]."
+            f"dims.{name} must satisfy 0 <= low <= high, got {value!r}; e.g. {name}: [1, 4]."
         )
     return low, high
 

@@ -40,7 +40,7 @@ def test_labels_are_never_differentiated():
     [
         ([1, 2], "`spec` must be a mapping"),
         ({"dims": {}, "inputs": {"x": ["K"]}}, "uses dimension 'K', which dims does not declare"),
-        ({"dims": {"N": [3, 1]}, "inputs": {"x": ["N"]}}, "dims.N must satisfy 1 <= low <= high"),
+        ({"dims": {"N": [3, 1]}, "inputs": {"x": ["N"]}}, "dims.N must satisfy 0 <= low <= high"),
         (
             {"dims": {"N": "many"}, "inputs": {"x": ["N"]}},
             "dims.N must be an int or \\[low, high\\]",
