@@ -13,7 +13,7 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from gradverify.config import CheckConfig
 from gradverify.errors import GradverifyError, InvalidArgument
 from gradverify.report import format_result
 from gradverify.results import CheckResult, Status
+
+if TYPE_CHECKING:
+    from gradverify.fuzzing import FuzzResult
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class Job:
     nondiff: tuple[str, ...] = ()
     reproduce: str = ""
     kwargs: dict[str, Any] = field(default_factory=dict)
+    spec: Any = None  # for --fuzz: a gradverify.specs spec, and the factory it feeds
+    factory: Any = None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--rtol", type=float, default=None, help="relative tolerance")
     run.add_argument("--atol", type=float, default=None, help="absolute tolerance")
+    run.add_argument(
+        "--fuzz",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also check N cases drawn over varying shapes; a failure shrinks to the smallest",
+    )
+    run.add_argument(
+        "--spec",
+        metavar="FILE.json",
+        help="the shape spec to fuzz a MODULE:OBJECT class with (see gradverify.specs)",
+    )
     run.add_argument("--json", action="store_true", help="print the results as JSON")
     return parser
 
@@ -89,22 +106,63 @@ def main(argv: Sequence[str] | None = None) -> int:
         CheckConfig(seed=arguments.seed, rtol=arguments.rtol, atol=arguments.atol)  # fail early
         jobs = _jobs(arguments)
         results = [_run(job, arguments) for job in jobs]
+        fuzzed = [_fuzz(job, arguments) for job in jobs]
     except GradverifyError as error:
         print(f"gradverify: error: {error}", file=sys.stderr)
         return 2
     if arguments.json:
-        print(json.dumps([r.to_dict() for r in results], indent=2))
+        print(json.dumps([_json(r, f) for r, f in zip(results, fuzzed)], indent=2))
     else:
-        print(_table(jobs, results))
-        for job, result in zip(jobs, results):
-            if result.status is Status.PASS:
-                for finding in result.findings:
-                    print(f"  {job.name}: {finding.severity}: {finding.message}")
-        for result in results:
-            if result.status is not Status.PASS:
-                print()
-                print(format_result(result))
-    return 0 if all(r.status is Status.PASS for r in results) else 1
+        _print_report(jobs, results, fuzzed)
+    passed = all(r.passed for r in results) and all(f is None or f.passed for f in fuzzed)
+    return 0 if passed else 1
+
+
+def _json(result: CheckResult, fuzzed: FuzzResult | None) -> dict[str, Any]:
+    data = result.to_dict()
+    if fuzzed is not None:
+        data["fuzz"] = fuzzed.to_dict()
+    return data
+
+
+def _print_report(
+    jobs: list[Job], results: list[CheckResult], fuzzed: list[FuzzResult | None]
+) -> None:
+    print(_table(jobs, results, fuzzed))
+    for job, result in zip(jobs, results):
+        if result.status is Status.PASS:
+            for finding in result.findings:
+                print(f"  {job.name}: {finding.severity}: {finding.message}")
+    for result, fuzz_result in zip(results, fuzzed):
+        if result.status is not Status.PASS:
+            print()
+            print(format_result(result))
+        if fuzz_result is not None and not fuzz_result.passed:
+            print()
+            print(fuzz_result)
+
+
+def _fuzz(job: Job, arguments: argparse.Namespace) -> FuzzResult | None:
+    """Fuzz a job over its spec's shapes when --fuzz N asks for it."""
+    if arguments.fuzz <= 0:
+        return None
+    if job.spec is None:
+        raise InvalidArgument(
+            f"--fuzz needs a shape spec for {job.name}: shipped cases have one; for "
+            f"MODULE:OBJECT pass --spec FILE.json (see gradverify.specs)."
+        )
+    from gradverify.fuzzing import fuzz
+
+    return fuzz(
+        job.factory,
+        job.spec,
+        examples=arguments.fuzz,
+        seed=arguments.seed,
+        kwargs=job.kwargs,
+        mode=arguments.mode,
+        rtol=arguments.rtol,
+        atol=arguments.atol,
+    )
 
 
 #: How many times generated inputs sitting on a kink are redrawn before the verdict stands.
@@ -185,8 +243,16 @@ def _jobs(arguments: argparse.Namespace) -> list[Job]:
 def _case_job(case: Any, rng: np.random.Generator) -> Job:
     """A shipped case, rerun by its name: ``gradverify check Affine4D``."""
     target, inputs = case.build(rng), case.make_inputs(rng)
-    reproduce = f"gradverify check {case.name}"
-    return Job(case.name, target, inputs, tuple(case.nondiff), reproduce, dict(case.kwargs))
+    return Job(
+        case.name,
+        target,
+        inputs,
+        tuple(case.nondiff),
+        f"gradverify check {case.name}",
+        dict(case.kwargs),
+        getattr(case, "spec", None),
+        getattr(case, "factory", None) or case.target,
+    )
 
 
 def _user_job(spec: str, obj: Any, arguments: argparse.Namespace, rng: np.random.Generator) -> Job:
@@ -198,6 +264,7 @@ def _user_job(spec: str, obj: Any, arguments: argparse.Namespace, rng: np.random
         raise InvalidArgument(
             f"{spec} is not a shipped layer, so its inputs must be given: e.g. --input x=2,4."
         )
+    factory = obj
     if isinstance(obj, type):
         try:
             obj = obj(**init)
@@ -217,7 +284,19 @@ def _user_job(spec: str, obj: Any, arguments: argparse.Namespace, rng: np.random
         inputs,
         tuple(arguments.nondiff),
         f"gradverify check {spec} {flags.strip()}",
+        spec=_read_spec(arguments.spec),
+        factory=factory,
     )
+
+
+def _read_spec(path: str | None) -> Any:
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError) as error:
+        raise InvalidArgument(f"--spec {path!r} could not be read as JSON: {error}.") from None
 
 
 def _import(spec: str) -> Any:
@@ -259,13 +338,23 @@ def _shapes(flag: str, specs: list[str]) -> list[tuple[str, tuple[int, ...]]]:
     return parsed
 
 
-def _table(jobs: list[Job], results: list[CheckResult]) -> str:
+def _table(jobs: list[Job], results: list[CheckResult], fuzzed: list[FuzzResult | None]) -> str:
     width = max([len(j.name) for j in jobs] + [5])
-    lines = [f"{'layer':<{width}}  {'status':<12}  {'worst':<28}  {'forward':>8}  {'time':>7}"]
-    for job, result in zip(jobs, results):
+    fuzz_header = "  fuzz" if any(f is not None for f in fuzzed) else ""
+    lines = [
+        f"{'layer':<{width}}  {'status':<12}  {'worst':<28}  {'forward':>8}  {'time':>7}"
+        + fuzz_header
+    ]
+    for job, result, fuzz_result in zip(jobs, results, fuzzed):
+        fuzz_cell = (
+            ""
+            if fuzz_result is None
+            else f"  {fuzz_result.status.name} {fuzz_result.examples} cases "
+            f"{fuzz_result.seconds:.1f}s"
+        )
         lines.append(
             f"{job.name:<{width}}  {result.status.name:<12}  {_worst(result):<28}  "
-            f"{result.forward_calls:>8}  {result.seconds:>6.2f}s"
+            f"{result.forward_calls:>8}  {result.seconds:>6.2f}s{fuzz_cell}"
         )
     counts = {s: sum(r.status is s for r in results) for s in Status}
     lines.append(", ".join(f"{n} {s.name.lower()}" for s, n in counts.items() if n))

@@ -44,6 +44,18 @@ class FuzzResult:
     def passed(self) -> bool:
         return self.status is Status.PASS
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "examples": self.examples,
+            "inconclusive": self.inconclusive,
+            "seconds": self.seconds,
+            "seed": self.seed,
+            "case": None if self.case is None else self.case.describe(),
+            "result": None if self.result is None else self.result.to_dict(),
+            "reproduce": self.reproduce,
+        }
+
     def __str__(self) -> str:
         head = (
             f"fuzz: {self.status.name} after {self.examples} example(s) "

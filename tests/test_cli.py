@@ -99,3 +99,28 @@ def test_mode_flag_reaches_the_check(capsys):
     assert main(["check", "TwoLayerNet", "--mode", "fast", "--json"]) == 0
     tensors = json.loads(capsys.readouterr().out)[0]["tensors"]
     assert all("projections" in t["method"] for t in tensors)
+
+
+def test_fuzzing_a_users_class_with_a_spec_file(tmp_path, capsys):
+    spec = tmp_path / "spec.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "dims": {"N": [1, 3], "D": [1, 3], "M": [1, 3]},
+                "init": {"W": ["D", "M"], "b": ["M"]},
+                "inputs": {"x": ["N", "D"]},
+            }
+        )
+    )
+    common = ["--init", "W=4,3", "--init", "b=3", "--input", "x=2,4", "--spec", str(spec)]
+    assert main(["check", "layers_under_test.reference:Affine", *common, "--fuzz", "20"]) == 0
+    assert "PASS 20 cases" in capsys.readouterr().out
+    assert main(["check", "tests.test_fuzz:AffineDbSqueeze", *common, "--fuzz", "20"]) == 1
+    out = capsys.readouterr().out
+    assert "smallest failing case:" in out and "dims: N=1, D=1, M=1" in out
+
+
+def test_fuzz_without_a_spec_is_a_usage_error(capsys):
+    argv = ["check", "layers_under_test.reference:Relu", "--input", "x=2,3", "--fuzz", "5"]
+    assert main(argv) == 2
+    assert "--fuzz needs a shape spec" in capsys.readouterr().err
