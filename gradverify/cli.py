@@ -153,16 +153,18 @@ def _fuzz(job: Job, arguments: argparse.Namespace) -> FuzzResult | None:
         )
     from gradverify.fuzzing import fuzz
 
-    return fuzz(
-        job.factory,
-        job.spec,
-        examples=arguments.fuzz,
-        seed=arguments.seed,
-        kwargs=job.kwargs,
-        mode=arguments.mode,
-        rtol=arguments.rtol,
-        atol=arguments.atol,
-    )
+    return fuzz(job.factory, job.spec, examples=arguments.fuzz, **_options(job, arguments))
+
+
+def _options(job: Job, arguments: argparse.Namespace) -> dict[str, Any]:
+    """The check options of a job that the command line sets."""
+    return {
+        "kwargs": job.kwargs,
+        "seed": arguments.seed,
+        "rtol": arguments.rtol,
+        "atol": arguments.atol,
+        "mode": arguments.mode,
+    }
 
 
 #: How many times generated inputs sitting on a kink are redrawn before the verdict stands.
@@ -173,16 +175,7 @@ def _run(job: Job, arguments: argparse.Namespace) -> CheckResult:
     """Check a job; inputs that landed on a kink are redrawn there, since they prove less."""
     inputs, rng = dict(job.inputs), np.random.default_rng([arguments.seed, 2])
     for redraws in range(KINK_REDRAWS + 1):
-        result = check(
-            job.target,
-            inputs,
-            nondiff=job.nondiff,
-            kwargs=job.kwargs,
-            seed=arguments.seed,
-            rtol=arguments.rtol,
-            atol=arguments.atol,
-            mode=arguments.mode,
-        )
+        result = check(job.target, inputs, nondiff=job.nondiff, **_options(job, arguments))
         at_kinks = _elements_at_kinks(result)
         if not at_kinks or redraws == KINK_REDRAWS:
             break

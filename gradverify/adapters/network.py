@@ -46,10 +46,6 @@ class NetworkAdapter(Adapter):
         )
 
     @property
-    def name(self) -> str:
-        return type(self.target).__name__
-
-    @property
     def label(self) -> str:
         return f"{self.name}.gradient"
 
