@@ -179,3 +179,16 @@ def test_running_statistics_and_counters_are_left_bit_for_bit():
     result = gradverify.check(layer, {"x": RNG.standard_normal((4, 3))}, kwargs={"train_flg": True})
     assert result.status is Status.PASS
     assert layer.running_mean is mean and not np.any(mean) and layer.calls == 0
+
+
+def test_batchnorm_in_training_mode_leaves_running_statistics_bit_for_bit():
+    case = REFERENCE["BatchNormalization"]
+    rng = np.random.default_rng(3)
+    layer, inputs = case.build(rng), case.make_inputs(rng)
+    layer.forward(inputs["x"], train_flg=True)  # running statistics no longer at their start
+    mean, var = layer.running_mean, layer.running_var
+    saved = mean.tobytes(), var.tobytes()
+    result = gradverify.check(layer, inputs, kwargs=case.kwargs)
+    assert result.status is Status.PASS
+    assert layer.running_mean is mean and layer.running_var is var
+    assert (mean.tobytes(), var.tobytes()) == saved
