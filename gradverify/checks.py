@@ -279,6 +279,7 @@ class _Plan:
         scalarize, forward = cotangent.scalarize, view.forward
         return LossContext(
             loss=lambda: scalarize(forward(work)),
+            changed=lambda: cotangent.changed_magnitude(forward(work)),
             output_dtypes=(*outputs.dtypes, *([computed] if computed is not None else [])),
             magnitude=cotangent.magnitude(outputs),
             config=self.config,

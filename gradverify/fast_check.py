@@ -108,7 +108,7 @@ def check_tensor_fast(tensor: TensorToCheck, context: LossContext) -> TensorOutc
     analytic = unusable_gradient(tensor)
     if isinstance(analytic, TensorOutcome):
         return analytic
-    settings = settings_for(tensor, context)
+    settings = settings_for(tensor, context, local=False)
     size = tensor.array.size
     everyone = np.arange(size)
     scale = np.maximum(1.0, np.abs(tensor.array.astype(np.float64).reshape(-1)))
@@ -170,17 +170,10 @@ def _outcome(
 ) -> TensorOutcome:
     """Judge the blamed elements on the ladder and summarize the tensor."""
     flat_analytic = analytic.reshape(-1)
-    flat_values = tensor.array.reshape(-1)
     base_step = settings.eps ** (1.0 / 3.0)
+    steps = settings.steps.reshape(-1)
     verdicts = {
-        i: reestimate_element(
-            tensor,
-            i,
-            float(flat_analytic[i]),
-            base_step * max(1.0, abs(float(flat_values[i]))),
-            settings,
-            context.loss,
-        )
+        i: reestimate_element(tensor, i, float(flat_analytic[i]), steps[i], settings, context.loss)
         for i in blamed
     }
     rows = sorted(

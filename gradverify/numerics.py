@@ -62,14 +62,43 @@ def step_sizes(values: FloatArray, eps: float) -> NDArray[np.float64]:
     return eps ** (1.0 / 3.0) * np.maximum(1.0, np.abs(values.astype(np.float64)))
 
 
-def rounding_noise(steps: NDArray[np.float64], eps: float, magnitude: float) -> NDArray[np.float64]:
+def rounding_noise(steps: NDArray[np.float64], noise_unit: float) -> NDArray[np.float64]:
     """Estimated rounding error of each central difference taken with `steps`.
 
-    ``magnitude`` is ``S = sum |dout * f(x)|`` at the centre; each of the two loss
-    evaluations carries about ``NOISE_FACTOR * eps * S`` of rounding, and their
-    difference is divided by ``2h``.
+    ``noise_unit`` is the rounding of one loss difference, ``NOISE_FACTOR * eps * S``
+    with ``S`` the size of the terms that change (`local_magnitude`); it is divided
+    by the width ``2h``, twice over for the two evaluations.
     """
-    return NOISE_FACTOR * eps * magnitude / steps
+    return noise_unit / steps
+
+
+#: Elements probed by `local_magnitude` (first, middle, last).
+MAGNITUDE_PROBES = 3
+
+
+def local_magnitude(
+    array: FloatArray, steps: NDArray[np.float64], changed: Callable[[], float], full: float
+) -> float:
+    """The size ``S`` of the loss terms that moving one element of `array` changes.
+
+    Probes a few elements (moved by their step, then restored) and takes the
+    largest; falls back to `full`, the whole loss, when no output moved at all.
+    """
+    container, keys = element_access(array)
+    if not array.size:
+        return full
+    flat_steps = steps.reshape(-1)
+    probes = sorted({0, array.size // 2, array.size - 1})[:MAGNITUDE_PROBES]
+    largest = 0.0
+    for position in probes:
+        key = keys[position]
+        original = container[key]
+        try:
+            container[key] = original + flat_steps[position]
+            largest = max(largest, changed())
+        finally:
+            container[key] = original
+    return largest if largest > 0 else full
 
 
 def element_access(array: FloatArray) -> tuple[Any, Sequence[Any]]:
@@ -158,7 +187,8 @@ def _measured_noise(
     """The noise of the loss itself, read off the ladder's second differences.
 
     ``L(x+h) - 2 L(x) + L(x-h)`` is ``h**2 f''`` for a smooth loss; scaled from the
-    widest step, what is left at the narrower ones is noise (4 evaluations' worth).
+    widest step, what is left at the narrower ones is noise; the largest residual is
+    taken whole (it holds up to four evaluations' noise: erring high is the safe side).
     A forward with hidden low precision or randomness shows here even when the
     rounding model of ``noise_unit`` cannot know about it.
     """
@@ -166,7 +196,7 @@ def _measured_noise(
     residuals = [
         abs(second[k] - second[0] * (widths[k] / widths[0]) ** 2) for k in range(1, len(ladder))
     ]
-    return max(residuals, default=0.0) / 4.0
+    return max(residuals, default=0.0)
 
 
 def reestimate(
@@ -180,8 +210,8 @@ def reestimate(
 
     Central estimates ``D_k`` and their Richardson extrapolations
     ``R_k = D_k + (D_k - D_{k-1}) / 3`` are candidates; each is paired with an
-    error estimate (distance to its predecessor plus rounding ``noise_unit / h``)
-    and the candidate with the smallest error wins.  Where the one-sided slopes
+    error estimate (the larger distance to its two predecessors, plus the rounding
+    of the loss over ``h``) and the candidate with the smallest error wins.  Where the one-sided slopes
     differ at the smallest step by about as much as at the largest (a jump does
     not shrink with h, curvature does, rounding noise grows), the element sits at
     a kink: the derivative does not exist there.
@@ -195,14 +225,22 @@ def reestimate(
     central = [(up - down) / (w_up + w_down) for up, down, w_up, w_down in ladder]
     widths = [(w_up + w_down) / 2.0 for _, _, w_up, w_down in ladder]
     loss_noise = max(noise_unit, _measured_noise(center, ladder, widths))
+    extrapolated = [math.nan] + [
+        central[k] + (central[k] - central[k - 1]) / 3.0 for k in range(1, LADDER_LEVELS)
+    ]
     candidates: list[tuple[float, float]] = []
-    for k in range(1, LADDER_LEVELS):
+    for k in range(2, LADDER_LEVELS):
+        # An estimate is trusted as far as it agrees with BOTH its predecessors: one
+        # lucky agreement between two noisy rungs must not pass for convergence.
         rounding = loss_noise / widths[k]
-        candidates.append((abs(central[k] - central[k - 1]) + rounding, central[k]))
-        if k >= 2:
-            previous = central[k - 1] + (central[k - 1] - central[k - 2]) / 3.0
-            extrapolated = central[k] + (central[k] - central[k - 1]) / 3.0
-            candidates.append((abs(extrapolated - previous) + rounding, extrapolated))
+        spread = max(abs(central[k] - central[k - 1]), abs(central[k - 1] - central[k - 2]))
+        candidates.append((spread + rounding, central[k]))
+        if k >= 3:
+            spread = max(
+                abs(extrapolated[k] - extrapolated[k - 1]),
+                abs(extrapolated[k - 1] - extrapolated[k - 2]),
+            )
+            candidates.append((spread + rounding, extrapolated[k]))
     error, numeric = min(candidates)
     slopes = [((center - down) / w_down, (up - center) / w_up) for up, down, w_up, w_down in ladder]
     gaps = [right - left for left, right in slopes]

@@ -108,6 +108,28 @@ class Cotangent:
         """``S = sum |dout * f(x)|``: the scale of the rounding error in the loss."""
         return float(sum(np.vdot(np.abs(d), np.abs(a)) for d, a in zip(self.douts, outputs.arrays)))
 
+    def changed_magnitude(self, raw: Any) -> float:
+        """``sum |dout * f|`` over the outputs that differ from the centre's.
+
+        Outputs a perturbation leaves unchanged cancel exactly in ``L(x+h) - L(x-h)``
+        (the loss is summed in float64), so only the changed ones carry rounding
+        noise: moving ``x[i, j]`` of an Affine touches row ``i`` alone.
+        """
+        items = raw if self.centre.is_tuple else (raw,)
+        total = 0.0
+        for dout, centre, item in zip(self.douts, self.centre.arrays, items):
+            now = np.asarray(item, dtype=np.float64)
+            if now.shape != centre.shape:
+                return self.magnitude(self.centre)
+            changed = now != centre
+            total += float(
+                np.sum(
+                    np.abs(dout[changed])
+                    * np.maximum(np.abs(centre[changed]), np.abs(now[changed]))
+                )
+            )
+        return total
+
     @property
     def scalarize(self) -> Callable[[Any], float]:
         """``raw -> sum(dout * raw)``, specialised to the output's structure (hot path)."""

@@ -40,6 +40,7 @@ class LossContext:
     """
 
     loss: Callable[[], float]
+    changed: Callable[[], float]  # sum |dout * f| over the outputs moved from the centre
     output_dtypes: tuple[np.dtype, ...]
     magnitude: float
     config: CheckConfig
@@ -61,19 +62,27 @@ class TensorOutcome:
 class Settings:
     """The numerics of one tensor: the precision it is judged at, and the tolerance rule."""
 
-    precision: np.dtype
     eps: float
     rtol: float
     atol: float
-    noise_unit: float  # rounding error of one loss evaluation: NOISE_FACTOR * eps * S
+    steps: Floats  # each element's central-difference step
+    noise_unit: float  # rounding of one loss difference: NOISE_FACTOR * eps * local S
 
 
-def settings_for(tensor: TensorToCheck, context: LossContext) -> Settings:
-    """Judge at the least precise of the outputs, the computation and the array itself."""
+def settings_for(tensor: TensorToCheck, context: LossContext, *, local: bool = True) -> Settings:
+    """Judge at the least precise of the outputs, the computation and the array itself,
+    with the rounding noise of the loss terms one element moves (``local``) or, for
+    projections that move every element at once, of the whole loss."""
     precision = numerics.precision_dtype([*context.output_dtypes, tensor.array.dtype])
     eps = float(np.finfo(precision).eps)
     rtol, atol = context.config.tolerances(precision)
-    return Settings(precision, eps, rtol, atol, numerics.NOISE_FACTOR * eps * context.magnitude)
+    steps = numerics.step_sizes(tensor.array, eps)
+    magnitude = (
+        numerics.local_magnitude(tensor.array, steps, context.changed, context.magnitude)
+        if local
+        else context.magnitude
+    )
+    return Settings(eps, rtol, atol, steps, numerics.NOISE_FACTOR * eps * magnitude)
 
 
 def base_fields(tensor: TensorToCheck) -> dict[str, Any]:
@@ -105,9 +114,9 @@ def check_tensor(tensor: TensorToCheck, context: LossContext) -> TensorOutcome:
     if isinstance(analytic, TensorOutcome):
         return analytic
     settings = settings_for(tensor, context)
-    steps = numerics.step_sizes(tensor.array, settings.eps)
+    steps = settings.steps
     numeric = numerics.central_differences(tensor.array, steps, context.loss)
-    noise = numerics.rounding_noise(steps, settings.eps, context.magnitude)
+    noise = numerics.rounding_noise(steps, settings.noise_unit)
     tol = compare.tolerance(numeric, settings.rtol, settings.atol, noise)
     statuses, notes = _reestimate_suspects(tensor, analytic, numeric, tol, steps, settings, context)
     status = worst_status(list(statuses.values()))
