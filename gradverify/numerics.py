@@ -211,8 +211,8 @@ def reestimate(
     Central estimates ``D_k`` and their Richardson extrapolations
     ``R_k = D_k + (D_k - D_{k-1}) / 3`` are candidates; each is paired with an
     error estimate (the larger distance to its two predecessors, plus the rounding
-    of the loss over ``h``) and the candidate with the smallest error wins.  Where the one-sided slopes
-    differ at the smallest step by about as much as at the largest (a jump does
+    of the loss over ``h``) and the candidate with the smallest error wins.
+    Where the one-sided slopes differ by the same jump at every step (a jump does
     not shrink with h, curvature does, rounding noise grows), the element sits at
     a kink: the derivative does not exist there.
     """

@@ -130,10 +130,10 @@ def check_tensor(tensor: TensorToCheck, context: LossContext) -> TensorOutcome:
         max_noise=float(np.max(noise, initial=0.0)),
         checked=int(analytic.size),
         mismatched=_count_mismatched(analytic, numeric, tol, statuses),
-        reestimated=len(statuses),
+        reestimated=len([i for i in statuses if i >= 0]),
         rows=compare.worst_rows(analytic, numeric, tol, notes, context.config.max_rows),
         hint=failure_hint(status, analytic, numeric, context),
-        notes=kink_notes(notes),
+        notes=kink_notes(notes) + ((notes[-1],) if -1 in notes else ()),
         **summary,
     )
     return TensorOutcome(result, analytic, numeric)
@@ -193,6 +193,11 @@ def _shape_hint(tensor: TensorToCheck) -> str:
     return hints.wrong_shape(tensor.name, tensor.grad_name, tensor.array.shape, tuple(shape))
 
 
+#: Kinks do not count against `CheckConfig.max_reestimate` (a pass at a kink says
+#: nothing about the elements behind it), up to this many times that budget.
+KINK_ALLOWANCE = 5
+
+
 def _reestimate_suspects(
     tensor: TensorToCheck,
     analytic: Floats,
@@ -206,23 +211,35 @@ def _reestimate_suspects(
 
     Returns each re-estimated element's status and a note for the report.  An
     element cleared by re-estimation gets its tolerance widened to its error, so
-    that it no longer counts as mismatched.
+    that it no longer counts as mismatched.  The suspects left unjudged count as
+    cleared only if `max_reestimate` smooth (non-kink) re-estimates all passed:
+    otherwise the last entry, under key -1, is INCONCLUSIVE.
     """
     flat_numeric, flat_analytic, flat_steps, flat_tol = (
         a.reshape(-1) for a in (numeric, analytic, steps, tol)
     )
+    budget = context.config.max_reestimate
+    candidates = compare.suspects(analytic, numeric, tol, KINK_ALLOWANCE * budget)
     statuses: dict[int, Status] = {}
     notes: dict[int, str] = {}
-    for flat in compare.suspects(analytic, numeric, tol, context.config.max_reestimate):
+    smooth = 0
+    for flat in candidates:
+        if smooth >= budget:
+            break
         verdict = reestimate_element(
             tensor, flat, float(flat_analytic[flat]), flat_steps[flat], settings, context.loss
         )
         statuses[flat], notes[flat] = verdict.status, verdict.note
+        smooth += not verdict.note.startswith("kink")
         if math.isfinite(verdict.numeric):
             flat_numeric[flat] = verdict.numeric
         if verdict.status is Status.PASS:
             error = abs(flat_analytic[flat] - flat_numeric[flat])
             flat_tol[flat] = max(flat_tol[flat], error)
+    unjudged = len(compare.suspects(analytic, numeric, tol, analytic.size))
+    if unjudged and smooth < budget:
+        statuses[-1] = Status.INCONCLUSIVE
+        notes[-1] = f"{unjudged} element(s) outside tolerance were not re-estimated (kinks first)"
     return statuses, notes
 
 
@@ -248,7 +265,7 @@ def _count_mismatched(
     if all(s is Status.PASS for s in statuses.values()):
         return 0
     outside = np.abs(analytic - numeric).reshape(-1) > tol.reshape(-1)
-    cleared = [i for i, s in statuses.items() if s is Status.PASS]
+    cleared = [i for i, s in statuses.items() if s is Status.PASS and i >= 0]
     outside[cleared] = False
     return int(np.count_nonzero(outside))
 
