@@ -193,7 +193,8 @@ class _Plan:
             {s.name: first.params.get(s.name, copy_gradient(s.read_gradient())) for s in slots},
             first.dout_modified,
         )
-        tensors = self._input_tensors(work, gradients.inputs, found.notes)
+        returned = (None,) * len(work) if first.returned_none else gradients.inputs
+        tensors = self._input_tensors(work, returned, found.notes)
         tensors += [
             TensorToCheck(s.name, s.grad_name, "parameter", s.array, gradients.params[s.name])
             for s in slots

@@ -16,41 +16,20 @@ from typing import Any
 
 import numpy as np
 
+from gradverify.state import (
+    GENERATORS,
+    generator_state,
+    reachable,
+    same_generator_state,
+    set_generator_state,
+)
+
 Generator = np.random.Generator | np.random.RandomState
 
 
 def generators_in(root: Any) -> list[Generator]:
-    """Every numpy generator reachable from `root` through attributes, dicts and lists."""
-    found: list[Generator] = []
-    seen: set[int] = set()
-    stack = [root]
-    while stack:
-        obj = stack.pop()
-        if id(obj) in seen or obj is None:
-            continue
-        seen.add(id(obj))
-        if isinstance(obj, (np.random.Generator, np.random.RandomState)):
-            found.append(obj)
-        elif isinstance(obj, dict):
-            stack.extend(obj.values())
-        elif isinstance(obj, (list, tuple)):
-            stack.extend(obj)
-        elif hasattr(obj, "__dict__") and not isinstance(obj, type):
-            stack.extend(vars(obj).values())
-    return found
-
-
-def _state(generator: Generator) -> Any:
-    if isinstance(generator, np.random.Generator):
-        return generator.bit_generator.state
-    return generator.get_state()
-
-
-def _set_state(generator: Generator, state: Any) -> None:
-    if isinstance(generator, np.random.Generator):
-        generator.bit_generator.state = state
-    else:
-        generator.set_state(state)
+    """Every numpy generator the target holds (through attributes, dicts and lists)."""
+    return [obj for obj in reachable(root) if isinstance(obj, GENERATORS)]
 
 
 @dataclass
@@ -62,17 +41,17 @@ class RandomSources:
     states: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.states = [_state(g) for g in self.generators]
+        self.states = [generator_state(g) for g in self.generators]
 
     def drawn_from(self) -> list[str]:
         """Which sources changed since they were recorded (a forward drew from them)."""
         changed = []
-        if not _same_global_state(np.random.get_state(), self.global_state):
+        if not same_generator_state(np.random.get_state(), self.global_state):
             changed.append("numpy's global generator (np.random.*)")
         changed += [
             f"its {type(g).__name__}"
             for g, state in zip(self.generators, self.states)
-            if _state(g) != state
+            if not same_generator_state(generator_state(g), state)
         ]
         return changed
 
@@ -85,10 +64,4 @@ class RandomSources:
         """Put every source back to its recorded state: the next draws repeat the last ones."""
         np.random.set_state(self.global_state)
         for generator, state in zip(self.generators, self.states):
-            _set_state(generator, state)
-
-
-def _same_global_state(first: Any, second: Any) -> bool:
-    return bool(
-        first[0] == second[0] and np.array_equal(first[1], second[1]) and first[2:] == second[2:]
-    )
+            set_generator_state(generator, state)

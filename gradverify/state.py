@@ -13,6 +13,7 @@ textbook's network shares ``params`` with its layers) stay shared.
 from __future__ import annotations
 
 import types
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,10 +38,7 @@ class Snapshot:
         """Re-bind every attribute and item, copy every array's bytes back, rewind generators."""
         np.random.set_state(self.global_random_state)
         for generator, state in self.generators:
-            if isinstance(generator, np.random.Generator):
-                generator.bit_generator.state = state
-            else:
-                generator.set_state(state)
+            set_generator_state(generator, state)
         for obj, attributes in self.objects:
             current = vars(obj)
             for name in [n for n in current if n not in attributes]:
@@ -64,9 +62,9 @@ class Snapshot:
         ]
 
 
-def snapshot(*roots: Any) -> Snapshot:
-    """Record the state reachable from `roots` (a target and its pass-through arguments)."""
-    record = Snapshot()
+def reachable(*roots: Any) -> Iterator[Any]:
+    """Every object reachable from `roots` through attributes, dict values, list and
+    tuple items, once each; code, types and modules are not entered (no state there)."""
     seen: set[int] = set()
     stack = list(roots)
     while stack:
@@ -74,22 +72,53 @@ def snapshot(*roots: Any) -> Snapshot:
         if id(obj) in seen or obj is None or isinstance(obj, _OPAQUE):
             continue
         seen.add(id(obj))
+        yield obj
+        if isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple)):
+            stack.extend(obj)
+        elif hasattr(obj, "__dict__") and not isinstance(obj, (np.ndarray, *GENERATORS)):
+            stack.extend(vars(obj).values())
+
+
+GENERATORS = (np.random.Generator, np.random.RandomState)
+
+
+def generator_state(generator: Any) -> Any:
+    """The state of a numpy Generator or RandomState (what a draw advances)."""
+    if isinstance(generator, np.random.Generator):
+        return generator.bit_generator.state
+    return generator.get_state()
+
+
+def set_generator_state(generator: Any, state: Any) -> None:
+    if isinstance(generator, np.random.Generator):
+        generator.bit_generator.state = state
+    else:
+        generator.set_state(state)
+
+
+def same_generator_state(first: Any, second: Any) -> bool:
+    """Compare two generator states, whose RandomState form holds an array."""
+    if isinstance(first, dict) or isinstance(second, dict):
+        return bool(first == second)
+    return bool(
+        first[0] == second[0] and np.array_equal(first[1], second[1]) and first[2:] == second[2:]
+    )
+
+
+def snapshot(*roots: Any) -> Snapshot:
+    """Record the state reachable from `roots` (a target and its pass-through arguments)."""
+    record = Snapshot()
+    for obj in reachable(*roots):
         if isinstance(obj, np.ndarray):
             record.arrays.append((obj, obj.copy()))
-        elif isinstance(obj, np.random.Generator):
-            record.generators.append((obj, obj.bit_generator.state))
-        elif isinstance(obj, np.random.RandomState):
-            record.generators.append((obj, obj.get_state()))
+        elif isinstance(obj, GENERATORS):
+            record.generators.append((obj, generator_state(obj)))
         elif isinstance(obj, dict):
             record.dicts.append((obj, dict(obj)))
-            stack.extend(obj.values())
         elif isinstance(obj, list):
             record.lists.append((obj, list(obj)))
-            stack.extend(obj)
-        elif isinstance(obj, tuple):
-            stack.extend(obj)
-        elif hasattr(obj, "__dict__"):
-            attributes = dict(vars(obj))
-            record.objects.append((obj, attributes))
-            stack.extend(attributes.values())
+        elif hasattr(obj, "__dict__") and not isinstance(obj, tuple):
+            record.objects.append((obj, dict(vars(obj))))
     return record

@@ -102,9 +102,14 @@ def unusable_gradient(tensor: TensorToCheck) -> TensorOutcome | Floats:
     if analytic is not None:
         return analytic
     status = Status.ERROR if "not finite" in problem else Status.FAIL
-    result = TensorResult(
-        **base_fields(tensor), status=status, problem=problem, hint=_shape_hint(tensor)
-    )
+    hint = _shape_hint(tensor)
+    if tensor.analytic is None:
+        hint = (
+            f"did backward forget to return it (return {tensor.grad_name})?"
+            if tensor.role == "input"
+            else f"backward must store it where the check reads it ({tensor.grad_name})."
+        )
+    result = TensorResult(**base_fields(tensor), status=status, problem=problem, hint=hint)
     return TensorOutcome(result)
 
 

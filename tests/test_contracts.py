@@ -192,3 +192,32 @@ def test_batchnorm_in_training_mode_leaves_running_statistics_bit_for_bit():
     assert result.status is Status.PASS
     assert layer.running_mean is mean and layer.running_var is var
     assert (mean.tobytes(), var.tobytes()) == saved
+
+
+def test_random_state_attribute_and_a_numpy_module_attribute():
+    class LegacyDropout:
+        def __init__(self):
+            self.rng, self.xp = np.random.RandomState(0), np  # xp: a module, never walked into
+
+        def forward(self, x):
+            self.mask = self.rng.rand(*x.shape) > 0.5
+            return x * self.mask
+
+        def backward(self, dout):
+            return dout * self.mask
+
+    layer = LegacyDropout()
+    before = layer.rng.get_state()[1].copy()
+    result = gradverify.check(layer, {"x": RNG.standard_normal((3, 4))})
+    assert result.status is Status.PASS and "its RandomState" in result.notes[0]
+    assert np.array_equal(layer.rng.get_state()[1], before)
+
+
+def test_forgotten_return_fails_with_a_hint():
+    class NoReturn(reference.Sigmoid):
+        def backward(self, dout):
+            super().backward(dout)
+
+    result = gradverify.check(NoReturn(), {"x": RNG.standard_normal((2, 3))})
+    assert result.status is Status.FAIL
+    assert "forget to return it (return dx)" in result.tensors[0].hint

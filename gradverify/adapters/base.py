@@ -101,6 +101,8 @@ class Gradients:
     params: dict[str, Any]
     #: Whether backward wrote into the ``dout`` it was given (it gets a private copy).
     dout_modified: bool = False
+    #: Whether backward returned None (then no input has a gradient: a forgotten return).
+    returned_none: bool = False
 
 
 class Adapter(ABC):

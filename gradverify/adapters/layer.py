@@ -65,7 +65,7 @@ class LayerAdapter(Adapter):
         else:
             inputs = (copy_gradient(returned),)
         params = {slot.name: copy_gradient(slot.read_gradient()) for slot in self._slots}
-        return Gradients(inputs, params, modified())
+        return Gradients(inputs, params, modified(), returned is None)
 
     def parameters(self, declared: ParamDeclaration) -> list[ParamSlot]:
         if declared is not None:
