@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -66,6 +66,14 @@ class _Probe:
     settings: Settings
     loss: Callable[[], float]
     step: float
+    coherent: bool = False  # signs follow the gradient's: errors may add up in full
+
+    def _bound(self, contributions: Floats) -> float:
+        """How far per-element tolerances can add up: fully for coherent signs, as a
+        random walk (Z standard deviations) for random ones."""
+        if self.coherent:
+            return float(np.sum(np.abs(contributions)))
+        return Z * math.sqrt(numerics.inner(contributions, contributions))
 
     def length(self, members: np.ndarray) -> float:
         """Per-element step: the direction has the Euclidean length of one element's step,
@@ -85,13 +93,13 @@ class _Probe:
             self.tensor.array, offsets.reshape(self.tensor.array.shape), self.loss
         )
         flat_widths = widths.reshape(-1)
-        predicted = float(np.dot(self.analytic, flat_widths))
-        tol = Z * float(np.linalg.norm(flat_widths * self.per_element))
+        predicted = numerics.inner(self.analytic, flat_widths)
+        tol = self._bound(flat_widths * self.per_element)
         return (predicted - numeric) / length, tol / length + self.noise(length)
 
     def nominal_tolerance(self, members: np.ndarray) -> float:
         """A group's tolerance without measuring it (nominal widths, no noise term)."""
-        return Z * float(np.linalg.norm(2.0 * self.scale[members] * self.per_element[members]))
+        return self._bound(2.0 * self.scale[members] * self.per_element[members])
 
     def noise(self, length: float) -> float:
         """Rounding of the two loss evaluations, per unit of step length."""
@@ -114,25 +122,47 @@ def check_tensor_fast(tensor: TensorToCheck, context: LossContext) -> TensorOutc
     scale = np.maximum(1.0, np.abs(tensor.array.astype(np.float64).reshape(-1)))
     flat_analytic = analytic.reshape(-1)
     margin, blamed, unexplained = 0.0, [], False
-    for _ in range(context.config.directions):
-        signs = (2 * context.rng.integers(0, 2, size=size) - 1).astype(np.float64)
+    for direction in range(context.config.directions):
+        random_signs = (2 * context.rng.integers(0, 2, size=size) - 1).astype(np.float64)
+        # The first direction follows the gradient's signs, so that an error of scale
+        # (a missing 1/N) adds up in full instead of as a random walk.
+        coherent = direction == 0
+        signs = np.where(flat_analytic != 0, np.sign(flat_analytic), random_signs)
         step = settings.eps ** (1.0 / 3.0)
-        probe = _Probe(tensor, flat_analytic, signs, scale, settings, context.loss, step)
+        probe = _Probe(
+            tensor,
+            flat_analytic,
+            signs if coherent else random_signs,
+            scale,
+            settings,
+            context.loss,
+            step,
+            coherent,
+        )
         difference, tol = probe.disagreement(everyone)
         if abs(difference) > tol:
             probe.step = step / RECHECK_SHRINK
             difference, tol = probe.disagreement(everyone)
-        margin = max(margin, abs(difference) / tol)
+        margin = max(margin, _ratio(difference, tol))
         if abs(difference) > tol:
             found = _localize(probe, everyone, difference, context.config.max_reestimate)
             blamed += found
             unexplained = unexplained or not found
             if found:
                 break  # the elements are named; another direction would name them again
-    sensitivity = probe.nominal_tolerance(everyone) / (2.0 * float(np.mean(scale)))
+    # What one element must be off by for a random-sign projection to see it.
+    random_walk = replace(probe, coherent=False)
+    mean_scale = float(np.mean(scale)) if size else 1.0
+    sensitivity = random_walk.nominal_tolerance(everyone) / (2.0 * mean_scale)
     return _outcome(
         tensor, analytic, settings, context, sorted(set(blamed)), margin, unexplained, sensitivity
     )
+
+
+def _ratio(difference: float, tol: float) -> float:
+    if tol > 0:
+        return abs(difference) / tol
+    return 0.0 if difference == 0 else math.inf
 
 
 def _localize(probe: _Probe, members: np.ndarray, difference: float, limit: int) -> list[int]:
@@ -176,11 +206,12 @@ def _outcome(
         i: reestimate_element(tensor, i, float(flat_analytic[i]), steps[i], settings, context.loss)
         for i in blamed
     }
-    rows = sorted(
-        (_row(tensor, i, float(flat_analytic[i]), v) for i, v in verdicts.items()),
-        key=lambda r: -r.abs_err,
+    judged = sorted(
+        ((_row(tensor, i, float(flat_analytic[i]), v), v) for i, v in verdicts.items()),
+        key=lambda pair: (pair[1].status is Status.PASS, -pair[0].abs_err),  # failures first
     )
-    failing = [r for r, v in zip(rows, verdicts.values()) if v.status is not Status.PASS]
+    rows = [row for row, _ in judged]
+    failing = [row for row, verdict in judged if verdict.status is not Status.PASS]
     statuses = [v.status for v in verdicts.values()]
     k = context.config.directions
     notes = [f"{k} random projection(s): an error in one element shows above ~{sensitivity:.1e}"]

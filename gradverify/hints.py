@@ -12,6 +12,8 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import NDArray
 
+from gradverify.numerics import inner
+
 Floats = NDArray[np.float64]
 
 #: Two values count as "the same" for a hint within this relative distance; hints
@@ -45,10 +47,10 @@ def input_not_used(analytic: Floats, numeric: Floats) -> str | None:
 
 def constant_ratio(analytic: Floats, numeric: Floats, batch_size: int | None = None) -> str | None:
     """analytic = c x numeric on every element: name c (sign, 2, 1/2, N, 1/N)."""
-    denominator = float(np.vdot(numeric, numeric))
+    denominator = inner(numeric, numeric)
     if denominator == 0 or analytic.size < 1:
         return None
-    ratio = float(np.vdot(analytic, numeric)) / denominator
+    ratio = inner(analytic, numeric) / denominator
     if abs(ratio - 1) < _SAME or not _close(analytic, ratio * numeric):
         return None
     names = {-1.0: "a sign error", 2.0: "an extra factor of 2", 0.5: "a missing factor of 2"}

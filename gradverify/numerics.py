@@ -45,6 +45,16 @@ KINK_CONSTANCY = 0.25
 KINK_SIGNIFICANCE = 1e-3
 
 
+def inner(first: NDArray[Any], second: NDArray[Any]) -> float:
+    """``sum(first * second)`` in float64 without BLAS.
+
+    numpy's dot and vdot go to a multithreaded BLAS whose thread start-up, on a
+    busy 2-core machine, was measured at 8 ms for a 39,200-element dot (14 us on
+    one thread); the checks run this on every loss evaluation.
+    """
+    return float(np.einsum("i,i->", first.reshape(-1), second.reshape(-1), dtype=np.float64))
+
+
 def precision_dtype(dtypes: Sequence[np.dtype]) -> np.dtype:
     """The least precise floating dtype in `dtypes` (float64 if none): what the check can trust.
 

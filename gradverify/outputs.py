@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from gradverify.errors import TargetContractError
+from gradverify.numerics import inner
 
 #: Non-integer output values needed before `Outputs.computed_precision` concludes float16.
 _EVIDENCE = 4
@@ -106,7 +107,7 @@ class Cotangent:
 
     def magnitude(self, outputs: Outputs) -> float:
         """``S = sum |dout * f(x)|``: the scale of the rounding error in the loss."""
-        return float(sum(np.vdot(np.abs(d), np.abs(a)) for d, a in zip(self.douts, outputs.arrays)))
+        return sum(inner(np.abs(d), np.abs(a)) for d, a in zip(self.douts, outputs.arrays))
 
     def changed_magnitude(self, raw: Any) -> float:
         """``sum |dout * f|`` over the outputs that differ from the centre's.
@@ -139,9 +140,9 @@ class Cotangent:
         douts = self.douts
         if not self.centre.is_tuple:
             dout, shape = douts[0], shapes[0]
-            return lambda raw: float(np.vdot(dout, _same_shape(raw, shape)))
+            return lambda raw: inner(dout, _same_shape(raw, shape))
         return lambda raw: float(
-            sum(np.vdot(d, _same_shape(r, s)) for d, r, s in zip(douts, raw, shapes))
+            sum(inner(d, _same_shape(r, s)) for d, r, s in zip(douts, raw, shapes))
         )
 
 
