@@ -109,9 +109,14 @@ def check(
     names, values = _named_inputs(target, inputs)
     _validate_names("nondiff", nondiff, names)
     keywords = _keywords(kwargs)
-    view = resolve_adapter(target, values, keywords, adapter=adapter)
     saved = snapshot(target, *values, *keywords.values())
     started = time.perf_counter()
+    try:  # telling (f, grad_f) from (f_forward, f_backward) calls f: that is the target too
+        view = resolve_adapter(target, values, keywords, adapter=adapter)
+    except TargetRaised as raised:
+        saved.restore()
+        name = getattr(target[0] if isinstance(target, tuple) else target, "__name__", "target")
+        return CheckResult(name, name, Status.ERROR, config.seed, error=raised.describe())
     plan = _Plan(view, names, values, set(nondiff), params, config, accumulates)
     try:
         found = plan.run()
@@ -272,6 +277,8 @@ class _Plan:
     ) -> LossContext:
         """The scalar loss the numerics differentiate, and the precision to judge it at."""
         computed = outputs.computed_precision()
+        if computed is not None and _computed_at_a_nudge(view, work, computed) is None:
+            computed = None  # the inputs were float32 data, the computation is not
         if computed is not None:
             found.notes.append(
                 f"forward computes in {computed.name} (its outputs are exact {computed.name} "
@@ -309,6 +316,22 @@ class _Plan:
                 TensorToCheck(name, grad_names[position], "input", value, returned[position])
             )
         return tensors
+
+
+def _computed_at_a_nudge(view: Adapter, work: list[Any], precision: np.dtype) -> np.dtype | None:
+    """`Outputs.computed_precision` at inputs nudged off float32's grid.
+
+    A float64 layer that merely copies its inputs (ReLU, pooling) returns float32
+    values when its inputs came from float32 data; a nudge of 2**-40 (relative) to
+    every float input tells a float32 computation from float32 data.
+    """
+    nudged = [
+        v * (1 + 2.0**-40)
+        if isinstance(v, np.ndarray) and v.dtype.itemsize > precision.itemsize
+        else v
+        for v in work
+    ]
+    return read_outputs(view.forward(nudged), view.name).computed_precision()
 
 
 def _named_inputs(target: Any, inputs: Inputs) -> tuple[list[str], list[Any]]:

@@ -221,3 +221,14 @@ def test_forgotten_return_fails_with_a_hint():
     result = gradverify.check(NoReturn(), {"x": RNG.standard_normal((2, 3))})
     assert result.status is Status.FAIL
     assert "forget to return it (return dx)" in result.tensors[0].hint
+
+
+def test_backward_that_consumes_its_cache_is_not_repeatable():
+    class ConsumesCache(reference.Sigmoid):
+        def backward(self, dout):
+            dx = super().backward(dout)
+            self.out = np.zeros_like(self.out)  # a second backward sees nothing
+            return dx
+
+    result = gradverify.check(ConsumesCache(), {"x": RNG.standard_normal((2, 3))})
+    assert _findings(result).get("backward not repeatable") == "error"

@@ -19,10 +19,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from gradverify.errors import GradverifyError
+
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-class TargetRaised(Exception):
+class TargetRaised(GradverifyError):
     """The target's own code raised; carries where (stage) and its innermost frame."""
 
     def __init__(self, stage: str, exc: BaseException) -> None:
@@ -147,6 +149,11 @@ class Adapter(ABC):
     @abstractmethod
     def backward(self, args: Sequence[Any], cotangent: Any) -> Gradients:
         """Forward at `args`, then the target's backward with `cotangent`."""
+
+    def backward_again(self, cotangent: Any) -> Gradients | None:
+        """Backward without a forward before it, or None where the target has no such
+        call (a network's ``gradient`` always runs its own forward)."""
+        return None
 
     def parameters(self, declared: ParamDeclaration) -> list[ParamSlot]:
         """Arrays held by the target to differentiate (none by default).

@@ -74,6 +74,9 @@ class Guarded(Adapter):
     def backward(self, args: Sequence[Any], cotangent: Any) -> Gradients:
         return self.inner.backward(self._prepare(args), cotangent)
 
+    def backward_again(self, cotangent: Any) -> Gradients | None:
+        return self.inner.backward_again(cotangent)
+
     def parameters(self, declared: ParamDeclaration) -> list[ParamSlot]:
         return self.inner.parameters(declared)
 
