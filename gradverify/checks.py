@@ -139,7 +139,7 @@ def check(
         error=error,
         notes=tuple(found.notes),
         findings=tuple(found.findings),
-        reproduce=f"gradverify.check({view.name}, <same inputs>, seed={config.seed})",
+        reproduce=f"gradverify.check(<the same {view.name}>, <same inputs>, seed={config.seed})",
         adapter=view.kind,
     )
 
@@ -349,9 +349,21 @@ def _named_inputs(target: Any, inputs: Inputs) -> tuple[list[str], list[Any]]:
             f"got inputs={type(inputs).__name__}; pass e.g. inputs={{'x': x}}."
         )
     converted = [
-        np.array(v, dtype=np.float64) if isinstance(v, float) else copy_gradient(v) for v in values
+        np.array(v, dtype=np.float64) if _is_numbers(v) else copy_gradient(v) for v in values
     ]
     return names, converted
+
+
+def _is_numbers(value: Any) -> bool:
+    """A Python float, or a (nested) list of numbers: given to forward as a float array."""
+    if isinstance(value, float):
+        return True
+    if not isinstance(value, list):
+        return False
+    try:
+        return np.asarray(value).dtype.kind in "fi"
+    except ValueError:  # ragged
+        return False
 
 
 def _positional_names(target: Any, count: int) -> list[str]:

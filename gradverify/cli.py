@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -299,6 +300,8 @@ def _import(spec: str) -> Any:
             f"a target must be MODULE:OBJECT, got {spec!r}; "
             f"e.g. layers_under_test.reference:Affine."
         )
+    if os.getcwd() not in sys.path:  # like `python -m`: modules in this directory import
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:

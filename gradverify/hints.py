@@ -48,7 +48,7 @@ def input_not_used(analytic: Floats, numeric: Floats) -> str | None:
 def constant_ratio(analytic: Floats, numeric: Floats, batch_size: int | None = None) -> str | None:
     """analytic = c x numeric on every element: name c (sign, 2, 1/2, N, 1/N)."""
     denominator = inner(numeric, numeric)
-    if denominator == 0 or analytic.size < 1:
+    if denominator == 0 or analytic.size < 2:  # one element: any ratio is "constant"
         return None
     ratio = inner(analytic, numeric) / denominator
     if abs(ratio - 1) < _SAME or not _close(analytic, ratio * numeric):

@@ -74,7 +74,7 @@ class Outputs:
 
 def read_outputs(raw: Any, name: str) -> Outputs:
     """Validate what forward returned: float arrays or scalars, all finite."""
-    is_tuple = isinstance(raw, tuple)
+    is_tuple = isinstance(raw, (tuple, list))  # several outputs: dout is a tuple too
     items = raw if is_tuple else (raw,)
     arrays = []
     for position, item in enumerate(items):
@@ -82,7 +82,8 @@ def read_outputs(raw: Any, name: str) -> Outputs:
         array = np.asarray(item) if not isinstance(item, np.ndarray) else item
         if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
             raise TargetContractError(
-                f"{where} returned {type(item).__name__}, expected a float array or scalar."
+                f"{where} returned {type(item).__name__} of dtype {array.dtype}, expected "
+                f"real floats (or integers) to differentiate."
             )
         if not np.all(np.isfinite(array)):
             bad = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])

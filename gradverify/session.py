@@ -64,14 +64,20 @@ def _validated(name: str, text: Any, where: str) -> Any:
         CheckConfig(**{name: value})
     except (InvalidArgument, ValueError) as error:
         raise InvalidArgument(
-            f"{_first_sentence(error)} (from {where}); got {name}={text!r}."
+            f"{_requirement(name, error)}, got {name}={text!r} (from {where})."
         ) from None
     return value
 
 
-def _first_sentence(error: Exception) -> str:
+_EXAMPLES = {"mode": "full", "rtol": "1e-3", "atol": "1e-8", "seed": "0"}
+
+
+def _requirement(name: str, error: Exception) -> str:
+    """What the option must be, without the value (the caller names it and its source)."""
     text = str(error)
-    return text.split(";")[0].rstrip(".") if "must" in text else f"`{error}` is not valid"
+    if "must" in text:
+        return text.split(", got")[0].split(";")[0].rstrip(".")
+    return f"`{name}` must be a number like {_EXAMPLES[name]}"
 
 
 def test_seed(session_seed: int, test_id: str) -> int:

@@ -163,6 +163,11 @@ def _check_values(where: str, array: ArraySpec, dims: Mapping[str, tuple[int, in
         if array.classes is None:
             raise InvalidArgument(f"{where} is {array.domain}: give classes, a dim name or int.")
         _check_size(where, array.classes, dims)
+        if isinstance(array.classes, str) and dims[array.classes][0] < 1:
+            raise InvalidArgument(
+                f"{where} has {array.classes!r} classes, whose dims bound starts at 0; "
+                f"labels need at least one class, e.g. {array.classes}: [2, 5]."
+            )
         if array.domain == "onehot" and array.shape[-1:] != (array.classes,):
             raise InvalidArgument(
                 f"{where} is onehot over {array.classes!r} classes: its last dimension must "

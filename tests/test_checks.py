@@ -205,3 +205,24 @@ def test_snapshot_sees_no_change_after_a_check():
     saved = snapshot(layer)
     gradverify.check(layer, {"x": RNG.standard_normal((2, 4))})
     assert saved.changed_arrays() == []
+
+
+class TwoOutputs:
+    """Returns its outputs as a list, and takes plain lists as inputs."""
+
+    def forward(self, x):
+        self.x = np.asarray(x)
+        return [2 * self.x, self.x**2]
+
+    def backward(self, dout_double, dout_square):
+        return 2 * dout_double + 2 * self.x * dout_square
+
+
+def test_list_outputs_are_several_outputs_and_list_inputs_are_arrays():
+    result = gradverify.check(TwoOutputs(), {"x": [[0.5, -1.0], [2.0, 3.0]]})
+    assert result.status is Status.PASS and result.tensors[0].shape == (2, 2)
+
+
+def test_a_missing_input_is_explained():
+    result = gradverify.check(_affine(), {})
+    assert result.status is Status.ERROR and "goes in inputs={name: value" in result.error

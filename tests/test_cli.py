@@ -124,3 +124,19 @@ def test_fuzz_without_a_spec_is_a_usage_error(capsys):
     argv = ["check", "layers_under_test.reference:Relu", "--input", "x=2,3", "--fuzz", "5"]
     assert main(argv) == 2
     assert "--fuzz needs a shape spec" in capsys.readouterr().err
+
+
+def test_a_module_in_the_current_directory_imports(tmp_path, monkeypatch, capsys):
+    (tmp_path / "my_own_layers.py").write_text(
+        "import numpy as np\n"
+        "class Square:\n"
+        "    def forward(self, x):\n"
+        "        self.x = x\n"
+        "        return x * x\n"
+        "    def backward(self, dout):\n"
+        "        return 2 * self.x * dout\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.path", [p for p in __import__("sys").path if p not in ("", ".")])
+    assert main(["check", "my_own_layers:Square", "--input", "x=2,3"]) == 0
+    assert "Square" in capsys.readouterr().out

@@ -63,3 +63,13 @@ def test_labels_are_never_differentiated():
 def test_invalid_specs(spec, message):
     with pytest.raises(InvalidArgument, match=message):
         parse_spec(spec)
+
+
+def test_labels_need_at_least_one_class():
+    with pytest.raises(InvalidArgument, match="labels need at least one class"):
+        parse_spec(
+            {
+                "dims": {"C": [0, 3]},
+                "inputs": {"t": {"shape": [2], "domain": "labels", "classes": "C"}},
+            }
+        )

@@ -35,6 +35,8 @@ class TargetRaised(GradverifyError):
 
     def describe(self) -> str:
         text = f"{self.stage} raised {type(self.exc).__name__}: {self.exc}"
+        if isinstance(self.exc, TypeError) and "required positional argument" in str(self.exc):
+            text += " (every argument of forward goes in inputs={name: value, ...}, in order)"
         return f"{text}\n{self.frame}" if self.frame else text
 
 
