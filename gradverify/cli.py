@@ -22,7 +22,7 @@ from gradverify.checks import check
 from gradverify.config import CheckConfig
 from gradverify.errors import GradverifyError, InvalidArgument
 from gradverify.report import format_result
-from gradverify.results import CheckResult, Status
+from gradverify.results import CheckResult, Status, worst_status
 
 if TYPE_CHECKING:
     from gradverify.fuzzing import FuzzResult
@@ -209,12 +209,12 @@ def _redrawn(
 
 
 def _jobs(arguments: argparse.Namespace) -> list[Job]:
-    from layers_under_test.registry import BROKEN, REFERENCE, find_case
+    from layers_under_test.registry import BROKEN, REFERENCE, SHAPE_DEPENDENT, find_case
 
     rng = np.random.default_rng(arguments.seed)
     if not arguments.targets:
         return [_case_job(case, rng) for case in REFERENCE.values()]
-    cases = {**REFERENCE, **BROKEN}
+    cases = {**REFERENCE, **BROKEN, **SHAPE_DEPENDENT}
     jobs = []
     for spec in arguments.targets:
         if ":" not in spec:
@@ -352,7 +352,11 @@ def _table(jobs: list[Job], results: list[CheckResult], fuzzed: list[FuzzResult 
             f"{job.name:<{width}}  {result.status.name:<12}  {_worst(result):<28}  "
             f"{result.forward_calls:>8}  {result.seconds:>6.2f}s{fuzz_cell}"
         )
-    counts = {s: sum(r.status is s for r in results) for s in Status}
+    combined = [
+        worst_status([r.status, *([f.status] if f is not None else [])])
+        for r, f in zip(results, fuzzed)
+    ]
+    counts = {s: combined.count(s) for s in Status}
     lines.append(", ".join(f"{n} {s.name.lower()}" for s, n in counts.items() if n))
     return "\n".join(lines)
 

@@ -3,10 +3,14 @@
 Each class subclasses its reference layer and overrides only the broken method.
 The first line of each docstring names the bug; the rest says when it shows.
 gradverify must catch every one of them (``layers_under_test.registry.BROKEN``
-says how to build and feed each so that it can).
+says how to build and feed each so that it can), except the shape-dependent
+twins at the end, which are right for some shapes: a fixed-shape check passes
+them and only fuzzing over shapes finds them (``registry.SHAPE_DEPENDENT``).
 """
 
 from __future__ import annotations
+
+import random
 
 import numpy as np
 
@@ -554,6 +558,143 @@ class KeepsFirstInput(Affine):
             self.x = x
         out: Array = np.dot(x, self.W) + self.b
         return out
+
+
+# ---------------------------------------------------------------- contracts
+
+# What a gradient's values alone may not show: each twin below trips one of the
+# contract findings of gradverify.contracts (named in its docstring).
+
+
+class AffineAccumulatesDW(Affine):
+    """Affine adding into dW on every backward (dW += x.T @ dout) instead of overwriting it.
+
+    Finding "backward not repeatable". The first backward of a fresh layer is right;
+    every later one returns the sum over all backward calls so far, as in a training
+    loop that never resets the gradient. The registry builds it after one training
+    step (a forward and backward on another batch), so the values are wrong too.
+    """
+
+    def backward(self, dout: Array) -> Array:
+        assert self.x is not None and self.original_x_shape is not None, "call forward first"
+        dx = np.dot(dout, self.W.T)
+        if self.dW is None:
+            self.dW = np.zeros_like(self.W)
+        self.dW += np.dot(self.x.T, dout)  # the bug: += instead of =
+        self.db = np.sum(dout, axis=0)
+        return dx.reshape(*self.original_x_shape)
+
+
+class SigmoidPreviousOutput(Sigmoid):
+    """Sigmoid whose backward uses the output of the forward BEFORE the last one.
+
+    Finding "stale state". Right when the last two forwards saw the same x (a checker
+    that always forwards the same inputs); wrong after a forward on other inputs.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.previous: Array | None = None
+
+    def forward(self, x: Array) -> Array:
+        self.previous = self.out  # the bug: backward reads this, not self.out
+        return super().forward(x)
+
+    def backward(self, dout: Array) -> Array:
+        out = self.previous if self.previous is not None else self.out
+        assert out is not None, "call forward first"
+        dx: Array = dout * (1.0 - out) * out
+        return dx
+
+
+class SigmoidPythonRandomNoise(Sigmoid):
+    """Sigmoid multiplying its output by (1 + 1e-3 * random.random()), from Python's random module.
+
+    Finding "nondeterministic forward": a checker can reset numpy's generators before
+    every call, not Python's, so finite differences see a different function each time.
+    backward is the exact gradient of the last forward (noise factor included).
+    """
+
+    def forward(self, x: Array) -> Array:
+        self.noise = 1.0 + 1e-3 * random.random()  # the bug: a draw nobody can hold fixed
+        return super().forward(x) * self.noise
+
+    def backward(self, dout: Array) -> Array:
+        return super().backward(dout) * self.noise
+
+
+class SigmoidTooManyGradients(Sigmoid):
+    """Sigmoid backward returning two gradients, [dx, dout], for its single input.
+
+    Finding "too many gradients" (a two-input layer's `return dx, dy` copied into a
+    one-input layer). dx itself is right.
+    """
+
+    def backward(self, dout: Array) -> list[Array]:  # type: ignore[override]
+        return [super().backward(dout), dout]  # the bug: one gradient per input
+
+
+class SigmoidFloat32Gradient(Sigmoid):
+    """Sigmoid computing its gradient in float32: dx comes back float32 for float64 inputs.
+
+    Finding "gradient dtype" (an error: digits are lost). Rounding out to float32 keeps
+    about 7 of its digits, so 1 - out keeps few of them where the sigmoid saturates
+    (out near 1): the registry feeds x near 15, where dx is off by up to tens of
+    percent. For moderate x, dx is right to float32 precision and only its dtype shows.
+    """
+
+    def backward(self, dout: Array) -> Array:
+        assert self.out is not None, "call forward first"
+        out = self.out.astype(np.float32)  # the bug: float32 for float64 inputs
+        dx: Array = dout.astype(np.float32) * (1.0 - out) * out
+        return dx
+
+
+class ReluSquaredDout(Relu):
+    """Relu backward not linear in dout: dx = dout * |dout| where x > 0, instead of dout.
+
+    Finding "not linear in dout". Right wherever |dout| == 1, so a check that seeds
+    backward with ones misses it; a random dout (or doubling it) shows it.
+    """
+
+    def backward(self, dout: Array) -> Array:
+        assert self.mask is not None, "call forward first"
+        dx = dout * np.abs(dout)  # the bug
+        dx[self.mask] = 0
+        return dx
+
+
+# ---------------------------------------------------------------- shape-dependent
+
+# Right for some shapes and wrong for others: a single fixed-shape check can pass
+# them; fuzzing over shapes finds the failing ones (layers_under_test.registry.
+# SHAPE_DEPENDENT, not BROKEN, holds them).
+
+
+class AffineDbSqueeze(Affine):
+    """Affine squeezing db: db = np.squeeze(dout.sum(axis=0, keepdims=True)).
+
+    Right for M > 1; for a single output (M == 1) db is a 0-d array instead of
+    shape (1,).
+    """
+
+    def backward(self, dout: Array) -> Array:
+        dx = super().backward(dout)
+        self.db = np.squeeze(dout.sum(axis=0, keepdims=True))  # the bug
+        return dx
+
+
+class SoftmaxWithLossBatchFromClasses(SoftmaxWithLoss):
+    """SoftmaxWithLoss dividing by t.shape[1] (the number of classes) instead of the batch size.
+
+    Written for one-hot labels. Right only when the batch size equals the number of
+    classes (N == C).
+    """
+
+    def backward(self, dout: object = 1) -> Array:
+        assert self.y is not None and self.t is not None, "call forward first"
+        dx: Array = (self.y - self.t) / self.t.shape[1]  # the bug: shape[0] is N
+        return dx
 
 
 # ---------------------------------------------------------------- MultiLayerNetExtend

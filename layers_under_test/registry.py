@@ -1,9 +1,16 @@
 """How to build and feed every layer in this package: one ``LayerCase`` per target.
 
 ``REFERENCE`` holds the correct layers (each must pass a gradient check), ``BROKEN``
-the deliberately wrong twins (each must fail one). Shapes are small so that a suite
-can afford to check every case over many seeds; every random draw comes from the
-``np.random.Generator`` passed in (float64 inputs, one-hot float64 or int64 labels).
+the deliberately wrong twins (each must fail one), ``SHAPE_DEPENDENT`` the twins that
+are right for some shapes (their fixed case passes; fuzzing over shapes fails them).
+Shapes are small so that a suite can afford to check every case over many seeds;
+every random draw comes from the ``np.random.Generator`` passed in (float64 inputs,
+one-hot float64 or int64 labels).
+
+Every REFERENCE and SHAPE_DEPENDENT case also has a ``spec`` (see gradverify.specs):
+the shapes ``gradverify.fuzz`` draws cases from, fed to ``factory`` (or to the target
+itself) as keywords. Factories with int arguments draw their arrays from the global
+``np.random``, which ``fuzz`` seeds around every call.
 
 Two things the Generator cannot control: the Dropout cases (and the networks built
 with ``use_dropout=True``) draw their masks from the GLOBAL ``np.random`` on every
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +45,10 @@ class LayerCase:
     bug: str = ""  # broken twins: the first docstring line of the class
     # keyword arguments for every forward call (a network's: every loss call)
     kwargs: dict[str, object] = field(default_factory=dict)
+    # the shapes to fuzz over, as plain data in the gradverify.specs format
+    spec: dict[str, object] | None = None
+    # builds the target from the spec's init keywords; None: call ``target`` itself
+    factory: Callable[..., object] | None = None
 
 
 # ---------------------------------------------------------------- how to build a class
@@ -113,6 +125,25 @@ def _extend(**options: object) -> Callable[[type], Builder]:
     return build
 
 
+def _trained(d_in: int, d_out: int) -> Callable[[type], Builder]:
+    """Like ``_weights``, after one training step: a forward and a backward on another batch.
+
+    What a layer looks like in a training loop's second iteration; a layer that keeps
+    state across backward calls (accumulates into dW) starts the check with it.
+    """
+
+    def build(cls: type) -> Builder:
+        def make(rng: np.random.Generator) -> object:
+            layer: Any = _weights(d_in, d_out)(cls)(rng)
+            out = layer.forward(rng.standard_normal((2, d_in)))
+            layer.backward(rng.standard_normal(out.shape))
+            return layer
+
+        return make
+
+    return build
+
+
 # ---------------------------------------------------------------- what to feed it
 
 
@@ -154,6 +185,16 @@ _POOL_X = _arrays(x=(2, 2, 4, 4))  # standard normal: ties within a window almos
 _BN_X = _arrays(x=(4, 3))
 _BN_4D_X = _arrays(x=(4, 2, 2, 2))  # the book normalizes each of the 8 (c, h, w) positions
 _DROPOUT_X = _arrays(x=(4, 5))  # 20 units at ratio 0.5: some dropped, some kept
+
+
+def _saturated(shape: tuple[int, ...]) -> InputMaker:
+    """x uniform in [14, 16]: a saturated sigmoid (out within 1e-6 of 1).
+
+    There float32 rounds out to a multiple of 6e-8 below 1, so 1 - out keeps few digits.
+    """
+    return lambda rng: {"x": rng.uniform(14.0, 16.0, shape)}
+
+
 _TRAIN: dict[str, object] = {"train_flg": True}  # copied into each case
 _TEST: dict[str, object] = {"train_flg": False}
 # every option of the book's network: BatchNorm, Dropout (global RNG) and weight decay;
@@ -165,6 +206,204 @@ _PLAIN = _extend(activation="sigmoid", weight_init_std="sigmoid")  # why: see RE
 _DECAY = _extend(activation="sigmoid", weight_init_std="sigmoid", weight_decay_lambda=0.1)
 
 
+# ---------------------------------------------------------------- shapes to fuzz over
+# Specs for gradverify.fuzz (see gradverify.specs). Every dimension stays small (a
+# few seconds for 200 examples of a layer); they vary the batch size (1 included,
+# except where BatchNorm needs 2), make weights non-square, and pass strides,
+# paddings, pool and network sizes as int constructor arguments. Real values lie in
+# [-1, 1] and at least 0.01 away from 0, so the book's 1e-7 in log(y + 1e-7) stays far
+# below rtol (y[label] >= 0.01 for scores in [-1, 1] over <= 5 classes).
+
+
+def _onehot(n: str, classes: str) -> dict[str, object]:
+    return {"shape": [n, classes], "domain": "onehot", "classes": classes}
+
+
+_PAIR_SPEC: dict[str, object] = {
+    "dims": {"N": [1, 4], "D": [1, 5]},
+    "inputs": {"x": ["N", "D"], "y": ["N", "D"]},
+}
+_X_SPEC: dict[str, object] = {"dims": {"N": [1, 4], "D": [1, 5]}, "inputs": {"x": ["N", "D"]}}
+_AFFINE_SPEC: dict[str, object] = {
+    "dims": {"N": [1, 4], "D": [1, 5], "M": [1, 5]},
+    "init": {"W": ["D", "M"], "b": ["M"]},
+    "inputs": {"x": ["N", "D"]},
+}
+# specs cannot multiply dims: W's first dimension C*H*W comes from the factory
+_AFFINE_4D_SPEC: dict[str, object] = {
+    "dims": {"N": [1, 3], "C": [1, 3], "H": [1, 3], "W": [1, 3], "M": [1, 4]},
+    "init": {"c": "C", "h": "H", "w": "W", "m": "M"},
+    "inputs": {"x": ["N", "C", "H", "W"]},
+}
+_SOFTMAX_SPEC: dict[str, object] = {
+    "dims": {"N": [1, 4], "C": [2, 5]},
+    "inputs": {"x": ["N", "C"], "t": _onehot("N", "C")},
+}
+_SOFTMAX_INT_SPEC: dict[str, object] = {
+    "dims": {"N": [1, 4], "C": [2, 5]},
+    "inputs": {"x": ["N", "C"], "t": {"shape": ["N"], "domain": "labels", "classes": "C"}},
+}
+_NET_SIZES = {"input_size": "D", "hidden_size": "H", "output_size": "C"}
+_TWO_LAYER_SPEC: dict[str, object] = {
+    "dims": {"N": [1, 4], "D": [1, 5], "H": [1, 5], "C": [2, 4]},
+    "init": _NET_SIZES,
+    "inputs": {"x": ["N", "D"], "t": _onehot("N", "C")},
+}
+# BatchNorm over a batch of one has zero variance (its output is beta whatever x is)
+_BN_SPEC: dict[str, object] = {
+    "dims": {"N": [2, 4], "D": [1, 4]},
+    "init": {"gamma": ["D"], "beta": ["D"]},
+    "inputs": {"x": ["N", "D"]},
+}
+_BN_4D_SPEC: dict[str, object] = {  # gamma, beta of C*H*W entries: from the factory
+    "dims": {"N": [2, 3], "C": [1, 2], "H": [1, 3], "W": [1, 3]},
+    "init": {"c": "C", "h": "H", "w": "W"},
+    "inputs": {"x": ["N", "C", "H", "W"]},
+}
+_BN_TEST_SPEC: dict[str, object] = {  # running variance in [0.02, 2]
+    "dims": {"N": [1, 4], "D": [1, 4]},
+    "init": {
+        "gamma": ["D"],
+        "beta": ["D"],
+        "running_mean": ["D"],
+        "running_var": {"shape": ["D"], "domain": "positive", "scale": 2.0},
+    },
+    "inputs": {"x": ["N", "D"]},
+}
+# conv and pool: every window size at most the image size, so at least one window fits
+_CONV_INIT = {"W": ["FN", "C", "FH", "FW"], "b": ["FN"], "stride": "S", "pad": "P"}
+_CONV_SPEC: dict[str, object] = {  # filters up to 2x2, strides 1 and 2, 1-2 channels
+    "dims": {
+        "N": [1, 2],
+        "C": [1, 2],
+        "H": [2, 4],
+        "W": [2, 4],
+        "FN": [1, 2],
+        "P": [0, 1],
+        "FH": [1, 2],
+        "FW": [1, 2],
+        "S": [1, 2],
+    },
+    "init": _CONV_INIT,
+    "inputs": {"x": ["N", "C", "H", "W"]},
+}
+_CONV_STRIDE_2_SPEC: dict[str, object] = {  # 3x3 filters; one channel (Convolution: two)
+    "dims": {
+        "N": [1, 2],
+        "C": 1,
+        "H": [3, 5],
+        "W": [3, 5],
+        "FN": [1, 2],
+        "P": [0, 1],
+        "FH": [2, 3],
+        "FW": [2, 3],
+        "S": 2,
+    },
+    "init": _CONV_INIT,
+    "inputs": {"x": ["N", "C", "H", "W"]},
+}
+_POOL_INIT = {"pool_h": "PH", "pool_w": "PW", "stride": "S"}
+_POOL_SPEC: dict[str, object] = {  # strides below, at and above the window size
+    "dims": {
+        "N": [1, 2],
+        "C": [1, 2],
+        "H": [2, 4],
+        "W": [2, 4],
+        "PH": [1, 2],
+        "PW": [1, 2],
+        "S": [1, 2],
+    },
+    "init": _POOL_INIT,
+    "inputs": {"x": ["N", "C", "H", "W"]},
+}
+_POOL_OVERLAPPING_SPEC: dict[str, object] = {
+    "dims": {
+        "N": [1, 2],
+        "C": [1, 2],
+        "H": [3, 5],
+        "W": [3, 5],
+        "PH": [2, 3],
+        "PW": [2, 3],
+        "S": 1,
+    },
+    "init": _POOL_INIT,
+    "inputs": {"x": ["N", "C", "H", "W"]},
+}
+_EXTEND_DIMS = {"D": [1, 3], "H": [1, 3], "L": [1, 2], "C": [2, 4]}
+_EXTEND_INIT = {**_NET_SIZES, "hidden_layers": "L"}
+_EXTEND_FULL_SPEC: dict[str, object] = {  # BatchNorm inside: batches of 2 or more
+    "dims": {**_EXTEND_DIMS, "N": [2, 3], "C": [2, 3]},
+    "init": _EXTEND_INIT,
+    "inputs": {"x": ["N", "D"], "t": _onehot("N", "C")},
+}
+_EXTEND_PLAIN_SPEC: dict[str, object] = {
+    "dims": {"N": [1, 4], **_EXTEND_DIMS},
+    "init": _EXTEND_INIT,
+    "inputs": {"x": ["N", "D"], "t": _onehot("N", "C")},
+}
+
+
+def affine_4d(c: int, h: int, w: int, m: int) -> reference.Affine:
+    """An Affine for (N, c, h, w) inputs: standard normal W (c*h*w, m) and b (m,) from np.random."""
+    return reference.Affine(np.random.standard_normal((c * h * w, m)), np.random.standard_normal(m))
+
+
+def batch_norm_4d(c: int, h: int, w: int) -> reference.BatchNormalization:
+    """A BatchNormalization for (N, c, h, w) inputs: standard normal gamma, beta of c*h*w."""
+    size = c * h * w
+    return reference.BatchNormalization(
+        np.random.standard_normal(size), np.random.standard_normal(size)
+    )
+
+
+def two_layer_net(input_size: int, hidden_size: int, output_size: int) -> reference.TwoLayerNet:
+    """A TwoLayerNet, weight_init_std 0.25, weights from np.random (as in ``_sizes``)."""
+    return reference.TwoLayerNet(input_size, hidden_size, output_size, 0.25)
+
+
+def _extend_net(
+    input_size: int, hidden_size: int, output_size: int, hidden_layers: int, **options: Any
+) -> reference.MultiLayerNetExtend:
+    """As ``_extend``, from np.random: ``hidden_layers`` layers of ``hidden_size`` units."""
+    net = reference.MultiLayerNetExtend(
+        input_size, [hidden_size] * hidden_layers, output_size, **options
+    )
+    for key, param in net.params.items():
+        if not key.startswith("W"):
+            param += 0.1 * np.random.standard_normal(param.shape)
+    return net
+
+
+def multi_layer_net_full(
+    input_size: int, hidden_size: int, output_size: int, hidden_layers: int
+) -> reference.MultiLayerNetExtend:
+    """MultiLayerNetExtend with BatchNorm, Dropout and weight decay (as the registry's _FULL)."""
+    return _extend_net(
+        input_size,
+        hidden_size,
+        output_size,
+        hidden_layers,
+        use_batchnorm=True,
+        use_dropout=True,
+        weight_decay_lambda=0.1,
+        weight_init_std=0.1,
+    )
+
+
+def multi_layer_net_plain_sigmoid(
+    input_size: int, hidden_size: int, output_size: int, hidden_layers: int
+) -> reference.MultiLayerNetExtend:
+    """MultiLayerNetExtend with sigmoid and Xavier init only (as the registry's _PLAIN)."""
+    return _extend_net(
+        input_size,
+        hidden_size,
+        output_size,
+        hidden_layers,
+        activation="sigmoid",
+        weight_init_std="sigmoid",
+    )
+
+
 def _case(
     target: type,
     build: Callable[[type], Builder],
@@ -173,11 +412,23 @@ def _case(
     name: str = "",
     nondiff: tuple[str, ...] = (),
     kwargs: dict[str, object] | None = None,
+    spec: dict[str, object] | None = None,
+    factory: Callable[..., object] | None = None,
 ) -> LayerCase:
     doc = target.__dict__.get("__doc__") or ""
     bug = doc.strip().splitlines()[0] if target.__module__ == broken.__name__ else ""
     name = name or target.__name__
-    return LayerCase(name, target, build(target), make_inputs, nondiff, bug, dict(kwargs or {}))
+    return LayerCase(
+        name,
+        target,
+        build(target),
+        make_inputs,
+        nondiff,
+        bug,
+        dict(kwargs or {}),
+        spec,
+        factory,
+    )
 
 
 def _by_name(*cases: LayerCase) -> dict[str, LayerCase]:
@@ -185,30 +436,47 @@ def _by_name(*cases: LayerCase) -> dict[str, LayerCase]:
 
 
 REFERENCE: dict[str, LayerCase] = _by_name(
-    _case(reference.MulLayer, _no_args, _MUL),
-    _case(reference.AddLayer, _no_args, _MUL),
-    _case(reference.Relu, _no_args, _RELU_X),
-    _case(reference.Sigmoid, _no_args, _X),
-    _case(reference.Affine, _weights(4, 3), _AFFINE_X),
-    _case(reference.Affine, _weights(12, 3), _AFFINE_4D_X, name="Affine4D"),
-    _case(reference.SoftmaxWithLoss, _no_args, _SCORES, nondiff=_LABELS),
+    _case(reference.MulLayer, _no_args, _MUL, spec=_PAIR_SPEC),
+    _case(reference.AddLayer, _no_args, _MUL, spec=_PAIR_SPEC),
+    _case(reference.Relu, _no_args, _RELU_X, spec=_X_SPEC),
+    _case(reference.Sigmoid, _no_args, _X, spec=_X_SPEC),
+    _case(reference.Affine, _weights(4, 3), _AFFINE_X, spec=_AFFINE_SPEC),
+    _case(
+        reference.Affine,
+        _weights(12, 3),
+        _AFFINE_4D_X,
+        name="Affine4D",
+        spec=_AFFINE_4D_SPEC,
+        factory=affine_4d,
+    ),
+    _case(reference.SoftmaxWithLoss, _no_args, _SCORES, nondiff=_LABELS, spec=_SOFTMAX_SPEC),
     _case(
         reference.SoftmaxWithLoss,
         _no_args,
         _labelled(3, 4, 4, one_hot=False),
         name="SoftmaxWithLossIntLabels",
         nondiff=_LABELS,
+        spec=_SOFTMAX_INT_SPEC,
     ),
-    _case(reference.TwoLayerNet, _sizes(5, 4, 3), _NET, nondiff=_NET_NONDIFF),
+    _case(
+        reference.TwoLayerNet,
+        _sizes(5, 4, 3),
+        _NET,
+        nondiff=_NET_NONDIFF,
+        spec=_TWO_LAYER_SPEC,
+        factory=two_layer_net,
+    ),
     # ch. 6-7
-    _case(reference.Dropout, _no_args, _DROPOUT_X, kwargs=_TRAIN),
-    _case(reference.BatchNormalization, _norm(3), _BN_X, kwargs=_TRAIN),
+    _case(reference.Dropout, _no_args, _DROPOUT_X, kwargs=_TRAIN, spec=_X_SPEC),
+    _case(reference.BatchNormalization, _norm(3), _BN_X, kwargs=_TRAIN, spec=_BN_SPEC),
     _case(
         reference.BatchNormalization,
         _norm(8),
         _BN_4D_X,
         name="BatchNormalization4D",
         kwargs=_TRAIN,
+        spec=_BN_4D_SPEC,
+        factory=batch_norm_4d,
     ),
     _case(
         reference.BatchNormalization,
@@ -216,12 +484,33 @@ REFERENCE: dict[str, LayerCase] = _by_name(
         _BN_X,
         name="BatchNormalizationTestMode",
         kwargs=_TEST,
+        spec=_BN_TEST_SPEC,
     ),
-    _case(reference.Convolution, _filters(), _CONV_X),
-    _case(reference.Convolution, _filters(stride=2), _CONV_X, name="ConvolutionStride2"),
-    _case(reference.Pooling, _pool(2), _POOL_X),
-    _case(reference.Pooling, _pool(1), _POOL_X, name="PoolingOverlapping"),
-    _case(reference.MultiLayerNetExtend, _FULL, _NET, nondiff=_NET_NONDIFF, kwargs=_TRAIN),
+    _case(reference.Convolution, _filters(), _CONV_X, spec=_CONV_SPEC),
+    _case(
+        reference.Convolution,
+        _filters(stride=2),
+        _CONV_X,
+        name="ConvolutionStride2",
+        spec=_CONV_STRIDE_2_SPEC,
+    ),
+    _case(reference.Pooling, _pool(2), _POOL_X, spec=_POOL_SPEC),
+    _case(
+        reference.Pooling,
+        _pool(1),
+        _POOL_X,
+        name="PoolingOverlapping",
+        spec=_POOL_OVERLAPPING_SPEC,
+    ),
+    _case(
+        reference.MultiLayerNetExtend,
+        _FULL,
+        _NET,
+        nondiff=_NET_NONDIFF,
+        kwargs=_TRAIN,
+        spec=_EXTEND_FULL_SPEC,
+        factory=multi_layer_net_full,
+    ),
     # no BatchNorm, Dropout or decay. Sigmoid with Xavier init: with ReLU and He init,
     # some seeds give the label a probability below 1e-4 (see the 1e-7 note above)
     _case(
@@ -231,6 +520,8 @@ REFERENCE: dict[str, LayerCase] = _by_name(
         name="MultiLayerNetExtendPlainSigmoid",
         nondiff=_NET_NONDIFF,
         kwargs=_TRAIN,
+        spec=_EXTEND_PLAIN_SPEC,
+        factory=multi_layer_net_plain_sigmoid,
     ),
 )
 
@@ -282,6 +573,30 @@ BROKEN: dict[str, LayerCase] = _by_name(
     # weight decay alone (no BatchNorm, no Dropout): every dW is off by 0.1 * W
     _case(broken.MultiLayerNetNoWeightDecayGrad, _DECAY, _NET, nondiff=_NET_NONDIFF, kwargs=_TRAIN),
     _case(broken.MultiLayerNetSwappedGammaBeta, _FULL, _NET, nondiff=_NET_NONDIFF, kwargs=_TRAIN),
+    # contracts: each trips the finding its docstring names
+    # one training step first: a fresh layer's first backward is right (see the class)
+    _case(broken.AffineAccumulatesDW, _trained(4, 3), _AFFINE_X),
+    _case(broken.SigmoidPreviousOutput, _no_args, _X),
+    _case(broken.SigmoidPythonRandomNoise, _no_args, _X),
+    _case(broken.SigmoidTooManyGradients, _no_args, _X),
+    # saturated x: where float32 also loses the values (elsewhere only the dtype shows)
+    _case(broken.SigmoidFloat32Gradient, _no_args, _saturated((3, 4))),
+    _case(broken.ReluSquaredDout, _no_args, _RELU_X),
+)
+
+# Right for the fixed case below (a single check passes them), wrong for other shapes
+# that their spec covers: `gradverify.fuzz` finds and shrinks those.
+SHAPE_DEPENDENT: dict[str, LayerCase] = _by_name(
+    # M == 3 outputs: db keeps its shape (3,); the spec reaches M == 1
+    _case(broken.AffineDbSqueeze, _weights(4, 3), _AFFINE_X, spec=_AFFINE_SPEC),
+    # N == C == 3: dividing by the classes is dividing by the batch size
+    _case(
+        broken.SoftmaxWithLossBatchFromClasses,
+        _no_args,
+        _labelled(3, 3, 3),
+        nondiff=_LABELS,
+        spec=_SOFTMAX_SPEC,
+    ),
 )
 
 
@@ -291,7 +606,7 @@ def find_case(obj: object) -> LayerCase | None:
     A target with several cases (Affine, SoftmaxWithLoss) gets its first one, the
     case named after the class.
     """
-    for case in (*REFERENCE.values(), *BROKEN.values()):
+    for case in (*REFERENCE.values(), *BROKEN.values(), *SHAPE_DEPENDENT.values()):
         if case.target is obj:
             return case
     return None

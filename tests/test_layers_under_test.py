@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from layers_under_test import broken, reference
-from layers_under_test.registry import BROKEN, REFERENCE, LayerCase, find_case
+from layers_under_test.registry import BROKEN, REFERENCE, SHAPE_DEPENDENT, LayerCase, find_case
 
 SEEDS = range(5)
 H = 1e-6  # central-difference step for the layers (float64)
@@ -117,12 +117,13 @@ def test_every_broken_class_is_registered_with_its_bug() -> None:
     members = inspect.getmembers(broken, inspect.isclass)
     classes = [c for _, c in members if c.__module__ == broken.__name__]
     assert len(classes) >= 16
-    assert {c.__name__ for c in classes} == set(BROKEN)
+    twins = {**BROKEN, **SHAPE_DEPENDENT}
+    assert {c.__name__ for c in classes} == set(twins)
     for cls in classes:
         doc = cls.__dict__.get("__doc__")
         assert doc, f"{cls.__name__} has no docstring of its own"
-        assert BROKEN[cls.__name__].bug == doc.strip().splitlines()[0]
-        assert BROKEN[cls.__name__].target is cls
+        assert twins[cls.__name__].bug == doc.strip().splitlines()[0]
+        assert twins[cls.__name__].target is cls
 
 
 def test_case_names_name_the_class() -> None:
