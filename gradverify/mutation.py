@@ -19,6 +19,14 @@ def _scale(value: Any, factor: float) -> Any:
     return None if value is None else value * factor
 
 
+def _scaled(gradients: Gradients, factor: float) -> Gradients:
+    return replace(
+        gradients,
+        inputs=tuple(_scale(g, factor) for g in gradients.inputs),
+        params={name: _scale(g, factor) for name, g in gradients.params.items()},
+    )
+
+
 def scaled_adapter(
     target: Any, args: Sequence[Any], kwargs: Mapping[str, Any], factor: float
 ) -> type[Adapter]:
@@ -30,11 +38,11 @@ def scaled_adapter(
 
     class Scaled(base):  # type: ignore[valid-type, misc]
         def backward(self, args: Sequence[Any], cotangent: Any) -> Gradients:
-            gradients = super().backward(args, cotangent)
-            return Gradients(
-                tuple(_scale(g, factor) for g in gradients.inputs),
-                {name: _scale(g, factor) for name, g in gradients.params.items()},
-            )
+            return _scaled(super().backward(args, cotangent), factor)
+
+        def backward_again(self, cotangent: Any) -> Gradients | None:
+            gradients = super().backward_again(cotangent)
+            return None if gradients is None else _scaled(gradients, factor)
 
         def parameters(self, declared: ParamDeclaration) -> list[ParamSlot]:
             return [

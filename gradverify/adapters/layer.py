@@ -55,10 +55,13 @@ class LayerAdapter(Adapter):
 
     def backward(self, args: Sequence[Any], cotangent: Any) -> Gradients:
         self.forward(args)
-        return self.backward_again(cotangent)
+        return self._backward_only(cotangent)
 
     def backward_again(self, cotangent: Any) -> Gradients:
         """Backward alone, on whatever the last forward cached."""
+        return self._backward_only(cotangent)
+
+    def _backward_only(self, cotangent: Any) -> Gradients:
         self.backward_calls += 1
         douts, modified = pass_cotangent(cotangent)
         returned = call_target(f"{self.name}.backward", self.target.backward, *douts)
