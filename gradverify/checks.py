@@ -8,7 +8,6 @@ differentiate every differentiable input and every parameter numerically
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,13 +29,19 @@ from gradverify.adapters.guarded import Guarded
 from gradverify.config import CheckConfig
 from gradverify.errors import GradientMismatch, InvalidArgument, TargetContractError
 from gradverify.fast_check import check_tensor_fast
+from gradverify.inputs import (
+    Inputs,
+    batch_size,
+    keyword_arguments,
+    named_inputs,
+    shifted,
+    validate_names,
+)
 from gradverify.outputs import Cotangent, Outputs, read_outputs
 from gradverify.randomness import RandomSources, generators_in
 from gradverify.results import CheckResult, Finding, Status, TensorResult, worst_status
 from gradverify.state import snapshot
 from gradverify.tensor_check import LossContext, TensorOutcome, TensorToCheck, check_tensor
-
-Inputs = Mapping[str, Any] | Sequence[Any] | None
 
 
 def check(
@@ -106,9 +111,9 @@ def check(
         directions=directions,
         fast_above=fast_above,
     )
-    names, values = _named_inputs(target, inputs)
-    _validate_names("nondiff", nondiff, names)
-    keywords = _keywords(kwargs)
+    names, values = named_inputs(target, inputs)
+    validate_names("nondiff", nondiff, names)
+    keywords = keyword_arguments(kwargs)
     saved = snapshot(target, *values, *keywords.values())
     started = time.perf_counter()
     try:  # telling (f, grad_f) from (f_forward, f_backward) calls f: that is the target too
@@ -207,7 +212,7 @@ class _Plan:
         if not tensors:
             raise InvalidArgument(_nothing_to_check(view, self.names, found.notes))
         probe = contracts.Probe(
-            view, work, _shifted(work), cotangent.for_backward, gradients, outputs.is_scalar
+            view, work, shifted(work), cotangent.for_backward, gradients, outputs.is_scalar
         )
         found.add(contracts.gradient_count(view, len(first.inputs), len(work)))
         found.add(
@@ -241,7 +246,7 @@ class _Plan:
         whether it writes into its inputs (then every later call gets fresh copies).
         """
         sources = RandomSources(generators_in(self.view.target))
-        warm_up = _shifted(work)
+        warm_up = shifted(work)
         if warm_up is not None:
             self.view.forward(warm_up)
         raw = self.view.forward(work)
@@ -291,7 +296,7 @@ class _Plan:
             output_dtypes=(*outputs.dtypes, *([computed] if computed is not None else [])),
             magnitude=cotangent.magnitude(outputs),
             config=self.config,
-            batch_size=_batch_size(self.originals),
+            batch_size=batch_size(self.originals),
             rng=np.random.default_rng([self.config.seed, 1]),
             dout=None if outputs.is_tuple else cotangent.douts[0],
         )
@@ -332,105 +337,6 @@ def _computed_at_a_nudge(view: Adapter, work: list[Any], precision: np.dtype) ->
         for v in work
     ]
     return read_outputs(view.forward(nudged), view.name).computed_precision()
-
-
-def _named_inputs(target: Any, inputs: Inputs) -> tuple[list[str], list[Any]]:
-    """Names and copies of the inputs; Python floats become 0-d float64 arrays."""
-    if inputs is None:
-        return [], []
-    if isinstance(inputs, Mapping):
-        names, values = [str(k) for k in inputs], list(inputs.values())
-    elif isinstance(inputs, (list, tuple)):
-        values = list(inputs)
-        names = _positional_names(target, len(values))
-    else:
-        raise InvalidArgument(
-            f"`inputs` must be a mapping name -> array in forward's order, or a sequence, "
-            f"got inputs={type(inputs).__name__}; pass e.g. inputs={{'x': x}}."
-        )
-    converted = [
-        np.array(v, dtype=np.float64) if _is_numbers(v) else copy_gradient(v) for v in values
-    ]
-    return names, converted
-
-
-def _is_numbers(value: Any) -> bool:
-    """A Python float, or a (nested) list of numbers: given to forward as a float array."""
-    if isinstance(value, float):
-        return True
-    if not isinstance(value, list):
-        return False
-    try:
-        return np.asarray(value).dtype.kind in "fi"
-    except ValueError:  # ragged
-        return False
-
-
-def _positional_names(target: Any, count: int) -> list[str]:
-    """Names of forward's parameters when they can be read, else x0, x1, ..."""
-    function = getattr(target, "forward", None) or (
-        target[0] if isinstance(target, tuple) else target
-    )
-    try:
-        parameters = [
-            p.name
-            for p in inspect.signature(function).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
-    except (TypeError, ValueError):
-        parameters = []
-    if len(parameters) >= count:
-        return parameters[:count]
-    return [f"x{i}" for i in range(count)]
-
-
-def _validate_names(argument: str, given: Sequence[str], names: list[str]) -> None:
-    if isinstance(given, str):
-        raise InvalidArgument(
-            f"`{argument}` must be a sequence of input names, got {argument}={given!r}; "
-            f"pass {argument}=[{given!r}]."
-        )
-    unknown = [n for n in given if n not in names]
-    if unknown:
-        raise InvalidArgument(
-            f"`{argument}` names {unknown}, which are not inputs; the inputs are {names}."
-        )
-
-
-def _keywords(kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
-    if kwargs is None:
-        return {}
-    if not isinstance(kwargs, Mapping):
-        raise InvalidArgument(
-            f"`kwargs` must be a mapping of forward's keyword arguments, got "
-            f"kwargs={kwargs!r}; pass e.g. kwargs={{'train_flg': True}}."
-        )
-    return dict(kwargs)
-
-
-def _shifted(values: list[Any]) -> list[Any] | None:
-    """Different but equally valid inputs, or None if none can be made.
-
-    Each array is rolled by one along its last axis (a one-hot label moves to
-    another class in every row), or along its first when the last has length 1.
-    """
-    shifted = []
-    for value in values:
-        if isinstance(value, np.ndarray) and value.ndim >= 1:
-            axis = -1 if value.shape[-1] > 1 else 0
-            value = np.roll(value, 1, axis=axis)
-        shifted.append(value)
-    changed = any(
-        isinstance(v, np.ndarray) and not np.array_equal(v, s) for v, s in zip(values, shifted)
-    )
-    return shifted if changed else None
-
-
-def _batch_size(values: list[Any]) -> int | None:
-    for value in values:
-        if isinstance(value, np.ndarray) and value.ndim >= 2:
-            return int(value.shape[0])
-    return None
 
 
 def _nothing_to_check(view: Adapter, names: list[str], notes: list[str]) -> str:
