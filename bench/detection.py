@@ -29,8 +29,12 @@ ERRORS = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4)
 def verdict(case: LayerCase, seed: int, error: float = 0.0) -> Status:
     rng = np.random.default_rng(seed)
     target, inputs = case.build(rng), case.make_inputs(rng)
-    adapter = scaled_adapter(target, list(inputs.values()), {}, 1 + error) if error else None
-    return gradverify.check(target, inputs, nondiff=case.nondiff, seed=seed, adapter=adapter).status
+    adapter = (
+        scaled_adapter(target, list(inputs.values()), case.kwargs, 1 + error) if error else None
+    )
+    return gradverify.check(
+        target, inputs, nondiff=case.nondiff, kwargs=case.kwargs, seed=seed, adapter=adapter
+    ).status
 
 
 def smallest_caught(case: LayerCase) -> float | None:

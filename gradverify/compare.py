@@ -5,8 +5,9 @@ Pure functions.  The rule, documented once here and quoted in every report::
     |analytic - numeric| <= atol + rtol * |numeric| + noise
 
 where ``noise`` is the estimated rounding error of that numeric element
-(`numerics.rounding_noise`).  An element outside it is only *suspect*: it is
-re-estimated with a ladder of smaller steps (`numerics.reestimate`) and judged
+(`numerics.rounding_noise`) and ``atol`` is at least ``0.1 * rtol`` times the
+tensor's largest gradient (`tensor_check.SCALE_FLOOR`).  An element outside it is
+only *suspect*: it is re-estimated with a ladder of smaller steps (`numerics.reestimate`) and judged
 again against the better estimate and its error (`judge_reestimate`).
 """
 

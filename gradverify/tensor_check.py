@@ -69,13 +69,23 @@ class Settings:
     noise_unit: float  # rounding of one loss difference: NOISE_FACTOR * eps * local S
 
 
-def settings_for(tensor: TensorToCheck, context: LossContext, *, local: bool = True) -> Settings:
+#: ``atol`` is raised to at least this fraction of ``rtol`` times the tensor's largest
+#: gradient: an element far smaller than the rest is a sum of terms that cancel, and a
+#: correct forward's approximations (log(y + 1e-7)) are relative to the terms, not to
+#: their sum; judged on its own magnitude it would fail for the layer's rounding.
+SCALE_FLOOR = 0.1
+
+
+def settings_for(
+    tensor: TensorToCheck, context: LossContext, analytic: Floats, *, local: bool = True
+) -> Settings:
     """Judge at the least precise of the outputs, the computation and the array itself,
     with the rounding noise of the loss terms one element moves (``local``) or, for
     projections that move every element at once, of the whole loss."""
     precision = numerics.precision_dtype([*context.output_dtypes, tensor.array.dtype])
     eps = float(np.finfo(precision).eps)
     rtol, atol = context.config.tolerances(precision)
+    atol += SCALE_FLOOR * rtol * float(np.max(np.abs(analytic), initial=0.0))
     steps = numerics.step_sizes(tensor.array, eps)
     magnitude = (
         numerics.local_magnitude(tensor.array, steps, context.changed, context.magnitude)
@@ -118,7 +128,7 @@ def check_tensor(tensor: TensorToCheck, context: LossContext) -> TensorOutcome:
     analytic = unusable_gradient(tensor)
     if isinstance(analytic, TensorOutcome):
         return analytic
-    settings = settings_for(tensor, context)
+    settings = settings_for(tensor, context, analytic)
     steps = settings.steps
     numeric = numerics.central_differences(tensor.array, steps, context.loss)
     noise = numerics.rounding_noise(steps, settings.noise_unit)

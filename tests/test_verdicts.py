@@ -188,7 +188,7 @@ class OneWrongWeight(reference.Affine):
     def backward(self, dout):
         dx = super().backward(dout)
         self.dW = self.dW.copy()
-        self.dW[17, 5] += 0.5
+        self.dW[17, 5] += 2.0
         return dx
 
 
@@ -198,7 +198,7 @@ def test_fast_mode_names_the_single_wrong_element():
     result = gradverify.check(layer, {"x": rng.standard_normal((3, 40))}, mode="fast")
     dW = next(t for t in result.tensors if t.grad_name == "dW")
     assert dW.status is Status.FAIL and dW.mismatched == 1
-    assert dW.rows[0].index == (17, 5) and dW.rows[0].abs_err == pytest.approx(0.5, rel=1e-4)
+    assert dW.rows[0].index == (17, 5) and dW.rows[0].abs_err == pytest.approx(2.0, rel=1e-4)
     assert result.forward_calls < 2 * 1200 // 4  # far fewer than a full check's 2 per element
 
 
