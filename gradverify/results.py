@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 #: Bumped whenever a key of `CheckResult.to_dict` changes meaning or disappears.
@@ -154,7 +154,6 @@ class CheckResult:
     findings: tuple[Finding, ...] = ()
     reproduce: str = ""
     adapter: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
