@@ -7,12 +7,18 @@ scales (inputs and weights ~1e3, saturated sigmoids).
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gradverify
 from gradverify import Status
 from layers_under_test import reference
+
+# BLAS kernels can raise a spurious "invalid value encountered in dot" flag for float32
+# data at large scales; a real NaN would show in the outputs or gradients and fail the
+# check, so the warning itself is not what these properties are about.
+pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 
 batch = st.integers(1, 4)
 width = st.integers(1, 5)
