@@ -8,7 +8,6 @@ do not change the train-mode output (tested below), so they may drift freely.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,10 +16,11 @@ import pytest
 from layers_under_test import broken, reference
 from layers_under_test.registry import BROKEN, REFERENCE, LayerCase
 
+from .test_layers_under_test import numeric_gradient
+
 SEEDS = range(5)
-H = 1e-6  # central-difference step (float64)
 RTOL = 1e-4  # relative to the largest entry of the gradient
-ATOL = 1e-8  # rounding noise (~1e-10 at this H) where the gradient is exactly 0: b before BN
+ATOL = 1e-8  # rounding noise (~1e-10 at the step of numeric_gradient) where the gradient is exactly 0: b before BN
 NEW_REFERENCE = [
     *("Dropout", "BatchNormalization", "BatchNormalization4D", "BatchNormalizationTestMode"),
     *("Convolution", "ConvolutionStride2", "Pooling", "PoolingOverlapping"),
@@ -40,19 +40,6 @@ def _close(analytic: Any, numeric: np.ndarray) -> bool:
         return False
     scale = max(np.max(np.abs(analytic)), np.max(np.abs(numeric)))
     return bool(np.max(np.abs(analytic - numeric)) <= RTOL * scale + ATOL)
-
-
-def _numeric(loss: Callable[[], float], arr: np.ndarray) -> np.ndarray:
-    """Central differences of ``loss()``, perturbing ``arr`` in place (each element restored)."""
-    grad = np.zeros_like(arr)
-    for idx in np.ndindex(arr.shape):
-        orig = arr[idx]
-        arr[idx] = orig + H
-        up = loss()
-        arr[idx] = orig - H
-        grad[idx] = (up - loss()) / (2 * H)
-        arr[idx] = orig
-    return grad
 
 
 def _layer_agrees(case: LayerCase, seed: int) -> bool:
@@ -76,7 +63,7 @@ def _layer_agrees(case: LayerCase, seed: int) -> bool:
         return float(np.sum(dout * forward(inputs.values())))
 
     arrays = {"x": inputs["x"], **params}
-    return all(_close(analytic[n], _numeric(loss, arr)) for n, arr in arrays.items())
+    return all(_close(analytic[n], numeric_gradient(loss, arr)) for n, arr in arrays.items())
 
 
 def _net_agrees(case: LayerCase, seed: int) -> bool:
@@ -91,7 +78,7 @@ def _net_agrees(case: LayerCase, seed: int) -> bool:
 
     np.random.seed(seed)
     analytic = net.gradient(x, t)
-    numeric = {key: _numeric(loss, param) for key, param in net.params.items()}
+    numeric = {key: numeric_gradient(loss, param) for key, param in net.params.items()}
     return analytic.keys() == numeric.keys() and all(
         _close(analytic[key], numeric[key]) for key in numeric
     )

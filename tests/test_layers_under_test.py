@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,19 @@ SEEDS = range(5)
 H = 1e-6  # central-difference step for the layers (float64)
 RTOL = 1e-4  # relative to the largest gradient entry; covers the book's 1e-7 in log(y + 1e-7)
 ATOL = 1e-10  # rounding noise of a gradient that is exactly zero (a bias feeding a BatchNorm)
+
+
+def numeric_gradient(loss: Callable[[], float], arr: np.ndarray) -> np.ndarray:
+    """Central differences of ``loss()``, perturbing ``arr`` in place (each element restored)."""
+    grad = np.zeros_like(arr)
+    for idx in np.ndindex(arr.shape):
+        orig = arr[idx]
+        arr[idx] = orig + H
+        up = loss()
+        arr[idx] = orig - H
+        grad[idx] = (up - loss()) / (2 * H)
+        arr[idx] = orig
+    return grad
 
 
 def _close(analytic: object, numeric: np.ndarray) -> bool:
@@ -53,15 +67,7 @@ def _layer_agrees(case: LayerCase, seed: int) -> bool:
         return float(np.sum(dout * _forward(layer, case, map(np.copy, inputs.values()), seed)))
 
     for name, arr in [*((n, inputs[n]) for n in wrt), *params.items()]:
-        numeric = np.zeros_like(arr)
-        for idx in np.ndindex(arr.shape):
-            orig = arr[idx]
-            arr[idx] = orig + H
-            up = loss()
-            arr[idx] = orig - H
-            numeric[idx] = (up - loss()) / (2 * H)
-            arr[idx] = orig
-        if not _close(analytic.get(name), numeric):
+        if not _close(analytic.get(name), numeric_gradient(loss, arr)):
             return False
     return True
 
