@@ -20,7 +20,7 @@ from .test_layers_under_test import numeric_gradient
 
 SEEDS = range(5)
 RTOL = 1e-4  # relative to the largest entry of the gradient
-ATOL = 1e-8  # rounding noise (~1e-10 at the step of numeric_gradient) where the gradient is exactly 0: b before BN
+ATOL = 1e-8  # rounding noise (~1e-10) where the gradient is exactly 0: b before BN
 NEW_REFERENCE = [
     *("Dropout", "BatchNormalization", "BatchNormalization4D", "BatchNormalizationTestMode"),
     *("Convolution", "ConvolutionStride2", "Pooling", "PoolingOverlapping"),
