@@ -16,13 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from gradverify.state import (
-    GENERATORS,
-    generator_state,
-    reachable,
-    same_generator_state,
-    set_generator_state,
-)
+from gradverify.objects import GENERATORS, reachable
+from gradverify.state import generator_state, same_generator_state, set_generator_state
 
 Generator = np.random.Generator | np.random.RandomState
 

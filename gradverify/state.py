@@ -12,15 +12,19 @@ textbook's network shares ``params`` with its layers) stay shared.
 
 from __future__ import annotations
 
-import types
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-#: Objects never walked into: code, types and modules hold no per-check state.
-_OPAQUE = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType)
+from gradverify.objects import (
+    GENERATORS,
+    attributes,
+    delete_attribute,
+    has_state,
+    reachable,
+    set_attribute,
+)
 
 
 @dataclass
@@ -39,11 +43,11 @@ class Snapshot:
         np.random.set_state(self.global_random_state)
         for generator, state in self.generators:
             set_generator_state(generator, state)
-        for obj, attributes in self.objects:
-            current = vars(obj)
-            for name in [n for n in current if n not in attributes]:
-                del current[name]
-            current.update(attributes)
+        for obj, held in self.objects:
+            for name in [n for n in attributes(obj) if n not in held]:
+                delete_attribute(obj, name)
+            for name, value in held.items():
+                set_attribute(obj, name, value)
         for mapping, entries in self.dicts:
             mapping.clear()
             mapping.update(entries)
@@ -60,28 +64,6 @@ class Snapshot:
             for array, saved in self.arrays
             if array.shape != saved.shape or array.tobytes() != saved.tobytes()
         ]
-
-
-def reachable(*roots: Any) -> Iterator[Any]:
-    """Every object reachable from `roots` through attributes, dict values, list and
-    tuple items, once each; code, types and modules are not entered (no state there)."""
-    seen: set[int] = set()
-    stack = list(roots)
-    while stack:
-        obj = stack.pop()
-        if id(obj) in seen or obj is None or isinstance(obj, _OPAQUE):
-            continue
-        seen.add(id(obj))
-        yield obj
-        if isinstance(obj, dict):
-            stack.extend(obj.values())
-        elif isinstance(obj, (list, tuple)):
-            stack.extend(obj)
-        elif hasattr(obj, "__dict__") and not isinstance(obj, (np.ndarray, *GENERATORS)):
-            stack.extend(vars(obj).values())
-
-
-GENERATORS = (np.random.Generator, np.random.RandomState)
 
 
 def generator_state(generator: Any) -> Any:
@@ -119,6 +101,6 @@ def snapshot(*roots: Any) -> Snapshot:
             record.dicts.append((obj, dict(obj)))
         elif isinstance(obj, list):
             record.lists.append((obj, list(obj)))
-        elif hasattr(obj, "__dict__") and not isinstance(obj, tuple):
-            record.objects.append((obj, dict(vars(obj))))
+        elif has_state(obj):
+            record.objects.append((obj, attributes(obj)))
     return record
