@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from gradverify.adapters.base import copy_gradient
+from gradverify.adapters.base import private_copy
 from gradverify.errors import InvalidArgument
+from gradverify.objects import lookup, valid_path
 
 Inputs = Mapping[str, Any] | Sequence[Any] | None
 
@@ -35,9 +36,67 @@ def named_inputs(target: Any, inputs: Inputs) -> tuple[list[str], list[Any]]:
             f"got inputs={type(inputs).__name__}; pass e.g. inputs={{'x': x}}."
         )
     converted = [
-        np.array(v, dtype=np.float64) if _is_numbers(v) else copy_gradient(v) for v in values
+        np.array(v, dtype=np.float64) if _is_numbers(v) else private_copy(v) for v in values
     ]
+    for name, value in zip(names, converted):
+        _require_finite(name, value)
     return names, converted
+
+
+def _require_finite(name: str, value: Any) -> None:
+    """Finite differences around NaN or inf mean nothing: say so before the target runs."""
+    if not (isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.floating)):
+        return
+    bad = np.argwhere(~np.isfinite(value))
+    if bad.size:
+        where = tuple(int(i) for i in bad[0])
+        raise InvalidArgument(
+            f"inputs[{name!r}] is not finite at {where} (value {value[where]}); finite "
+            f"differences need finite inputs: pass data without NaN or inf."
+        )
+
+
+def empty_inputs(names: list[str], values: list[Any], nondiff: Sequence[str]) -> str:
+    """Why there is nothing to check if a float input has no elements, else ''."""
+    for name, value in zip(names, values):
+        floats = isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.floating)
+        if floats and value.size == 0 and name not in nondiff:
+            return (
+                f"nothing to check: input {name} has no elements (shape {value.shape}); "
+                f"every gradient of an empty batch is empty. Give it at least one row."
+            )
+    return ""
+
+
+def constant_names(target: Any, nondiff: Sequence[str], names: list[str]) -> list[str]:
+    """The `nondiff` names that are not inputs: arrays the target holds that are constants.
+
+    Each must name an array the target holds (``running_mean``, ``bn.running_var``).
+    """
+    if isinstance(nondiff, str):
+        raise InvalidArgument(
+            f"`nondiff` must be a sequence of names, got nondiff={nondiff!r}; "
+            f"pass nondiff=[{nondiff!r}]."
+        )
+    if not all(isinstance(n, str) for n in nondiff):
+        raise InvalidArgument(
+            f"`nondiff` must be a sequence of names, got nondiff={nondiff!r}; "
+            f"pass e.g. nondiff=['t']."
+        )
+    constants = [n for n in nondiff if n not in names]
+    unknown = [n for n in constants if not (valid_path(n) and hasattr(lookup(target, n), "shape"))]
+    if unknown:
+        raise InvalidArgument(
+            f"`nondiff` names {unknown}, which are neither inputs nor arrays the target "
+            f"holds; the inputs are {names}."
+        )
+    return constants
+
+
+def display_name(target: Any) -> str:
+    """A name for a target that could not be resolved or run."""
+    named = target[0] if isinstance(target, tuple) and target else target
+    return getattr(named, "__name__", type(named).__name__)
 
 
 def _is_numbers(value: Any) -> bool:
@@ -68,19 +127,6 @@ def _positional_names(target: Any, count: int) -> list[str]:
     if len(parameters) >= count:
         return parameters[:count]
     return [f"x{i}" for i in range(count)]
-
-
-def validate_names(argument: str, given: Sequence[str], names: list[str]) -> None:
-    if isinstance(given, str):
-        raise InvalidArgument(
-            f"`{argument}` must be a sequence of input names, got {argument}={given!r}; "
-            f"pass {argument}=[{given!r}]."
-        )
-    unknown = [n for n in given if n not in names]
-    if unknown:
-        raise InvalidArgument(
-            f"`{argument}` names {unknown}, which are not inputs; the inputs are {names}."
-        )
 
 
 def keyword_arguments(kwargs: Mapping[str, Any] | None) -> dict[str, Any]:

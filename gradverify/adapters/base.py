@@ -14,12 +14,13 @@ import os
 import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
 
-from gradverify.errors import GradverifyError
+from gradverify.errors import GradverifyError, TargetContractError
+from gradverify.objects import Holding, holdings, rebind
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -63,16 +64,61 @@ def call_target(stage: str, function: Callable[..., Any], *args: Any, **kwargs: 
         raise TargetRaised(stage, exc) from exc
 
 
-def copy_gradient(value: Any) -> Any:
-    """A private copy of a returned gradient: the target may reuse or overwrite its buffer."""
+def private_copy(value: Any) -> Any:
+    """A private copy of an array (an input, a returned gradient): the target may reuse or
+    overwrite its buffer, and the caller's arrays are never written."""
     return value.copy() if isinstance(value, np.ndarray) else value
+
+
+def gradient_values(returned: Any, label: str) -> tuple[Any, ...]:
+    """The gradients a backward returned, as a tuple in input order (empty for None).
+
+    One array (or number), or a tuple or list of them; a nested list of numbers
+    (``dx.tolist()``) is one gradient.  Anything else (a dict, a string, a
+    generator) breaks the contract: the check cannot tell which input it is for.
+    """
+    if returned is None:
+        return ()
+    if isinstance(returned, tuple) or (
+        isinstance(returned, list) and not _is_number_list(returned)
+    ):
+        return tuple(private_copy(g) for g in returned)
+    if _is_gradient_value(returned):
+        return (private_copy(returned),)
+    raise TargetContractError(
+        f"{label} returned {_kind(returned)}; return the gradient of each input: one array, "
+        f"or a tuple (dx, dy, ...) in forward's order."
+    )
+
+
+def _is_gradient_value(value: Any) -> bool:
+    return isinstance(value, (np.ndarray, np.generic, int, float)) or (
+        hasattr(value, "__array__") and not isinstance(value, (str, bytes, dict))
+    )
+
+
+def _is_number_list(value: list[Any]) -> bool:
+    """A (nested) list of Python numbers, such as ``dx.tolist()`` gives (not a list of arrays)."""
+    if not value or any(isinstance(item, np.ndarray) or item is None for item in value):
+        return False
+    try:
+        return np.asarray(value).dtype.kind in "biuf"
+    except (ValueError, TypeError):
+        return False
+
+
+def _kind(value: Any) -> str:
+    """How a value is named in a message: its type, with the module for foreign ones."""
+    module = type(value).__module__
+    name = type(value).__qualname__
+    return name if module in ("builtins", "numpy") else f"{module}.{name}"
 
 
 def pass_cotangent(cotangent: Any) -> tuple[tuple[Any, ...], Any]:
     """Private copies of the cotangent(s) for a backward call, and a test of whether it wrote
     into them (the textbook's ReLU does: ``dout[mask] = 0``)."""
     douts = cotangent if isinstance(cotangent, tuple) else (cotangent,)
-    copies = tuple(copy_gradient(d) for d in douts)
+    copies = tuple(private_copy(d) for d in douts)
 
     def modified() -> bool:
         return any(
@@ -81,6 +127,13 @@ def pass_cotangent(cotangent: Any) -> tuple[tuple[Any, ...], Any]:
         )
 
     return copies, modified
+
+
+def _is_array_like(value: Any) -> bool:
+    """A numpy array, or another library's array (torch, jax, cupy) numpy cannot perturb."""
+    return isinstance(value, np.ndarray) or (
+        hasattr(value, "shape") and (hasattr(value, "__array__") or hasattr(value, "__dlpack__"))
+    )
 
 
 def is_float_array(value: Any) -> bool:
@@ -95,6 +148,34 @@ class ParamSlot:
     grad_name: str
     array: np.ndarray
     read_gradient: Callable[[], Any]
+    note: str = ""  # what was done to make it checkable (a read-only array copied)
+
+
+def writable(target: Any, slot: ParamSlot) -> ParamSlot:
+    """`slot`, with a read-only array (``np.broadcast_to``, ``setflags(write=False)``, a
+    memory map) replaced by a writable copy at every place the target holds it.
+
+    The numerics perturb weights in place; the copy is wired in wherever the
+    original was, so the target computes with it, and the snapshot puts the
+    original back afterwards.  A weight held inside a tuple cannot be replaced.
+    """
+    if slot.array.flags.writeable:
+        return slot
+    places = [h for h in holdings(target) if h.value is slot.array]
+    if not places or any(h.kind == "tuple" for h in places):
+        where = "a tuple" if places else "a place gradverify cannot reach"
+        raise TargetContractError(
+            f"{slot.name} is read-only and held in {where}, so it cannot be perturbed in place; "
+            f"hold a writable array (e.g. {slot.name} = np.array({slot.name}))."
+        )
+    copy = np.array(slot.array)
+    for place in places:
+        rebind(place, copy)
+    note = (
+        f"{slot.name} is read-only (np.broadcast_to or setflags(write=False)): checked on a "
+        f"writable copy, the original put back afterwards"
+    )
+    return replace(slot, array=copy, note=note)
 
 
 @dataclass(frozen=True)
@@ -122,12 +203,30 @@ class Adapter(ABC):
     differentiates_inputs: ClassVar[bool] = True
     #: False when backward takes no ``dout`` (a network's ``gradient(x, t)``, ``f -> (loss, dx)``).
     takes_cotangent: ClassVar[bool] = True
+    #: True when the target is an object holding weights (not a function).
+    holds_state: ClassVar[bool] = False
 
     def __init__(self, target: Any, kwargs: Mapping[str, Any]) -> None:
         self.target = target
         self.kwargs = dict(kwargs)
         self.forward_calls = 0
         self.backward_calls = 0
+        # Which object each place held before any call: weights and constants stay the
+        # same object across calls, per-call caches (self.x, self.out) do not.
+        self._initial_ids = (
+            {h.path: id(h.value) for h in holdings(target)} if self.holds_state else {}
+        )
+
+    def held_arrays(self) -> list[Holding]:
+        """Arrays (and foreign array objects) the target has held at the same place since
+        before the check: its weights and constants, not its per-call caches."""
+        if not self.holds_state:
+            return []
+        return [
+            h
+            for h in holdings(self.target)
+            if _is_array_like(h.value) and self._initial_ids.get(h.path) == id(h.value)
+        ]
 
     @classmethod
     @abstractmethod

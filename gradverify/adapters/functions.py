@@ -19,16 +19,10 @@ from gradverify.adapters.base import (
     Adapter,
     Gradients,
     call_target,
-    copy_gradient,
+    gradient_values,
     pass_cotangent,
 )
 from gradverify.errors import TargetContractError
-
-
-def _as_gradient_tuple(returned: Any) -> tuple[Any, ...]:
-    if isinstance(returned, (tuple, list)):
-        return tuple(copy_gradient(g) for g in returned)
-    return (copy_gradient(returned),)
 
 
 def _function_name(function: Any) -> str:
@@ -79,7 +73,7 @@ class FunctionPairAdapter(Adapter):
         self.backward_calls += 1
         douts, modified = pass_cotangent(cotangent)
         returned = call_target(self.label, self._backward, *douts, cache)
-        return Gradients(_as_gradient_tuple(returned), {}, modified())
+        return Gradients(gradient_values(returned, self.label), {}, modified())
 
 
 class LossFunctionAdapter(Adapter):
@@ -116,7 +110,7 @@ class LossFunctionAdapter(Adapter):
 
     def backward(self, args: Sequence[Any], cotangent: Any) -> Gradients:
         self.backward_calls += 1
-        return Gradients(_as_gradient_tuple(self._call(args)[1]), {})
+        return Gradients(gradient_values(self._call(args)[1], self.name), {})
 
 
 class GradientPairAdapter(Adapter):
@@ -149,7 +143,7 @@ class GradientPairAdapter(Adapter):
     def backward(self, args: Sequence[Any], cotangent: Any) -> Gradients:
         self.backward_calls += 1
         returned = call_target(self.label, self._gradient, *args, **self.kwargs)
-        return Gradients(_as_gradient_tuple(returned), {})
+        return Gradients(gradient_values(returned, self.label), {})
 
 
 def _returns_scalar(function: Any, args: Sequence[Any]) -> bool:

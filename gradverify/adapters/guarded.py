@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from gradverify.adapters.base import Adapter, Gradients, ParamDeclaration, ParamSlot, copy_gradient
+from gradverify.adapters.base import Adapter, Gradients, ParamDeclaration, ParamSlot, private_copy
 
 
 class Guarded(Adapter):
@@ -66,7 +66,7 @@ class Guarded(Adapter):
     def _prepare(self, args: Sequence[Any]) -> Sequence[Any]:
         if self.before_call is not None:
             self.before_call()
-        return [copy_gradient(a) for a in args] if self.copy_inputs else args
+        return [private_copy(a) for a in args] if self.copy_inputs else args
 
     def forward(self, args: Sequence[Any]) -> Any:
         return self.inner.forward(self._prepare(args))

@@ -18,8 +18,9 @@ from gradverify.adapters.base import (
     ParamDeclaration,
     ParamSlot,
     call_target,
-    copy_gradient,
     is_float_array,
+    private_copy,
+    writable,
 )
 from gradverify.errors import InvalidArgument, TargetContractError
 
@@ -31,6 +32,7 @@ class NetworkAdapter(Adapter):
     looks_for = "a network with a params dict, loss(x, t) and gradient(x, t) returning a dict"
     differentiates_inputs = False
     takes_cotangent = False
+    holds_state = True
 
     def __init__(self, target: Any, kwargs: Mapping[str, Any]) -> None:
         super().__init__(target, kwargs)
@@ -65,7 +67,7 @@ class NetworkAdapter(Adapter):
                 f"{self.label} returned {type(returned).__name__}, expected a dict of "
                 f"gradients keyed like params (e.g. {{'W1': dW1, ...}})."
             )
-        grads = {f"params[{k!r}]": copy_gradient(v) for k, v in returned.items()}
+        grads = {f"params[{k!r}]": private_copy(v) for k, v in returned.items()}
         return Gradients((), grads)
 
     def parameters(self, declared: ParamDeclaration) -> list[ParamSlot]:
@@ -79,7 +81,8 @@ class NetworkAdapter(Adapter):
                     f"`params` names {key!r}, but {self.name}.params[{key!r}] is "
                     f"{type(value).__name__}, not a float ndarray; name keys of the params dict."
                 )
-            slots.append(ParamSlot(f"params[{key!r}]", f"gradient()[{key!r}]", value, lambda: None))
+            slot = ParamSlot(f"params[{key!r}]", f"gradient()[{key!r}]", value, lambda: None)
+            slots.append(writable(self.target, slot))
         return slots
 
 
