@@ -1,28 +1,42 @@
-"""Fast mode: random projections per tensor, then group testing to name the wrong elements.
+"""Fast mode: projections per tensor, then group testing to name the wrong elements.
 
 A full check costs two forward calls per element.  Here a tensor costs two per
-random direction: the numeric difference ``L(x + v) - L(x - v)`` is compared
-with what the analytic gradient predicts, ``sum(g * widths)``.  When they
-disagree, the direction is restricted to halves of the coordinates; because the
-disagreement is additive over coordinates, measuring one half gives the other by
-subtraction, so one wrong element among n is found in ``2 * log2(n)`` calls.
-Every element so blamed is then judged exactly as in full mode, on the
-re-estimate ladder, so fast mode fails only what the ladder confirms.
+direction ``v``: the numeric difference ``L(x + v) - L(x - v)`` is compared with
+what the analytic gradient predicts, ``sum(g * widths)``.  When they disagree,
+the direction is restricted to halves of the coordinates; the disagreement is
+additive over coordinates, so measuring one half gives the other by subtraction,
+and one wrong element among n is found in ``2 * log2(n)`` calls.  Every element
+so blamed is then judged exactly as in full mode, on the re-estimate ladder, so
+fast mode fails only what the ladder confirms.
 
-Projection tolerance: with per-element tolerances ``t_i = atol + rtol * |g_i|``
-and random signs, errors that each stay inside their own tolerance add up like a
-random walk, so ``Z * sqrt(sum (width_i * t_i)**2)`` bounds their projection
-except with probability ``2 * exp(-Z**2 / 2)`` (Hoeffding), 3e-8 for ``Z = 6``;
-the rounding of the two loss evaluations is added.  A projection outside it only
-nominates suspects: nothing fails until the ladder confirms an element.
+The directions:
+
+* along the gradient's signs: a scale error (a missing 1/N) adds up in full;
+* random signs: an error in one element or a scattered few;
+* one per axis, with the gradient's signs inside each slice and one random sign
+  per slice: an error confined to a row, a column, a channel or a border (the
+  two ends of an axis share a sign) adds up in full inside its slice, and the
+  other slices add only as a random walk.
+
+Two tolerances per projection:
+
+* the *screen*, which nominates a projection for localization: the projection is
+  judged as a derivative along ``v``, by the one rule,
+  ``|analytic - numeric| <= rtol * |numeric| + atol-spread + noise (+ truncation)``,
+  with the truncation error measured from two step sizes.  A false nomination
+  costs forward calls, never a verdict;
+* the *bound*, what errors that each stay inside their own element tolerance
+  ``t_i = atol + rtol * |g_i|`` can add up to: in full inside a group of
+  coherent signs, as a random walk across groups (``Z`` standard deviations:
+  Hoeffding, probability ``2 * exp(-Z**2 / 2)``, 3e-8).  A projection beyond the
+  bound in which no element can be blamed is INCONCLUSIVE.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -44,15 +58,65 @@ from gradverify.tensor_check import (
 #: Standard deviations of the random-walk bound on a projection (see above).
 Z = 6.0
 
-#: A projection is first rechecked with steps this many times smaller: a
-#: disagreement caused by curvature shrinks with the step, one caused by a wrong
-#: gradient does not.
+#: A projection beyond its screen is measured again with steps this many times
+#: smaller: a disagreement caused by curvature shrinks with the step (by 16), one
+#: caused by a wrong gradient does not; the change between the two measures the
+#: truncation error that is left.
 RECHECK_SHRINK = 4.0
+
+
+@dataclass(frozen=True)
+class Direction:
+    """One projection: a sign per element, and the groups whose signs are coherent."""
+
+    label: str  # what it is for, in the report
+    signs: Floats  # flat, +1 or -1
+    groups: np.ndarray  # flat group index per element; errors add up in full inside one
+
+
+def directions(
+    analytic: Floats, shape: tuple[int, ...], count: int, rng: np.random.Generator
+) -> list[Direction]:
+    """The gradient's signs, ``count - 1`` random ones, then one per axis of a 2-D+ tensor."""
+    size = analytic.size
+    random = _random_signs(rng, size)
+    gradient_signs = np.where(analytic != 0, np.sign(analytic), random)
+    found = [Direction("the gradient's signs", gradient_signs, np.zeros(size, dtype=np.intp))]
+    everyone = np.arange(size)
+    found += [
+        Direction("random signs", _random_signs(rng, size), everyone) for _ in range(count - 1)
+    ]
+    if len(shape) < 2:
+        return found
+    positions = np.indices(shape).reshape(len(shape), -1)
+    for axis, length in enumerate(shape):
+        if length < 2:
+            continue
+        per_slice = _random_signs(rng, length)
+        per_slice[-1] = per_slice[0]  # a border error (both ends) must not cancel itself
+        slices = positions[axis]
+        found.append(Direction(f"axis {axis}", gradient_signs * per_slice[slices], slices))
+    return found
+
+
+def _random_signs(rng: np.random.Generator, size: int) -> Floats:
+    return (2 * rng.integers(0, 2, size=size) - 1).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A projection restricted to some members, per unit of step length."""
+
+    difference: float  # analytic minus numeric
+    derivative: float  # numeric
+    screen: float  # nominating tolerance (see the module docstring)
+    bound: float  # what within-tolerance element errors can add up to
+    noise: float  # rounding of the loss evaluations behind it
 
 
 @dataclass
 class _Probe:
-    """Measures the disagreement of one tensor's gradient along masked random directions.
+    """Measures the disagreement of one tensor's gradient along one masked direction.
 
     Measurements are normalised by the step length, so that the disagreement of
     a group is the sum of its members' ``2 * sign_i * scale_i * (g_i - true_i)``
@@ -61,19 +125,11 @@ class _Probe:
 
     tensor: TensorToCheck
     analytic: Floats  # flat
-    signs: Floats
+    direction: Direction
     scale: Floats  # max(1, |x|) per element: steps follow each element's magnitude
     settings: Settings
     loss: Callable[[], float]
     step: float
-    coherent: bool = False  # signs follow the gradient's: errors may add up in full
-
-    def _bound(self, contributions: Floats) -> float:
-        """How far per-element tolerances can add up: fully for coherent signs, as a
-        random walk (Z standard deviations) for random ones."""
-        if self.coherent:
-            return float(np.sum(np.abs(contributions)))
-        return Z * math.sqrt(numerics.inner(contributions, contributions))
 
     def length(self, members: np.ndarray) -> float:
         """Per-element step: the direction has the Euclidean length of one element's step,
@@ -81,38 +137,68 @@ class _Probe:
         more kinks)."""
         return self.step / math.sqrt(max(members.size, 1))
 
-    def disagreement(self, members: np.ndarray) -> tuple[float, float]:
-        """(analytic - numeric, tolerance) along the direction restricted to `members`."""
+    def measure(self, members: np.ndarray) -> Measurement:
         length = self.length(members)
-        if members.size == self.signs.size:  # the whole tensor: no masking needed
-            offsets = self.signs * self.scale * length
+        signs = self.direction.signs
+        if members.size == signs.size:  # the whole tensor: no masking needed
+            offsets = signs * self.scale * length
         else:
-            offsets = np.zeros(self.signs.size)
-            offsets[members] = self.signs[members] * self.scale[members] * length
+            offsets = np.zeros(signs.size)
+            offsets[members] = signs[members] * self.scale[members] * length
         numeric, widths = numerics.directional_difference(
             self.tensor.array, offsets.reshape(self.tensor.array.shape), self.loss
         )
-        flat_widths = widths.reshape(-1)
-        predicted = numerics.inner(self.analytic, flat_widths)
-        tol = self._bound(flat_widths * self.per_element)
-        return (predicted - numeric) / length, tol / length + self.noise(length)
+        flat_widths = np.abs(widths.reshape(-1)[members]) / length
+        predicted = numerics.inner(self.analytic, widths.reshape(-1)) / length
+        noise = 2.0 * self.settings.noise_unit / length
+        return self._judged(
+            members, predicted - numeric / length, numeric / length, flat_widths, noise
+        )
 
-    def nominal_tolerance(self, members: np.ndarray) -> float:
-        """A group's tolerance without measuring it (nominal widths, no noise term)."""
-        return self._bound(2.0 * self.scale[members] * self.per_element[members])
+    def rest(
+        self, group: np.ndarray, whole: Measurement, part: Measurement, rest: np.ndarray
+    ) -> Measurement:
+        """The measurement of ``group`` minus ``part``, by subtraction (no forward call)."""
+        widths = 2.0 * self.scale[rest]  # nominal: the realized ones were not read for the rest
+        noise = whole.noise + part.noise
+        return self._judged(
+            rest,
+            whole.difference - part.difference,
+            whole.derivative - part.derivative,
+            widths,
+            noise,
+        )
 
-    def noise(self, length: float) -> float:
-        """Rounding of the two loss evaluations, per unit of step length."""
-        return 2.0 * self.settings.noise_unit / length
+    def _judged(
+        self,
+        members: np.ndarray,
+        difference: float,
+        derivative: float,
+        widths: Floats,
+        noise: float,
+    ) -> Measurement:
+        atol, rtol = self.settings.atol, self.settings.rtol
+        groups = self.direction.groups[members]
+        spread = _grouped_norm(widths * atol, groups)
+        per_element = widths * (atol + rtol * np.abs(self.analytic[members]))
+        bound = min(float(np.sum(per_element)), Z * _grouped_norm(per_element, groups))
+        if np.all(groups == groups[0]):
+            bound = float(np.sum(per_element))  # one coherent group: no random walk to bound
+        screen = rtol * abs(derivative) + spread + noise
+        return Measurement(difference, derivative, screen, bound + noise, noise)
 
-    @functools.cached_property
-    def per_element(self) -> Floats:
-        """Each element's own tolerance, ``atol + rtol * |g_i|``."""
-        return self.settings.atol + self.settings.rtol * np.abs(self.analytic)
+
+def _grouped_norm(values: Floats, groups: np.ndarray) -> float:
+    """``sqrt(sum over groups of (sum of values in the group)**2)``."""
+    if values.size == 0:
+        return 0.0
+    _, labels = np.unique(groups, return_inverse=True)
+    sums = np.bincount(labels, weights=values)
+    return math.sqrt(numerics.inner(sums, sums))
 
 
 def check_tensor_fast(tensor: TensorToCheck, context: LossContext) -> TensorOutcome:
-    """Check one gradient with `CheckConfig.directions` random projections."""
+    """Check one gradient with a few projections; name and confirm any wrong elements."""
     analytic = unusable_gradient(tensor)
     if isinstance(analytic, TensorOutcome):
         return analytic
@@ -121,41 +207,53 @@ def check_tensor_fast(tensor: TensorToCheck, context: LossContext) -> TensorOutc
     everyone = np.arange(size)
     scale = np.maximum(1.0, np.abs(tensor.array.astype(np.float64).reshape(-1)))
     flat_analytic = analytic.reshape(-1)
-    margin, blamed, unexplained = 0.0, [], False
-    for direction in range(context.config.directions):
-        random_signs = (2 * context.rng.integers(0, 2, size=size) - 1).astype(np.float64)
-        # The first direction follows the gradient's signs, so that an error of scale
-        # (a missing 1/N) adds up in full instead of as a random walk.
-        coherent = direction == 0
-        signs = np.where(flat_analytic != 0, np.sign(flat_analytic), random_signs)
-        step = settings.eps ** (1.0 / 3.0)
-        probe = _Probe(
-            tensor,
-            flat_analytic,
-            signs if coherent else random_signs,
-            scale,
-            settings,
-            context.loss,
-            step,
-            coherent,
-        )
-        difference, tol = probe.disagreement(everyone)
-        if abs(difference) > tol:
-            probe.step = step / RECHECK_SHRINK
-            difference, tol = probe.disagreement(everyone)
-        margin = max(margin, _ratio(difference, tol))
-        if abs(difference) > tol:
-            found = _localize(probe, everyone, difference, context.config.max_reestimate)
-            blamed += found
-            unexplained = unexplained or not found
-            if found:
-                break  # the elements are named; another direction would name them again
-    # What one element must be off by for a random-sign projection to see it.
-    random_walk = replace(probe, coherent=False)
-    mean_scale = float(np.mean(scale)) if size else 1.0
-    sensitivity = random_walk.nominal_tolerance(everyone) / (2.0 * mean_scale)
-    return _outcome(
-        tensor, analytic, settings, context, sorted(set(blamed)), margin, unexplained, sensitivity
+    step = settings.eps ** (1.0 / 3.0)
+    planned = directions(flat_analytic, tensor.array.shape, context.config.directions, context.rng)
+    search = _Search(len(planned))
+    screens = []
+    for direction in planned:
+        probe = _Probe(tensor, flat_analytic, direction, scale, settings, context.loss, step)
+        whole = probe.measure(everyone)
+        if abs(whole.difference) > whole.screen:
+            whole = _recheck(probe, everyone, whole)
+        screens.append((direction, whole))
+        search.margin = max(search.margin, _ratio(whole.difference, whole.bound))
+        if abs(whole.difference) <= whole.screen:
+            continue
+        # whole slices first: a confined error keeps its full size while the rest shrinks
+        order = np.argsort(direction.groups, kind="stable")
+        found = _localize(probe, order, whole, context.config.max_reestimate)
+        search.blamed += found
+        if not found and abs(whole.difference) > whole.bound:
+            search.unexplained = True
+        if found:
+            break  # the elements are named; another direction would name them again
+    search.sensitivity = _sensitivity(tensor, screens, flat_analytic, scale)
+    return _outcome(tensor, analytic, settings, context, search)
+
+
+@dataclass
+class _Search:
+    """What the projections of one tensor found."""
+
+    count: int  # projections planned
+    blamed: list[int] = field(default_factory=list)  # elements nominated by bisection
+    margin: float = 0.0  # the largest disagreement over its bound
+    unexplained: bool = False  # beyond the bound, and no element to blame
+    sensitivity: str = ""  # what the projections could see, for the report
+
+
+def _recheck(probe: _Probe, members: np.ndarray, first: Measurement) -> Measurement:
+    """Measure again with a smaller step; the change bounds the truncation error left."""
+    probe.step /= RECHECK_SHRINK
+    again = probe.measure(members)
+    truncation = abs(first.derivative - again.derivative) / (RECHECK_SHRINK**2 - 1)
+    return Measurement(
+        again.difference,
+        again.derivative,
+        again.screen + truncation,
+        again.bound + truncation,
+        again.noise,
     )
 
 
@@ -165,27 +263,48 @@ def _ratio(difference: float, tol: float) -> float:
     return 0.0 if difference == 0 else math.inf
 
 
-def _localize(probe: _Probe, members: np.ndarray, difference: float, limit: int) -> list[int]:
-    """Bisect down to single elements whose share of the disagreement stays out of tolerance."""
+def _localize(probe: _Probe, members: np.ndarray, whole: Measurement, limit: int) -> list[int]:
+    """Bisect down to single elements whose share of the disagreement stays beyond its screen."""
     found: list[int] = []
-    pending = [(members, difference, probe.noise(probe.length(members)))]
+    pending = [(members, whole)]
     while pending and len(found) < limit:
-        group, group_difference, group_noise = pending.pop()
+        group, measured = pending.pop()
         if group.size == 1:
             found.append(int(group[0]))
             continue
         first, second = np.array_split(group, 2)
-        first_difference, first_tol = probe.disagreement(first)
-        first_noise = probe.noise(probe.length(first))
-        # The second half is the group minus the first: its noise is both measurements'.
-        second_tol = probe.nominal_tolerance(second) + group_noise + first_noise
-        for part, part_difference, part_tol, part_noise in (
-            (second, group_difference - first_difference, second_tol, group_noise + first_noise),
-            (first, first_difference, first_tol, first_noise),
-        ):
-            if abs(part_difference) > part_tol:
-                pending.append((part, part_difference, part_noise))
+        first_part = probe.measure(first)
+        second_part = probe.rest(group, measured, first_part, second)
+        for part, part_measured in ((second, second_part), (first, first_part)):
+            if abs(part_measured.difference) > part_measured.screen:
+                pending.append((part, part_measured))
     return found
+
+
+def _sensitivity(
+    tensor: TensorToCheck,
+    screens: list[tuple[Direction, Measurement]],
+    analytic: Floats,
+    scale: Floats,
+) -> str:
+    """What the projections could see: the smallest error in one element, and the smallest
+    relative error of one slice along each axis, that their screens would have nominated."""
+    parts = []
+    random = [m for d, m in screens if d.label == "random signs"]
+    if random:
+        smallest = min(m.screen for m in random) / (2.0 * float(np.mean(scale)))
+        parts.append(f"one element off by more than ~{smallest:.1e}")
+    names = {0: "row", 1: "column"} if tensor.array.ndim == 2 else {}
+    for direction, measured in screens:
+        if not direction.label.startswith("axis"):
+            continue
+        axis = int(direction.label.split()[1])
+        totals = np.bincount(direction.groups, weights=2.0 * scale * np.abs(analytic))
+        typical = float(np.median(totals))
+        if typical > 0:
+            what = names.get(axis, f"slice along axis {axis}")
+            parts.append(f"one {what} scaled by more than ~{100 * measured.screen / typical:.2g}%")
+    return "; ".join(parts)
 
 
 def _outcome(
@@ -193,12 +312,10 @@ def _outcome(
     analytic: Floats,
     settings: Settings,
     context: LossContext,
-    blamed: list[int],
-    margin: float,
-    unexplained: bool,
-    sensitivity: float,
+    search: _Search,
 ) -> TensorOutcome:
     """Judge the blamed elements on the ladder and summarize the tensor."""
+    blamed = sorted(set(search.blamed))
     flat_analytic = analytic.reshape(-1)
     base_step = settings.eps ** (1.0 / 3.0)
     steps = settings.steps.reshape(-1)
@@ -213,9 +330,10 @@ def _outcome(
     rows = [row for row, _ in judged]
     failing = [row for row, verdict in judged if verdict.status is not Status.PASS]
     statuses = [v.status for v in verdicts.values()]
-    k = context.config.directions
-    notes = [f"{k} random projection(s): an error in one element shows above ~{sensitivity:.1e}"]
-    if unexplained:
+    count = search.count
+    seen = f", which see {search.sensitivity}" if search.sensitivity else ""
+    notes = [f"checked by {count} projections{seen}", _full_mode_cost(tensor.array.size, context)]
+    if search.unexplained:
         statuses.append(Status.INCONCLUSIVE)
         notes.append("a projection disagreed but no element could be blamed: rerun mode='full'")
     elif blamed and not failing:
@@ -227,7 +345,7 @@ def _outcome(
     result = TensorResult(
         **base_fields(tensor),
         status=worst_status(statuses),
-        method=f"{k} projections + bisection",
+        method=f"{count} projections + bisection",
         step=base_step,
         rtol=settings.rtol,
         atol=settings.atol,
@@ -238,11 +356,18 @@ def _outcome(
         max_abs_err=worst.abs_err if worst else 0.0,
         max_abs_index=worst.index if worst else None,
         max_rel_err=max((r.rel_err for r in failing), default=0.0),
-        margin=max(element_margins, default=margin),
+        margin=max(element_margins, default=search.margin),
         rows=tuple(rows[: context.config.max_rows]),
         notes=tuple(notes) + kink_notes({i: v.note for i, v in verdicts.items()}),
     )
     return TensorOutcome(result)
+
+
+def _full_mode_cost(size: int, context: LossContext) -> str:
+    calls = 2 * size
+    seconds = calls * context.seconds_per_call
+    estimate = f", ~{seconds:.2g} s" if math.isfinite(seconds) else ""
+    return f"mode='full' checks every element ({calls:,} forward calls{estimate})"
 
 
 def _row(
