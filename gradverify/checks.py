@@ -16,26 +16,29 @@ from typing import Any
 
 import numpy as np
 
-from gradverify import contracts, hints
+from gradverify import contracts, coverage, hints, numerics, planning
 from gradverify.adapters import (
     Adapter,
     Gradients,
     ParamDeclaration,
+    ParamSlot,
     TargetRaised,
     resolve_adapter,
 )
-from gradverify.adapters.base import copy_gradient, is_float_array
+from gradverify.adapters.base import is_float_array, private_copy
 from gradverify.adapters.guarded import Guarded
-from gradverify.config import CheckConfig
+from gradverify.config import DEFAULT_BUDGET, CheckConfig
 from gradverify.errors import GradientMismatch, InvalidArgument, TargetContractError
 from gradverify.fast_check import check_tensor_fast
 from gradverify.inputs import (
     Inputs,
     batch_size,
+    constant_names,
+    display_name,
+    empty_inputs,
     keyword_arguments,
     named_inputs,
     shifted,
-    validate_names,
 )
 from gradverify.outputs import Cotangent, Outputs, read_outputs
 from gradverify.randomness import RandomSources, generators_in
@@ -58,7 +61,7 @@ def check(
     max_reestimate: int = 20,
     mode: str = "auto",
     directions: int = 2,
-    fast_above: int = 4096,
+    budget: float = DEFAULT_BUDGET,
     accumulates: bool = False,
 ) -> CheckResult:
     """Check the analytic gradients of `target` against central differences.
@@ -74,10 +77,11 @@ def check(
         differentiated, integer arrays and other values are passed through.  The
         caller's arrays are never modified: the check works on copies.
     nondiff : sequence of str
-        Names of float inputs not to differentiate (one-hot labels).
+        Float inputs not to differentiate (one-hot labels), and arrays the target
+        holds that are constants, not weights (``"running_mean"``).
     params : sequence of str, mapping, or None
-        Attributes holding the target's weights (``["W", "b"]``, or
-        ``{"W": "dW"}`` naming the gradient attribute); ``None`` discovers them.
+        Where the target holds its weights (``["W", "b"]``, ``["fc.W"]``), or
+        ``{"W": "grad_W"}`` naming each gradient too; ``None`` discovers them.
     kwargs : mapping, optional
         Keyword arguments for every forward call (``train_flg=True``).
     adapter : str or Adapter subclass, optional
@@ -85,13 +89,14 @@ def check(
     accumulates : bool
         Declare that backward adds into its gradients, so two backward calls after
         one forward are expected to differ.
-    seed, rtol, atol, max_reestimate, mode, directions, fast_above
+    seed, rtol, atol, max_reestimate, mode, directions, budget
         See `CheckConfig`.
 
     Returns
     -------
     CheckResult
-        ``status`` is PASS, FAIL, INCONCLUSIVE or ERROR; ``print(result)`` shows why.
+        ``status`` is PASS, FAIL, INCONCLUSIVE or ERROR; ``print(result)`` shows why,
+        and ``bool(result)`` is whether it passed.
 
     Examples
     --------
@@ -109,20 +114,28 @@ def check(
         max_reestimate=max_reestimate,
         mode=mode,
         directions=directions,
-        fast_above=fast_above,
+        budget=budget,
     )
+    if not isinstance(accumulates, bool):
+        raise InvalidArgument(
+            f"`accumulates` must be True or False, got accumulates={accumulates!r}."
+        )
     names, values = named_inputs(target, inputs)
-    validate_names("nondiff", nondiff, names)
+    constants = constant_names(target, nondiff, names)
     keywords = keyword_arguments(kwargs)
+    empty = empty_inputs(names, values, nondiff)
+    if empty:
+        name = display_name(target)
+        return CheckResult(name, name, Status.ERROR, config.seed, error=empty)
     saved = snapshot(target, *values, *keywords.values())
     started = time.perf_counter()
     try:  # telling (f, grad_f) from (f_forward, f_backward) calls f: that is the target too
         view = resolve_adapter(target, values, keywords, adapter=adapter)
     except TargetRaised as raised:
         saved.restore()
-        name = getattr(target[0] if isinstance(target, tuple) else target, "__name__", "target")
+        name = display_name(target)
         return CheckResult(name, name, Status.ERROR, config.seed, error=raised.describe())
-    plan = _Plan(view, names, values, set(nondiff), params, config, accumulates)
+    plan = _Plan(view, names, values, set(nondiff), constants, params, config, accumulates)
     try:
         found = plan.run()
         error = ""
@@ -146,6 +159,7 @@ def check(
         findings=tuple(found.findings),
         reproduce=f"gradverify.check(<the same {view.name}>, <same inputs>, seed={config.seed})",
         adapter=view.kind,
+        undifferentiated=tuple(found.undifferentiated),
     )
 
 
@@ -168,6 +182,7 @@ class _Found:
     tensors: list[TensorResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    undifferentiated: list[str] = field(default_factory=list)
 
     def add(self, *findings: Finding | None) -> None:
         """Record the findings that were found (contract checks return None when all is well)."""
@@ -187,54 +202,54 @@ class _Plan:
     names: list[str]
     originals: list[Any]
     nondiff: set[str]
+    constants: list[str]  # arrays the target holds that are declared not to be weights
     declared: ParamDeclaration
     config: CheckConfig
     accumulates: bool
 
     def run(self) -> _Found:
         found = _Found()
-        work = [copy_gradient(v) for v in self.originals]
+        work = [private_copy(v) for v in self.originals]
         view, outputs = self._first_forward(work, found)
+        computed = self._computed_precision(view, work, outputs, found)
         cotangent = outputs.cotangent(np.random.default_rng(self.config.seed))
         first = view.backward(work, cotangent.for_backward)
         slots = view.parameters(self.declared)
+        found.notes += [slot.note for slot in slots if slot.note]
         gradients = Gradients(
             first.inputs,
-            {s.name: first.params.get(s.name, copy_gradient(s.read_gradient())) for s in slots},
+            {s.name: first.params.get(s.name, private_copy(s.read_gradient())) for s in slots},
             first.dout_modified,
         )
         returned = (None,) * len(work) if first.returned_none else gradients.inputs
-        tensors = self._input_tensors(work, returned, found.notes)
+        tensors = self._input_tensors(work, returned, found)
         tensors += [
             TensorToCheck(s.name, s.grad_name, "parameter", s.array, gradients.params[s.name])
             for s in slots
         ]
-        if not tensors:
-            raise InvalidArgument(_nothing_to_check(view, self.names, found.notes))
-        probe = contracts.Probe(
-            view, work, shifted(work), cotangent.for_backward, gradients, outputs.is_scalar
-        )
-        found.add(contracts.gradient_count(view, len(first.inputs), len(work)))
+        context = self._loss_context(view, work, outputs, cotangent, computed)
+        uncovered = self._uncovered(view, slots, work, context, cotangent, found)
+        if not tensors and not uncovered:
+            raise TargetContractError(_nothing_to_check(view, self.names, found))
+        self._contracts(view, work, tensors, first, gradients, cotangent, outputs, found)
+        computation = numerics.precision_dtype([*context.output_dtypes])
         found.add(
             *[
-                contracts.gradient_dtype(t.name, t.grad_name, t.array.dtype, t.analytic)
+                contracts.gradient_dtype(
+                    t.name, t.grad_name, t.array.dtype, t.analytic, computation
+                )
                 for t in tensors
             ]
         )
-        found.add(
-            contracts.linearity_in_dout(probe),
-            contracts.dout_untouched(probe),
-            contracts.repeated_backward(probe, self.accumulates),
-            contracts.stale_state(probe),
+        chosen = planning.plan(
+            [t.array.size for t in tensors], planning.seconds_per_call(context.loss), self.config
         )
-        context = self._loss_context(view, work, outputs, cotangent, found)
+        context = replace(context, seconds_per_call=chosen.seconds_per_call)
         outcomes = [
-            (check_tensor_fast if self.config.uses_fast_mode(t.array.size) else check_tensor)(
-                t, context
-            )
-            for t in tensors
+            (check_tensor if full else check_tensor_fast)(t, context)
+            for t, full in zip(tensors, chosen.full)
         ]
-        found.tensors = _with_finding_hints(_with_swap_hints(outcomes), found.findings)
+        found.tensors = _with_finding_hints(_with_swap_hints(outcomes), found.findings) + uncovered
         return found
 
     def _first_forward(self, work: list[Any], found: _Found) -> tuple[Adapter, Outputs]:
@@ -273,22 +288,56 @@ class _Plan:
                 f"forward draws from {' and '.join(drawn)}: reset before every call, so every "
                 f"evaluation sees the same random numbers"
             )
+        outputs = read_outputs(raw, self.view.name)
         found.add(contracts.forward_mutation(view, self.names, mutated))
         found.add(contracts.deterministic_forward(view, work, raw, pinned=bool(drawn)))
-        return view, read_outputs(raw, self.view.name)
+        return view, outputs
 
-    def _loss_context(
-        self, view: Adapter, work: list[Any], outputs: Outputs, cotangent: Cotangent, found: _Found
-    ) -> LossContext:
-        """The scalar loss the numerics differentiate, and the precision to judge it at."""
+    def _computed_precision(
+        self, view: Adapter, work: list[Any], outputs: Outputs, found: _Found
+    ) -> np.dtype | None:
+        """The lower precision forward really computes in, if its outputs betray one."""
         computed = outputs.computed_precision()
         if computed is not None and _computed_at_a_nudge(view, work, computed) is None:
-            computed = None  # the inputs were float32 data, the computation is not
+            return None  # the inputs were float32 data, the computation is not
         if computed is not None:
             found.notes.append(
                 f"forward computes in {computed.name} (its outputs are exact {computed.name} "
                 f"values): steps and tolerances are {computed.name}'s"
             )
+        return computed
+
+    def _contracts(
+        self,
+        view: Adapter,
+        work: list[Any],
+        tensors: list[TensorToCheck],
+        first: Gradients,
+        gradients: Gradients,
+        cotangent: Cotangent,
+        outputs: Outputs,
+        found: _Found,
+    ) -> None:
+        probe = contracts.Probe(
+            view, work, shifted(work), cotangent.for_backward, gradients, outputs.is_scalar
+        )
+        found.add(contracts.gradient_count(view, len(first.inputs), len(work)))
+        found.add(
+            contracts.linearity_in_dout(probe),
+            contracts.dout_untouched(probe),
+            contracts.repeated_backward(probe, self.accumulates),
+            contracts.stale_state(probe),
+        )
+
+    def _loss_context(
+        self,
+        view: Adapter,
+        work: list[Any],
+        outputs: Outputs,
+        cotangent: Cotangent,
+        computed: np.dtype | None,
+    ) -> LossContext:
+        """The scalar loss the numerics differentiate, and the precision to judge it at."""
         scalarize, forward = cotangent.scalarize, view.forward
         return LossContext(
             loss=lambda: scalarize(forward(work)),
@@ -301,18 +350,48 @@ class _Plan:
             dout=None if outputs.is_tuple else cotangent.douts[0],
         )
 
+    def _uncovered(
+        self,
+        view: Adapter,
+        slots: list[ParamSlot],
+        work: list[Any],
+        context: LossContext,
+        cotangent: Cotangent,
+        found: _Found,
+    ) -> list[TensorResult]:
+        """Arrays the target holds and forward reads that no gradient covers (INCONCLUSIVE)."""
+        if any(f.name == "nondeterministic forward" for f in found.findings):
+            return []  # every nudge would seem to move the loss
+        missing = coverage.uncovered_arrays(view, slots, work, context.loss, self.constants)
+        if not missing:
+            return []
+        suggestions = coverage.gradient_suggestions(
+            view,
+            missing,
+            slots,
+            lambda: view.forward(work),
+            lambda: view.backward_again(cotangent.for_backward),
+        )
+        return coverage.results(missing, slots, suggestions)
+
     def _input_tensors(
-        self, work: list[Any], returned: tuple[Any, ...], notes: list[str]
+        self, work: list[Any], returned: tuple[Any, ...], found: _Found
     ) -> list[TensorToCheck]:
         if not self.view.differentiates_inputs:
+            found.undifferentiated += [
+                f"{n} (the network's gradient() covers params)" for n in self.names
+            ]
             return []
         grad_names = self.view.input_grad_names(self.names)
         tensors = []
         for position, (name, value) in enumerate(zip(self.names, work)):
             if not is_float_array(value) or name in self.nondiff:
+                why = "nondiff" if name in self.nondiff else _kind_of(value)
+                found.undifferentiated.append(f"{name} ({why})")
                 continue
             if position >= len(returned):
-                notes.append(
+                found.undifferentiated.append(f"{name} (no gradient returned)")
+                found.notes.append(
                     f"backward returned {len(returned)} gradient(s) for {len(work)} inputs: "
                     f"{name} is not differentiated"
                 )
@@ -321,6 +400,12 @@ class _Plan:
                 TensorToCheck(name, grad_names[position], "input", value, returned[position])
             )
         return tensors
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return str(value.dtype)
+    return type(value).__name__
 
 
 def _computed_at_a_nudge(view: Adapter, work: list[Any], precision: np.dtype) -> np.dtype | None:
@@ -339,11 +424,12 @@ def _computed_at_a_nudge(view: Adapter, work: list[Any], precision: np.dtype) ->
     return read_outputs(view.forward(nudged), view.name).computed_precision()
 
 
-def _nothing_to_check(view: Adapter, names: list[str], notes: list[str]) -> str:
-    reason = "; ".join(notes) if notes else "no float input and no parameter array was found"
+def _nothing_to_check(view: Adapter, names: list[str], found: _Found) -> str:
+    seen = ", ".join(found.undifferentiated) or "no inputs"
     return (
-        f"nothing to check for {view.label}: {reason} (inputs: {names}). Integer arrays are "
-        f"never differentiated: pass float arrays, or declare weights with params=[...]."
+        f"nothing to check for {view.label}: no float input to differentiate and no weight "
+        f"found (inputs: {seen}). Integer arrays are never differentiated: pass float "
+        f"arrays, or declare the weights with params=[...]."
     )
 
 

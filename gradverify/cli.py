@@ -161,6 +161,7 @@ def _options(job: Job, arguments: argparse.Namespace) -> dict[str, Any]:
     """The check options of a job that the command line sets."""
     return {
         "kwargs": job.kwargs,
+        "nondiff": job.nondiff,
         "seed": arguments.seed,
         "rtol": arguments.rtol,
         "atol": arguments.atol,
@@ -176,7 +177,7 @@ def _run(job: Job, arguments: argparse.Namespace) -> CheckResult:
     """Check a job; inputs that landed on a kink are redrawn there, since they prove less."""
     inputs, rng = dict(job.inputs), np.random.default_rng([arguments.seed, 2])
     for redraws in range(KINK_REDRAWS + 1):
-        result = check(job.target, inputs, nondiff=job.nondiff, **_options(job, arguments))
+        result = check(job.target, inputs, **_options(job, arguments))
         at_kinks = _elements_at_kinks(result)
         if not at_kinks or redraws == KINK_REDRAWS:
             break
@@ -338,8 +339,10 @@ def _table(jobs: list[Job], results: list[CheckResult], fuzzed: list[FuzzResult 
     width = max([len(j.name) for j in jobs] + [5])
     fuzz_header = "  fuzz" if any(f is not None for f in fuzzed) else ""
     lines = [
-        f"{'layer':<{width}}  {'status':<12}  {'worst':<28}  {'forward':>8}  {'time':>7}"
-        + fuzz_header
+        (
+            f"{'layer':<{width}}  {'status':<12}  {'worst':<28}  {'forward':>8}  {'time':>7}  "
+            f"{'checked':<14}" + fuzz_header
+        ).rstrip()
     ]
     for job, result, fuzz_result in zip(jobs, results, fuzzed):
         fuzz_cell = (
@@ -348,10 +351,11 @@ def _table(jobs: list[Job], results: list[CheckResult], fuzzed: list[FuzzResult 
             else f"  {fuzz_result.status.name} {fuzz_result.examples} cases "
             f"{fuzz_result.seconds:.1f}s"
         )
-        lines.append(
+        row = (
             f"{job.name:<{width}}  {result.status.name:<12}  {_worst(result):<28}  "
-            f"{result.forward_calls:>8}  {result.seconds:>6.2f}s{fuzz_cell}"
+            f"{result.forward_calls:>8}  {result.seconds:>6.2f}s  {result.coverage:<14}{fuzz_cell}"
         )
+        lines.append(row.rstrip())
     combined = [
         worst_status([r.status, *([f.status] if f is not None else [])])
         for r, f in zip(results, fuzzed)

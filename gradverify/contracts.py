@@ -218,18 +218,38 @@ def gradient_count(view: Adapter, returned: int, inputs: int) -> Finding | None:
     )
 
 
-def gradient_dtype(name: str, grad_name: str, array_dtype: np.dtype, value: Any) -> Finding | None:
-    """A gradient less precise than its array loses digits (error); a more precise one only
-    costs memory (warning: float32 layers often return float64 through an np.zeros)."""
+def gradient_dtype(
+    name: str, grad_name: str, array_dtype: np.dtype, value: Any, computation: np.dtype
+) -> Finding | None:
+    """A gradient less precise than the computation it differentiates loses digits (error).
+
+    `computation` is the least precise of forward's outputs and of what it was seen to
+    compute in: a float32 gradient of a layer computing in float32 throughout is as
+    precise as its forward, whatever the dtype of the input.  A gradient more precise
+    than its array only costs memory (warning: float32 layers often return float64
+    through an ``np.zeros(shape)``).
+    """
     grad_dtype = getattr(value, "dtype", None)
-    if grad_dtype is None or grad_dtype == array_dtype:
+    if not isinstance(grad_dtype, np.dtype) or grad_dtype == array_dtype:
         return None
-    if not np.issubdtype(grad_dtype, np.floating) or grad_dtype.itemsize < array_dtype.itemsize:
+    if not np.issubdtype(grad_dtype, np.floating):
         return Finding(
             "gradient dtype",
             "error",
-            f"{grad_name} is {grad_dtype} but {name} is {array_dtype}: precision is lost; "
-            f"compute it in {array_dtype}.",
+            f"{grad_name} is {grad_dtype} but {name} is {array_dtype}: a gradient must hold "
+            f"real floats; compute it in {array_dtype}.",
+        )
+    precise_enough = np.finfo(grad_dtype).eps <= max(
+        np.finfo(computation).eps, np.finfo(array_dtype).eps
+    )
+    if grad_dtype.itemsize < array_dtype.itemsize:
+        if precise_enough:
+            return None
+        return Finding(
+            "gradient dtype",
+            "error",
+            f"{grad_name} is {grad_dtype} but {name} is {array_dtype} and forward computes in "
+            f"{computation}: precision is lost; compute it in {computation}.",
         )
     return Finding(
         "gradient dtype",

@@ -27,9 +27,12 @@ from gradverify.specs import Spec, parse_spec
 from gradverify.strategies import Case, cases
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class FuzzResult:
-    """The verdict over all drawn cases; for a failure, the smallest failing case."""
+    """The verdict over all drawn cases; for a failure, the smallest failing case.
+
+    ``bool(result)`` is ``result.passed``.
+    """
 
     status: Status
     examples: int
@@ -43,6 +46,12 @@ class FuzzResult:
     @property
     def passed(self) -> bool:
         return self.status is Status.PASS
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __repr__(self) -> str:
+        return f"<FuzzResult {self.status.name} after {self.examples} example(s) seed={self.seed}>"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -101,7 +110,8 @@ def fuzz(
     seed : int
         Seeds the drawing and every check: the same seed, the same verdict.
     **options
-        Passed to every `gradverify.check` (``rtol``, ``mode``, ...).
+        Passed to every `gradverify.check` (``rtol``, ``mode``, ...); a ``nondiff``
+        adds to the spec's labels (constants the layer holds, ``running_mean``).
 
     Returns
     -------
@@ -170,4 +180,6 @@ def _check_case(
         )
     finally:
         np.random.set_state(saved)
-    return check(target, case.inputs, nondiff=case.nondiff, seed=seed, **options)
+    extra = {k: v for k, v in options.items() if k != "nondiff"}
+    nondiff = (*case.nondiff, *options.get("nondiff", ()))
+    return check(target, case.inputs, nondiff=nondiff, seed=seed, **extra)

@@ -73,29 +73,69 @@ class Outputs:
 
 
 def read_outputs(raw: Any, name: str) -> Outputs:
-    """Validate what forward returned: float arrays or scalars, all finite."""
-    is_tuple = isinstance(raw, (tuple, list))  # several outputs: dout is a tuple too
+    """Validate what forward returned: float arrays or scalars, all finite.
+
+    A tuple (or a list of arrays) is several outputs; anything else must be one
+    array or number.  Every malformed return is a `TargetContractError` saying
+    what came back and what to return instead.
+    """
+    is_tuple = isinstance(raw, tuple) or (
+        isinstance(raw, list) and bool(raw) and all(isinstance(i, np.ndarray) for i in raw)
+    )
     items = raw if is_tuple else (raw,)
-    arrays = []
-    for position, item in enumerate(items):
-        where = f"{name}.forward output {position}" if is_tuple else f"{name}.forward"
-        array = np.asarray(item) if not isinstance(item, np.ndarray) else item
-        if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
-            raise TargetContractError(
-                f"{where} returned {type(item).__name__} of dtype {array.dtype}, expected "
-                f"real floats (or integers) to differentiate."
-            )
-        if not np.all(np.isfinite(array)):
-            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
-            raise TargetContractError(
-                f"{where} is not finite at index {bad} (value {array[bad]}) for the given inputs; "
-                f"nothing can be differentiated there (overflow in exp? log of 0?)."
-            )
-        arrays.append(
-            array if np.issubdtype(array.dtype, np.floating) else array.astype(np.float64)
+    if not items:
+        raise TargetContractError(f"{name}.forward returned an empty tuple; return its output.")
+    arrays = [
+        _output_array(item, f"{name}.forward output {i}" if is_tuple else f"{name}.forward")
+        for i, item in enumerate(items)
+    ]
+    if not any(np.issubdtype(a.dtype, np.floating) for a in arrays):
+        raise TargetContractError(
+            f"{name}.forward returned only integers ({arrays[0].dtype}): rounded or cast values "
+            f"do not change under small steps, so there is nothing to differentiate; "
+            f"return floats."
         )
-    is_scalar = not is_tuple and arrays[0].ndim == 0
-    return Outputs(tuple(arrays), is_tuple, is_scalar)
+    floats = [a if np.issubdtype(a.dtype, np.floating) else a.astype(np.float64) for a in arrays]
+    is_scalar = not is_tuple and floats[0].ndim == 0
+    return Outputs(tuple(floats), is_tuple, is_scalar)
+
+
+def _output_array(item: Any, where: str) -> np.ndarray:
+    """One output as an array of real numbers, all finite, or the contract error saying why."""
+    if item is None:
+        raise TargetContractError(
+            f"{where} returned None: did it forget `return out`? (Assignment templates "
+            f"leave forward unfinished this way.)"
+        )
+    if isinstance(item, (dict, str, bytes, set)) or not _array_convertible(item):
+        raise TargetContractError(
+            f"{where} returned {type(item).__name__}; return the output as a numpy array "
+            f"(or a tuple of arrays for several outputs)."
+        )
+    if isinstance(item, list):
+        raise TargetContractError(
+            f"{where} returned a Python list (from .tolist()?); return a numpy array."
+        )
+    array = item if isinstance(item, np.ndarray) else np.asarray(item)
+    if array.dtype.kind not in "biuf":
+        raise TargetContractError(
+            f"{where} returned {type(item).__name__} of dtype {array.dtype}, expected "
+            f"real floats to differentiate."
+        )
+    if not np.all(np.isfinite(array)):
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+        raise TargetContractError(
+            f"{where} is not finite at index {bad} (value {array[bad]}) for the given inputs; "
+            f"nothing can be differentiated there (overflow in exp? log of 0?)."
+        )
+    return array
+
+
+def _array_convertible(item: Any) -> bool:
+    """Whether `item` is a number, an array, or something numpy turns into numbers."""
+    if isinstance(item, (np.ndarray, np.generic, int, float, list)):
+        return True
+    return hasattr(item, "__array__")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ reproduce.  Lines stay under 100 columns; whole arrays are never printed.
 
 from __future__ import annotations
 
-from gradverify.results import CheckResult, ElementRow, Status, TensorResult
+from gradverify.results import NOT_CHECKED, CheckResult, ElementRow, Status, TensorResult
 
 _RULE = "|analytic - numeric| <= atol + rtol*|numeric| + noise"
 
@@ -16,6 +16,8 @@ _RULE = "|analytic - numeric| <= atol + rtol*|numeric| + noise"
 def format_result(result: CheckResult) -> str:
     """The full report: a summary line, one line per gradient, then each problem in detail."""
     lines = [_summary_line(result)]
+    if result.tensors or result.undifferentiated:
+        lines.append(_checked_line(result))
     if result.error:
         lines.append(f"  error: {result.error}".replace("\n", "\n  "))
     lines += [f"  note: {note}" for note in result.notes]
@@ -46,6 +48,21 @@ def _summary_line(result: CheckResult) -> str:
     )
 
 
+def _checked_line(result: CheckResult) -> str:
+    """What the check differentiated (and how), and what it did not."""
+    checked = [
+        f"{t.name} (projections)" if t.projected else t.name
+        for t in result.tensors
+        if t.method != NOT_CHECKED
+    ]
+    line = f"  checked: {', '.join(checked) or 'nothing'}"
+    skipped = [
+        *result.undifferentiated,
+        *(t.name for t in result.tensors if t.method == NOT_CHECKED),
+    ]
+    return f"{line} | not differentiated: {', '.join(skipped)}" if skipped else line
+
+
 def _tensor_line(tensor: TensorResult) -> str:
     if tensor.problem:
         detail = tensor.problem
@@ -54,6 +71,8 @@ def _tensor_line(tensor: TensorResult) -> str:
             f"max abs err {tensor.max_abs_err:.1e} | max rel err {_rel(tensor.max_rel_err)} | "
             f"margin {tensor.margin:.2g}"
         )
+        if tensor.projected:
+            detail = f"by projections | {detail}"
     return f"  {tensor.status.name:<12} {tensor.grad_name:<10} {_shape(tensor)} | {detail}"
 
 
@@ -65,6 +84,8 @@ def format_tensor(result: CheckResult, tensor: TensorResult) -> str:
         Status.ERROR: "could not be checked",
         Status.PASS: "agrees with finite differences",
     }[tensor.status]
+    if tensor.method == NOT_CHECKED:
+        verb = "was not checked"
     lines = [f"{result.label} — {tensor.grad_name} {verb}"]
     if tensor.problem:
         lines.append(f"  {tensor.name}: {_shape(tensor)} | {tensor.problem}")

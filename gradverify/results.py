@@ -29,6 +29,9 @@ class Status(enum.Enum):
         return _SEVERITY[self]
 
 
+#: `TensorResult.method` of an array the check found but could not differentiate.
+NOT_CHECKED = "not checked"
+
 _SEVERITY = {Status.PASS: 0, Status.INCONCLUSIVE: 1, Status.FAIL: 2, Status.ERROR: 3}
 
 
@@ -75,7 +78,7 @@ class ElementRow:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class TensorResult:
     """The verdict on one gradient (of an input or of a parameter held by the target).
 
@@ -106,6 +109,14 @@ class TensorResult:
     hint: str = ""
     notes: tuple[str, ...] = ()
 
+    @property
+    def projected(self) -> bool:
+        """Whether this gradient was checked by projections (fast mode), not element by element."""
+        return "projection" in self.method
+
+    def __repr__(self) -> str:
+        return f"<TensorResult {self.grad_name} {self.status.name} shape={self.shape}>"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -133,12 +144,13 @@ class TensorResult:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class CheckResult:
     """Everything one check found.  ``print(result)`` shows the report.
 
     ``status`` is the worst status of the tensors, or ERROR when the target could
     not be run at all (then ``error`` says why, quoting the target's own frame).
+    ``bool(result)`` is ``result.passed``, so ``assert gradverify.check(...)`` works.
     """
 
     target: str
@@ -154,10 +166,26 @@ class CheckResult:
     findings: tuple[Finding, ...] = ()
     reproduce: str = ""
     adapter: str = ""
+    #: Inputs not differentiated, each with why: "t (int64)", "t (nondiff)".
+    undifferentiated: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
         return self.status is Status.PASS
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    @property
+    def coverage(self) -> str:
+        """How the gradients were checked, for summary tables: ``all elements``, or which
+        were checked by projections (``projections: dW``)."""
+        projected = [t.grad_name for t in self.tensors if t.projected]
+        return f"projections: {', '.join(projected)}" if projected else "all elements"
+
+    def __repr__(self) -> str:
+        tensors = ", ".join(f"{t.grad_name} {t.status.name}" for t in self.tensors)
+        return f"<CheckResult {self.label}: {self.status.name} ({tensors}) seed={self.seed}>"
 
     @property
     def worst(self) -> TensorResult | None:
@@ -181,6 +209,7 @@ class CheckResult:
             "notes": list(self.notes),
             "findings": [f.to_dict() for f in self.findings],
             "reproduce": self.reproduce,
+            "undifferentiated": list(self.undifferentiated),
             "tensors": [t.to_dict() for t in self.tensors],
         }
 

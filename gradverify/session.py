@@ -99,6 +99,7 @@ def summary_record(test_id: str, result: CheckResult) -> dict[str, Any]:
         "forward_calls": result.forward_calls,
         "seconds": result.seconds,
         "seed": result.seed,
+        "checked": result.coverage,
         "findings": [f"{f.severity}: {f.message}" for f in result.findings],
         "result": result.to_dict(),
     }
@@ -124,7 +125,7 @@ def summary_table(records: list[Mapping[str, Any]]) -> list[str]:
     target_width = max([len(r["target"]) for r in ordered] + [6])
     lines = [
         f"{'test':<{test_width}}  {'target':<{target_width}}  {'status':<12}  "
-        f"{'worst rel err':>13}  {'margin':>8}  {'forward':>8}  {'time':>7}"
+        f"{'worst rel err':>13}  {'margin':>8}  {'forward':>8}  {'time':>7}  checked"
     ]
     for r in ordered:
         test = r["test"] if len(r["test"]) <= test_width else "..." + r["test"][-test_width + 3 :]
@@ -132,7 +133,7 @@ def summary_table(records: list[Mapping[str, Any]]) -> list[str]:
         lines.append(
             f"{test:<{test_width}}  {r['target']:<{target_width}}  {r['status'].upper():<12}  "
             f"{_number(r['max_rel_err']):>13}  {margin:>8}  {r['forward_calls']:>8}  "
-            f"{r['seconds']:>6.2f}s"
+            f"{r['seconds']:>6.2f}s  {r.get('checked', '')}"
         )
     counts = {s: sum(r["status"] == s.value for r in ordered) for s in Status}
     lines.append(", ".join(f"{n} {s.name.lower()}" for s, n in counts.items() if n))

@@ -47,6 +47,7 @@ class LossContext:
     batch_size: int | None
     rng: np.random.Generator  # directions of fast mode; separate from the cotangent's
     dout: np.ndarray | None = None  # the cotangent of a single-output target, for hints
+    seconds_per_call: float = math.nan  # measured time of one loss(), for cost estimates
 
 
 @dataclass(frozen=True)

@@ -179,6 +179,8 @@ _AFFINE_4D_X = _arrays(x=(2, 3, 2, 2))
 _SCORES = _labelled(3, 4, 4)
 _NET = _labelled(4, 5, 3)  # 16 hidden pre-activations: nearly always some are <= 0
 _LABELS = ("t",)  # labels are never differentiated
+# test-mode BatchNorm reads its running statistics: constants, not weights
+_RUNNING = ("running_mean", "running_var")
 _NET_NONDIFF = ("x", "t")  # a network's check differentiates its params, not its inputs
 _CONV_X = _arrays(x=(2, 2, 5, 5))  # 3x3 filters, stride 1: 3x3 outputs, overlapping windows
 _POOL_X = _arrays(x=(2, 2, 4, 4))  # standard normal: ties within a window almost never
@@ -483,6 +485,7 @@ REFERENCE: dict[str, LayerCase] = _by_name(
         _norm(3, running=True),
         _BN_X,
         name="BatchNormalizationTestMode",
+        nondiff=_RUNNING,
         kwargs=_TEST,
         spec=_BN_TEST_SPEC,
     ),
@@ -565,7 +568,13 @@ BROKEN: dict[str, LayerCase] = _by_name(
     _case(broken.BatchNormNoVarianceTerm, _norm(3), _BN_X, kwargs=_TRAIN),
     _case(broken.BatchNormDgammaNoXn, _norm(3), _BN_X, kwargs=_TRAIN),
     # right in train mode: only a test-mode forward shows it
-    _case(broken.BatchNormTrainBackwardInTestMode, _norm(3, running=True), _BN_X, kwargs=_TEST),
+    _case(
+        broken.BatchNormTrainBackwardInTestMode,
+        _norm(3, running=True),
+        _BN_X,
+        nondiff=_RUNNING,
+        kwargs=_TEST,
+    ),
     _case(broken.DropoutIgnoresMask, _no_args, _DROPOUT_X, kwargs=_TRAIN),
     _case(broken.DropoutNewMaskInBackward, _no_args, _DROPOUT_X, kwargs=_TRAIN),
     # right for one forward/backward pair: a stale-state check (two forwards) shows it

@@ -159,7 +159,7 @@ def test_integer_inputs_are_never_differentiated():
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"nondiff": ["y"]}, "`nondiff` names \\['y'\\], which are not inputs"),
+        ({"nondiff": ["y"]}, "`nondiff` names \\['y'\\], which are neither inputs nor arrays"),
         ({"nondiff": "x"}, "pass nondiff=\\['x'\\]"),
         ({"seed": -1}, "`seed` must be a non-negative integer, got seed=-1"),
         ({"rtol": "1e-5"}, "`rtol` must be a non-negative float, got rtol='1e-5'"),
@@ -179,9 +179,16 @@ def test_inputs_of_the_wrong_type():
         gradverify.check(_affine(), RNG.standard_normal((2, 4)))
 
 
-def test_nothing_to_check():
-    with pytest.raises(InvalidArgument, match="nothing to check"):
-        gradverify.check(Loss(), {"x": np.ones((3, 2), int), "t": np.ones((3, 2), int)})
+def test_nothing_to_check_is_an_error_saying_what_was_seen():
+    result = gradverify.check(Loss(), {"x": np.ones((3, 2), int), "t": np.ones((3, 2), int)})
+    assert result.status is Status.ERROR and not result
+    assert "nothing to check" in result.error and "x (int64), t (int64)" in result.error
+
+
+def test_an_empty_batch_is_an_error_not_a_vacuous_pass():
+    result = gradverify.check(_affine(), {"x": np.zeros((0, 4))})
+    assert result.status is Status.ERROR
+    assert "input x has no elements (shape (0, 4))" in result.error
 
 
 def test_same_seed_same_result_different_seed_different_cotangent():

@@ -77,7 +77,7 @@ def test_summary_table_and_header(project):
         [
             "gradverify: mode=auto, session seed=0*",
             "*= gradverify checks =*",
-            "test*target*status*worst rel err*margin*forward*time",
+            "test*target*status*worst rel err*margin*forward*time*checked",
             "test_layers.py::test_bad *Affine.backward*FAIL*",
             "test_layers.py::test_bad_but_tolerated *Affine.backward*PASS*",
             "test_layers.py::test_good *Affine.backward*PASS*",

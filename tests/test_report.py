@@ -47,12 +47,13 @@ def test_canonical_failure_message():
 def test_summary_lists_every_gradient_then_the_failing_one():
     lines = str(_half_dw_affine()).splitlines()
     assert lines[0].startswith("Affine.backward: FAIL | seed=0 | ")
-    assert [line.split()[:2] for line in lines[1:4]] == [
+    assert lines[1] == "  checked: x, W, b"
+    assert [line.split()[:2] for line in lines[2:5]] == [
         ["PASS", "dx"],
         ["FAIL", "dW"],
         ["PASS", "db"],
     ]
-    assert lines[5] == "Affine.backward — dW disagrees with finite differences"
+    assert lines[6] == "Affine.backward — dW disagrees with finite differences"
 
 
 def test_error_report_shows_the_target_frame():

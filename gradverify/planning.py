@@ -1,0 +1,68 @@
+"""Which tensors get every element checked, and which are checked by projections.
+
+A full check costs two forward calls per element; its time is known before it
+starts from the measured time of one call.  In mode ``auto`` every tensor whose
+full check fits in the time budget gets one, smallest first (they buy the most
+coverage per second), and only what does not fit is checked by projections,
+whose blind spots each report states.  Pure functions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from gradverify.config import CheckConfig
+
+#: Forward calls a full check spends per tensor besides two per element (noise probes).
+_PER_TENSOR_CALLS = 3
+
+
+@dataclass(frozen=True)
+class Plan:
+    """For each tensor, in order: checked in full or by projections, and what full costs."""
+
+    full: tuple[bool, ...]
+    seconds_per_call: float
+
+    def full_seconds(self, size: int) -> float:
+        """Estimated seconds of a full check of a tensor of `size` elements."""
+        return full_calls(size) * self.seconds_per_call
+
+
+def full_calls(size: int) -> int:
+    return 2 * size + _PER_TENSOR_CALLS
+
+
+def plan(sizes: Sequence[int], seconds_per_call: float, config: CheckConfig) -> Plan:
+    """Full for every tensor in mode ``full``, none in ``fast``; in ``auto``, the smallest
+    tensors while their summed full checks fit in ``config.budget`` seconds."""
+    if config.mode != "auto":
+        return Plan(tuple(config.mode == "full" for _ in sizes), seconds_per_call)
+    full = [False] * len(sizes)
+    spent = 0.0
+    for position in sorted(range(len(sizes)), key=lambda i: sizes[i]):
+        cost = full_calls(sizes[position]) * seconds_per_call
+        if spent + cost > config.budget:
+            break
+        full[position] = True
+        spent += cost
+    return Plan(tuple(full), seconds_per_call)
+
+
+#: Calls timed when one is faster than this (seconds): a single short call is noisy.
+_SHORT_CALL = 1e-3
+_TIMED_CALLS = 5
+
+
+def seconds_per_call(loss: Callable[[], float]) -> float:
+    """The time of one loss evaluation: one call, or the fastest of a few short ones."""
+    timings = []
+    for _ in range(_TIMED_CALLS):
+        started = time.perf_counter()
+        loss()
+        timings.append(time.perf_counter() - started)
+        if timings[0] >= _SHORT_CALL:
+            break
+    return min(timings)
