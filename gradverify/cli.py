@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gradverify.checks import check
-from gradverify.config import CheckConfig
+from gradverify.config import DEFAULT_BUDGET, CheckConfig
 from gradverify.errors import GradverifyError, InvalidArgument
 from gradverify.report import format_result
 from gradverify.results import CheckResult, Status, worst_status
@@ -80,8 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--mode",
         choices=["auto", "full", "fast"],
         default="auto",
-        help="full: every element; fast: random projections + bisection; "
-        "auto (default): full up to 4096 elements per tensor, fast above",
+        help="full: every element; fast: projections + bisection; auto (default): every "
+        "element of every tensor whose full check fits the --budget, projections beyond",
+    )
+    run.add_argument(
+        "--budget",
+        type=float,
+        default=DEFAULT_BUDGET,
+        metavar="SECONDS",
+        help=f"seconds a full check may take in mode auto (default {DEFAULT_BUDGET:g})",
     )
     run.add_argument("--rtol", type=float, default=None, help="relative tolerance")
     run.add_argument("--atol", type=float, default=None, help="absolute tolerance")
@@ -104,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     try:
-        CheckConfig(seed=arguments.seed, rtol=arguments.rtol, atol=arguments.atol)  # fail early
+        CheckConfig(  # fail early, before any layer is imported or built
+            seed=arguments.seed, rtol=arguments.rtol, atol=arguments.atol, budget=arguments.budget
+        )
         jobs = _jobs(arguments)
         results = [_run(job, arguments) for job in jobs]
         fuzzed = [_fuzz(job, arguments) for job in jobs]
@@ -166,6 +175,7 @@ def _options(job: Job, arguments: argparse.Namespace) -> dict[str, Any]:
         "rtol": arguments.rtol,
         "atol": arguments.atol,
         "mode": arguments.mode,
+        "budget": arguments.budget,
     }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from gradverify.adapters import Adapter, Gradients
+from gradverify.numerics import real_array
 from gradverify.results import Finding
 
 #: Gradients from calls that must agree are compared to this relative precision:
@@ -40,10 +41,7 @@ class Probe:
 
 
 def _array(value: Any) -> np.ndarray | None:
-    try:
-        return None if value is None else np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        return None
+    return None if value is None else real_array(value)
 
 
 def _arrays(gradients: Gradients) -> list[np.ndarray | None]:

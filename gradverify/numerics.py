@@ -55,6 +55,17 @@ def inner(first: NDArray[Any], second: NDArray[Any]) -> float:
     return float(np.einsum("i,i->", first.reshape(-1), second.reshape(-1), dtype=np.float64))
 
 
+def real_array(value: Any) -> NDArray[np.float64] | None:
+    """`value` as a float64 array if it holds real numbers (not complex, objects or text)."""
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError):  # ragged nesting
+        return None
+    if array.dtype.kind not in "biuf":
+        return None
+    return array.astype(np.float64)
+
+
 def precision_dtype(dtypes: Sequence[np.dtype]) -> np.dtype:
     """The least precise floating dtype in `dtypes` (float64 if none): what the check can trust.
 

@@ -66,10 +66,28 @@ def attributes(obj: Any) -> dict[str, Any]:
 
 
 def has_state(obj: Any) -> bool:
-    """Whether `obj` is an object whose attributes hold state worth walking."""
-    return not isinstance(obj, (*OPAQUE, *_LEAVES, dict, list, tuple)) and (
-        isinstance(getattr(obj, "__dict__", None), dict) or bool(slot_names(obj))
+    """Whether `obj` is an object whose attributes hold state worth walking (an array of
+    another library is a leaf: its insides are that library's business)."""
+    if isinstance(obj, (*OPAQUE, *_LEAVES, dict, list, tuple)) or is_foreign_array(obj):
+        return False
+    return isinstance(getattr(obj, "__dict__", None), dict) or bool(slot_names(obj))
+
+
+def is_foreign_array(value: Any) -> bool:
+    """An array of another library (torch, jax, cupy): it has a shape and converts to numpy."""
+    return not isinstance(value, np.ndarray) and (
+        _has_class_attribute(value, "shape")
+        and (_has_class_attribute(value, "__array__") or _has_class_attribute(value, "__dlpack__"))
     )
+
+
+def _has_class_attribute(value: Any, name: str) -> bool:
+    """Looked up on the instance without running ``__getattr__`` (which may invent anything)."""
+    try:
+        object.__getattribute__(value, name)
+    except Exception:  # AttributeError, or a property that raises
+        return False
+    return True
 
 
 def set_attribute(obj: Any, name: str, value: Any) -> None:

@@ -72,6 +72,29 @@ class Outputs:
         return Cotangent(douts, self, in_dtype if self.is_tuple else in_dtype[0])
 
 
+def computed_precision(
+    outputs: Outputs, forward: Callable[[list[Any]], Any], inputs: list[Any], name: str
+) -> np.dtype | None:
+    """`Outputs.computed_precision`, confirmed at inputs nudged off float32's grid.
+
+    A float64 layer that merely copies its inputs (ReLU, pooling) returns float32
+    values when its inputs came from float32 data; a nudge of 2**-40 (relative) to
+    every float input tells a float32 computation from float32 data.
+    """
+    precision = outputs.computed_precision()
+    if precision is None:
+        return None
+    nudged = [
+        v * (1 + 2.0**-40)
+        if isinstance(v, np.ndarray)
+        and np.issubdtype(v.dtype, np.floating)
+        and v.dtype.itemsize > precision.itemsize
+        else v
+        for v in inputs
+    ]
+    return read_outputs(forward(nudged), name).computed_precision()
+
+
 def read_outputs(raw: Any, name: str) -> Outputs:
     """Validate what forward returned: float arrays or scalars, all finite.
 

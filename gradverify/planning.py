@@ -25,6 +25,9 @@ class Plan:
 
     full: tuple[bool, ...]
     seconds_per_call: float
+    #: Forward calls each tensor checked by projections may spend: what the budget has
+    #: left after the full checks, shared out (more projections see smaller errors).
+    projection_calls: int = 0
 
     def full_seconds(self, size: int) -> float:
         """Estimated seconds of a full check of a tensor of `size` elements."""
@@ -48,7 +51,9 @@ def plan(sizes: Sequence[int], seconds_per_call: float, config: CheckConfig) -> 
             break
         full[position] = True
         spent += cost
-    return Plan(tuple(full), seconds_per_call)
+    projected = full.count(False)
+    left = (config.budget - spent) / max(seconds_per_call, 1e-9)
+    return Plan(tuple(full), seconds_per_call, int(left / projected) if projected else 0)
 
 
 #: Calls timed when one is faster than this (seconds): a single short call is noisy.

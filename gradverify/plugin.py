@@ -25,6 +25,7 @@ _CLI = {
     "rtol": "gradverify_rtol",
     "atol": "gradverify_atol",
     "seed": "gradverify_seed",
+    "budget": "gradverify_budget",
 }
 
 
@@ -35,6 +36,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "rtol": "relative tolerance (default: by the layer's precision)",
         "atol": "absolute tolerance (default: by the layer's precision)",
         "seed": "session seed; each test's seed is derived from it and the test id (default 0)",
+        "budget": "seconds a full check may take in mode auto before projections (default 5)",
     }
     for name, dest in _CLI.items():
         flag = f"--gradverify-{name}"
@@ -71,7 +73,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "gradcheck(mode=, rtol=, atol=, seed=): options for the gradcheck fixture in this test",
+        "gradcheck(mode=, rtol=, atol=, seed=, budget=): options for the gradcheck fixture",
     )
     config.stash[_RECORDS] = []
     config.pluginmanager.register(_Recorder(config), "gradverify-recorder")
@@ -137,15 +139,15 @@ class GradCheck:
     def __call__(self, target: Any, inputs: Any = None, **options: Any) -> CheckResult:
         __tracebackhide__ = True
         import gradverify
-        from gradverify.errors import InvalidArgument
+        from gradverify.errors import GradverifyError
         from gradverify.report import format_failure
         from gradverify.session import summary_record
 
         try:
             settings = {**self.options(), **options}
-        except InvalidArgument as error:
+            result = gradverify.check(target, inputs, **settings)
+        except GradverifyError as error:  # the test's own bad argument: one line, no traceback
             pytest.fail(f"gradverify: {error}", pytrace=False)
-        result = gradverify.check(target, inputs, **settings)
         node = self._request.node
         node.stash.setdefault(_ITEM_RECORDS, []).append(summary_record(node.nodeid, result))
         if result.status is not gradverify.Status.PASS:
@@ -165,15 +167,15 @@ class GradFuzz(GradCheck):
         self, factory: Any, spec: Any, examples: int = 100, **options: Any
     ) -> Any:
         __tracebackhide__ = True
-        from gradverify.errors import InvalidArgument
+        from gradverify.errors import GradverifyError
         from gradverify.fuzzing import fuzz
         from gradverify.session import summary_record
 
         try:
             settings = {**self.options(), **options}
-        except InvalidArgument as error:
+            found = fuzz(factory, spec, examples=examples, **settings)
+        except GradverifyError as error:
             pytest.fail(f"gradverify: {error}", pytrace=False)
-        found = fuzz(factory, spec, examples=examples, **settings)
         if found.result is not None:
             node = self._request.node
             node.stash.setdefault(_ITEM_RECORDS, []).append(

@@ -18,7 +18,7 @@ from gradverify.errors import InvalidArgument
 from gradverify.results import CheckResult, Status
 
 #: The options a test can set, with how to read each from text (command line, ini).
-OPTIONS = ("mode", "rtol", "atol", "seed")
+OPTIONS = ("mode", "rtol", "atol", "seed", "budget")
 
 
 def _parse(name: str, text: Any) -> Any:
@@ -69,7 +69,7 @@ def _validated(name: str, text: Any, where: str) -> Any:
     return value
 
 
-_EXAMPLES = {"mode": "full", "rtol": "1e-3", "atol": "1e-8", "seed": "0"}
+_EXAMPLES = {"mode": "full", "rtol": "1e-3", "atol": "1e-8", "seed": "0", "budget": "5"}
 
 
 def _requirement(name: str, error: Exception) -> str:

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from itertools import combinations
 from typing import Any
 
 import numpy as np
 
 from gradverify import compare, hints, numerics
 from gradverify.config import CheckConfig
-from gradverify.results import Status, TensorResult, worst_status
+from gradverify.results import Finding, Status, TensorResult, worst_status
 
 Floats = compare.Floats
 
@@ -48,6 +49,7 @@ class LossContext:
     rng: np.random.Generator  # directions of fast mode; separate from the cotangent's
     dout: np.ndarray | None = None  # the cotangent of a single-output target, for hints
     seconds_per_call: float = math.nan  # measured time of one loss(), for cost estimates
+    projection_calls: int = 0  # forward calls fast mode may spend per tensor (auto's budget)
 
 
 @dataclass(frozen=True)
@@ -187,10 +189,13 @@ def _analytic_array(tensor: TensorToCheck) -> tuple[Floats | None, str]:
     value = tensor.analytic
     if value is None:
         return None, f"{tensor.grad_name} is None: backward never wrote it"
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        return None, f"{tensor.grad_name} is {type(value).__name__}, not an array of numbers"
+    array = numerics.real_array(value)
+    if array is None:
+        dtype = getattr(value, "dtype", None)
+        kind = f"an array of dtype {dtype}" if dtype is not None else type(value).__name__
+        if getattr(dtype, "kind", "") == "O":
+            kind = "an object array"
+        return None, f"{tensor.grad_name} is {kind}, not an array of real numbers"
     if array.shape != tensor.array.shape:
         return None, (
             f"{tensor.grad_name} has shape {array.shape}, but {tensor.name} has shape "
@@ -203,8 +208,10 @@ def _analytic_array(tensor: TensorToCheck) -> tuple[Floats | None, str]:
 
 
 def _shape_hint(tensor: TensorToCheck) -> str:
-    shape = np.shape(tensor.analytic) if tensor.analytic is not None else None
-    if shape is None or shape == tensor.array.shape:
+    if numerics.real_array(tensor.analytic) is None:
+        return ""
+    shape = np.shape(tensor.analytic)
+    if shape == tensor.array.shape:
         return ""
     return hints.wrong_shape(tensor.name, tensor.grad_name, tensor.array.shape, tuple(shape))
 
@@ -291,3 +298,28 @@ def kink_notes(notes: dict[int, str]) -> tuple[str, ...]:
     if not kinks:
         return ()
     return (f"{kinks} element(s) at a kink (non-differentiable point); see rows marked 'kink'",)
+
+
+def with_finding_hints(results: list[TensorResult], findings: list[Finding]) -> list[TensorResult]:
+    """Point failing gradients without a hint of their own at a finding that explains them."""
+    ignored = [f for f in findings if f.name == "dout ignored"]
+    if not ignored:
+        return results
+    hint = "backward ignores dout (see the finding above): multiply the gradient by dout."
+    return [replace(r, hint=hint) if r.status is Status.FAIL and not r.hint else r for r in results]
+
+
+def with_swap_hints(outcomes: list[TensorOutcome]) -> list[TensorResult]:
+    """The results, with a hint on both of any two failing gradients that are swapped."""
+    results = [o.result for o in outcomes]
+    failing = [
+        (i, (o.result.grad_name, o.analytic, o.numeric))
+        for i, o in enumerate(outcomes)
+        if o.result.status is Status.FAIL and o.analytic is not None and o.numeric is not None
+    ]
+    for (i, first), (j, second) in combinations(failing, 2):
+        found = hints.swapped(first, second)
+        if found:
+            results[i] = replace(results[i], hint=found)
+            results[j] = replace(results[j], hint=found)
+    return results

@@ -21,6 +21,7 @@ from layers_under_test.reference import (
     BatchNormalization,
     Convolution,
     Dropout,
+    Embedding,
     Labels,
     MulLayer,
     MultiLayerNetExtend,
@@ -227,6 +228,21 @@ class AffineNoReshapeBack(Affine):
         return dx
 
 
+class AffineForgetsLastFeature(Affine):
+    """Affine whose dW drops the last input feature: dW[:-1] = x[:, :-1].T @ dout, last row 0.
+
+    An error confined to one row of dW (an off-by-one slice); on a large W it hides in
+    any projection over the whole tensor.
+    """
+
+    def backward(self, dout: Array) -> Array:
+        dx = super().backward(dout)
+        assert self.x is not None and self.dW is not None
+        self.dW[:-1] = np.dot(self.x[:, :-1].T, dout)
+        self.dW[-1] = 0
+        return dx
+
+
 # ---------------------------------------------------------------- SoftmaxWithLoss
 
 
@@ -249,6 +265,21 @@ class SoftmaxWithLossSignFlip(SoftmaxWithLoss):
     def backward(self, dout: object = 1) -> Array:
         batch_size = self.t.shape[0]  # type: ignore[union-attr]
         return (self.t - self.y) / batch_size  # type: ignore[operator]
+
+
+class SoftmaxWithLossLastClassUnlabelled(SoftmaxWithLoss):
+    """SoftmaxWithLoss subtracting the labels of every class but the last: dx[:, -1] = y / N.
+
+    An error confined to one column of dx (a slice ``[:, :-1]`` where ``[:, :]`` was
+    meant); it shows only in rows whose label is the last class.
+    """
+
+    def backward(self, dout: object = 1) -> Array:
+        assert self.y is not None and self.t is not None
+        batch_size = self.t.shape[0]
+        dx = self.y.copy()
+        dx[:, :-1] -= self.t[:, :-1]
+        return dx / batch_size
 
 
 class SoftmaxWithLossStaleCache(SoftmaxWithLoss):
@@ -370,6 +401,20 @@ class ConvolutionCol2imOverwrite(Convolution):
         return _col2im_overwrite(dcol, self.x.shape, FH, FW, self.stride, self.pad)
 
 
+class ConvolutionDxDropsBorder(Convolution):
+    """Convolution whose dx loses its border: col2im cropped one pixel too far on each side.
+
+    An error confined to the border of every image (the padding arithmetic of col2im
+    gone wrong); the interior of dx is right.
+    """
+
+    def backward(self, dout: Array) -> Array:
+        dx = super().backward(dout)
+        dx[:, :, [0, -1], :] = 0
+        dx[:, :, :, [0, -1]] = 0
+        return dx
+
+
 class ConvolutionDWNotTransposed(Convolution):
     """Convolution reshaping dW without the transpose: (col.T @ dout).reshape(FN, C, FH, FW).
 
@@ -438,6 +483,22 @@ class PoolingFirstElement(Pooling):
         dcol = dmax.reshape(flat.size // dout.shape[1], -1)
         assert self.x is not None
         return col2im(dcol, self.x.shape, self.pool_h, self.pool_w, self.stride, self.pad)
+
+
+# ---------------------------------------------------------------- Embedding
+
+
+class EmbeddingLosesRepeats(Embedding):
+    """Embedding writing dW[idx] = dout: an index seen twice in the batch keeps one row of dout.
+
+    ``dW[idx] += dout`` has the same bug (fancy indexing does not accumulate); right
+    only while every index in the batch is different.
+    """
+
+    def backward(self, dout: Array) -> None:
+        (dW,) = self.grads
+        dW[...] = 0
+        dW[self.idx] = dout
 
 
 # ---------------------------------------------------------------- BatchNormalization

@@ -206,6 +206,33 @@ class SoftmaxWithLoss:
         return dx
 
 
+class Embedding:
+    """Rows of ``W`` picked by integer indices: ``forward(idx)`` returns ``W[idx]``.
+
+    From the second volume (*Deep Learning from Scratch 2*, ``common/layers.py``): the
+    weights in ``params = [W]``, their gradient written in place into ``grads[0]``,
+    and ``backward`` returns None (the indices have no gradient). An index that
+    occurs several times in a batch receives the sum of its rows of ``dout``, which
+    ``np.add.at`` accumulates (``dW[idx] += dout`` would keep only one of them).
+    """
+
+    def __init__(self, W: Array) -> None:
+        self.params = [W]
+        self.grads = [np.zeros_like(W)]
+        self.idx: NDArray[np.integer[Any]] | None = None
+
+    def forward(self, idx: NDArray[np.integer[Any]]) -> Array:
+        (W,) = self.params
+        self.idx = idx
+        out: Array = W[idx]
+        return out
+
+    def backward(self, dout: Array) -> None:
+        (dW,) = self.grads
+        dW[...] = 0
+        np.add.at(dW, self.idx, dout)  # type: ignore[arg-type]
+
+
 def _global_randn(shape: tuple[int, int]) -> Array:
     """The book's draw: the global ``np.random.randn`` (used when no Generator is given)."""
     return np.random.randn(*shape)

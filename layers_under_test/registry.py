@@ -168,6 +168,27 @@ def _labelled(
     return make
 
 
+def _last_class_labelled(n: int, classes: int) -> InputMaker:
+    """Like ``_labelled(n, classes, classes)``, with the first row always of the last class."""
+
+    def make(rng: np.random.Generator) -> dict[str, object]:
+        labels = rng.integers(0, classes, size=n, dtype=np.int64)
+        labels[0] = classes - 1
+        return {"x": rng.standard_normal((n, classes)), "t": np.eye(classes)[labels]}
+
+    return make
+
+
+def _indices(vocabulary: int, n: int) -> InputMaker:
+    """``n`` integer indices below ``vocabulary``; n > vocabulary: some index repeats."""
+    return lambda rng: {"idx": rng.integers(0, vocabulary, size=n, dtype=np.int64)}
+
+
+def _table(vocabulary: int, width: int) -> Callable[[type], Builder]:
+    """An Embedding-like layer with a standard normal table W of (vocabulary, width)."""
+    return lambda cls: lambda rng: cls(rng.standard_normal((vocabulary, width)))
+
+
 _MUL = _arrays(x=(3, 4), y=(3, 4))
 _X = _arrays(x=(3, 4))
 _RELU_X = _arrays(x=(4, 5))  # 20 elements: all positive about once in a million seeds
@@ -187,6 +208,8 @@ _POOL_X = _arrays(x=(2, 2, 4, 4))  # standard normal: ties within a window almos
 _BN_X = _arrays(x=(4, 3))
 _BN_4D_X = _arrays(x=(4, 2, 2, 2))  # the book normalizes each of the 8 (c, h, w) positions
 _DROPOUT_X = _arrays(x=(4, 5))  # 20 units at ratio 0.5: some dropped, some kept
+_IDX = _indices(5, 8)  # 8 indices into 5 rows: at least three repeat
+_INDICES = ("idx",)  # integers: never differentiated
 
 
 def _saturated(shape: tuple[int, ...]) -> InputMaker:
@@ -303,6 +326,11 @@ _CONV_STRIDE_2_SPEC: dict[str, object] = {  # 3x3 filters; one channel (Convolut
     },
     "init": _CONV_INIT,
     "inputs": {"x": ["N", "C", "H", "W"]},
+}
+_EMBEDDING_SPEC: dict[str, object] = {
+    "dims": {"V": [1, 5], "D": [1, 4], "N": [1, 6]},
+    "init": {"W": ["V", "D"]},
+    "inputs": {"idx": {"shape": ["N"], "domain": "labels", "classes": "V"}},
 }
 _POOL_INIT = {"pool_h": "PH", "pool_w": "PW", "stride": "S"}
 _POOL_SPEC: dict[str, object] = {  # strides below, at and above the window size
@@ -505,6 +533,8 @@ REFERENCE: dict[str, LayerCase] = _by_name(
         name="PoolingOverlapping",
         spec=_POOL_OVERLAPPING_SPEC,
     ),
+    # second volume: params/grads lists, integer indices, a backward that returns None
+    _case(reference.Embedding, _table(5, 3), _IDX, nondiff=_INDICES, spec=_EMBEDDING_SPEC),
     _case(
         reference.MultiLayerNetExtend,
         _FULL,
@@ -548,11 +578,19 @@ BROKEN: dict[str, LayerCase] = _by_name(
     _case(broken.AffineDbWrongAxis, _weights(4, 3), _X),
     _case(broken.AffineDbMean, _weights(4, 3), _AFFINE_X),
     _case(broken.AffineMissingDW, _weights(4, 3), _AFFINE_X),
+    _case(broken.AffineForgetsLastFeature, _weights(4, 3), _AFFINE_X),
     # a 4-D x: dx comes back (2, 12) instead of (2, 3, 2, 2)
     _case(broken.AffineNoReshapeBack, _weights(12, 3), _AFFINE_4D_X),
     _case(broken.SoftmaxWithLossNoDivN, _no_args, _SCORES, nondiff=_LABELS),
     _case(broken.SoftmaxWithLossSignFlip, _no_args, _SCORES, nondiff=_LABELS),
     _case(broken.SoftmaxWithLossStaleCache, _no_args, _SCORES, nondiff=_LABELS),
+    # one row of the last class at least: the only rows whose dx is wrong
+    _case(
+        broken.SoftmaxWithLossLastClassUnlabelled,
+        _no_args,
+        _last_class_labelled(3, 4),
+        nondiff=_LABELS,
+    ),
     # hidden_size == output_size == 3: b1 and b2 have the same shape, only values differ
     _case(broken.TwoLayerNetSwappedKeys, _sizes(5, 3, 3), _NET, nondiff=_NET_NONDIFF),
     _case(broken.TwoLayerNetCopiedParams, _sizes(5, 4, 3), _NET, nondiff=_NET_NONDIFF),
@@ -560,6 +598,7 @@ BROKEN: dict[str, LayerCase] = _by_name(
     # ch. 6-7
     # 3x3 filters with stride 1: every interior pixel is covered by several windows
     _case(broken.ConvolutionCol2imOverwrite, _filters(), _CONV_X),
+    _case(broken.ConvolutionDxDropsBorder, _filters(), _CONV_X),
     _case(broken.ConvolutionDWNotTransposed, _filters(), _CONV_X),
     _case(broken.ConvolutionDoutNotTransposed, _filters(), _CONV_X),
     _case(broken.PoolingWholeWindow, _pool(2), _POOL_X),
@@ -575,6 +614,7 @@ BROKEN: dict[str, LayerCase] = _by_name(
         nondiff=_RUNNING,
         kwargs=_TEST,
     ),
+    _case(broken.EmbeddingLosesRepeats, _table(5, 3), _IDX, nondiff=_INDICES),
     _case(broken.DropoutIgnoresMask, _no_args, _DROPOUT_X, kwargs=_TRAIN),
     _case(broken.DropoutNewMaskInBackward, _no_args, _DROPOUT_X, kwargs=_TRAIN),
     # right for one forward/backward pair: a stale-state check (two forwards) shows it

@@ -146,6 +146,28 @@ def test_malformed_gradients(layer, finding, severity):
     assert _findings(result)[finding] == severity
 
 
+class Float32Throughout:
+    """Computes in float32 whatever it is given: float32 output, float32 gradients."""
+
+    def __init__(self, W):
+        self.W = W.astype(np.float32)
+
+    def forward(self, x):
+        self.x = x.astype(np.float32)
+        return self.x @ self.W
+
+    def backward(self, dout):
+        dout = dout.astype(np.float32)
+        self.dW = self.x.T @ dout
+        return dout @ self.W.T
+
+
+def test_a_gradient_as_precise_as_the_computation_is_fine_whatever_the_input_dtype():
+    layer = Float32Throughout(RNG.standard_normal((4, 3)))
+    result = gradverify.check(layer, {"x": RNG.standard_normal((2, 4))})
+    assert result.status is Status.PASS and not result.findings, str(result)
+
+
 def test_upcast_gradient_of_a_float32_layer_is_only_a_warning():
     class Upcasting(reference.Sigmoid):
         def backward(self, dout):

@@ -62,6 +62,10 @@ def _layer_agrees(case: LayerCase, seed: int) -> bool:
     analytic = dict(zip(wrt, grads if isinstance(grads, tuple) else (grads,), strict=False))
     params = {n: getattr(layer, n) for n in ("W", "b", "gamma", "beta") if hasattr(layer, n)}
     analytic |= {n: getattr(layer, "d" + n) for n in params}
+    for i, (param, grad) in enumerate(
+        zip(getattr(layer, "params", []), getattr(layer, "grads", []))
+    ):
+        params[f"params[{i}]"], analytic[f"params[{i}]"] = param, np.copy(grad)  # second volume
 
     def loss() -> float:
         return float(np.sum(dout * _forward(layer, case, map(np.copy, inputs.values()), seed)))

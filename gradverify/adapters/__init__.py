@@ -87,7 +87,7 @@ def resolve_adapter(
         return by_kind[adapter](target, kwargs)
     _reject_class(target)
     for candidate in candidates:
-        if candidate.accepts(target, args):
+        if _accepts(candidate, target, args):
             return candidate(target, kwargs)
     tried = "\n".join(f"  - {a.kind}: {a.looks_for}" for a in candidates)
     raise AdapterNotFound(
@@ -95,6 +95,17 @@ def resolve_adapter(
         f"Pass adapter=... to choose one, or register your own in the entry-point group "
         f"{ENTRY_POINT_GROUP!r}."
     )
+
+
+def _accepts(candidate: type[Adapter], target: Any, args: Sequence[Any]) -> bool:
+    """Whether `candidate` accepts `target`; a property of the target that raises while the
+    adapter looks at it (``params`` not ready) means "not this adapter", not a crash."""
+    try:
+        return candidate.accepts(target, args)
+    except TargetRaised:  # calling the target to tell pairs apart: its own error, reported
+        raise
+    except Exception:
+        return False
 
 
 def _reject_class(target: Any) -> None:

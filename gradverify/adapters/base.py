@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from gradverify.errors import GradverifyError, TargetContractError
-from gradverify.objects import Holding, holdings, rebind
+from gradverify.objects import Holding, holdings, is_foreign_array, rebind
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -79,9 +79,9 @@ def gradient_values(returned: Any, label: str) -> tuple[Any, ...]:
     """
     if returned is None:
         return ()
-    if isinstance(returned, tuple) or (
-        isinstance(returned, list) and not _is_number_list(returned)
-    ):
+    if isinstance(returned, list) and _is_number_list(returned):
+        return (np.asarray(returned),)
+    if isinstance(returned, (tuple, list)):
         return tuple(private_copy(g) for g in returned)
     if _is_gradient_value(returned):
         return (private_copy(returned),)
@@ -127,13 +127,6 @@ def pass_cotangent(cotangent: Any) -> tuple[tuple[Any, ...], Any]:
         )
 
     return copies, modified
-
-
-def _is_array_like(value: Any) -> bool:
-    """A numpy array, or another library's array (torch, jax, cupy) numpy cannot perturb."""
-    return isinstance(value, np.ndarray) or (
-        hasattr(value, "shape") and (hasattr(value, "__array__") or hasattr(value, "__dlpack__"))
-    )
 
 
 def is_float_array(value: Any) -> bool:
@@ -225,7 +218,8 @@ class Adapter(ABC):
         return [
             h
             for h in holdings(self.target)
-            if _is_array_like(h.value) and self._initial_ids.get(h.path) == id(h.value)
+            if (isinstance(h.value, np.ndarray) or is_foreign_array(h.value))
+            and self._initial_ids.get(h.path) == id(h.value)
         ]
 
     @classmethod

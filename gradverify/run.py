@@ -1,0 +1,276 @@
+"""The steps of one check, in order, on an adapter that is already resolved.
+
+`CheckRun.run` is the whole of it: warm up and read the outputs (watching for
+random draws and writes into the inputs), draw the cotangent, run backward once,
+find the weights, name what no gradient covers, run the contracts, measure the
+cost of a forward call, then judge every tensor in full or by projections.
+`checks.check` wraps it with argument validation, the snapshot and the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from gradverify import contracts, coverage, numerics, planning
+from gradverify.adapters import Adapter, Gradients, ParamDeclaration, ParamSlot
+from gradverify.adapters.base import is_float_array, private_copy
+from gradverify.adapters.guarded import Guarded
+from gradverify.config import CheckConfig
+from gradverify.errors import TargetContractError
+from gradverify.fast_check import check_tensor_fast
+from gradverify.inputs import batch_size, shifted
+from gradverify.outputs import Cotangent, Outputs, computed_precision, read_outputs
+from gradverify.randomness import RandomSources, generators_in
+from gradverify.results import Finding, Status, TensorResult, worst_status
+from gradverify.tensor_check import (
+    LossContext,
+    TensorToCheck,
+    check_tensor,
+    with_finding_hints,
+    with_swap_hints,
+)
+
+
+@dataclass
+class Found:
+    """What a check found: one result per gradient, notes, and contract findings."""
+
+    tensors: list[TensorResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    undifferentiated: list[str] = field(default_factory=list)
+
+    def add(self, *findings: Finding | None) -> None:
+        """Record the findings that were found (contract checks return None when all is well)."""
+        self.findings += [f for f in findings if f is not None]
+
+    @property
+    def status(self) -> Status:
+        errors = [Status.FAIL for f in self.findings if f.severity == "error"]
+        return worst_status([t.status for t in self.tensors] + errors)
+
+
+@dataclass
+class CheckRun:
+    """The state of one running check: the adapter, working copies, the cotangent."""
+
+    view: Adapter
+    names: list[str]
+    originals: list[Any]
+    nondiff: set[str]
+    constants: list[str]  # arrays the target holds that are declared not to be weights
+    declared: ParamDeclaration
+    config: CheckConfig
+    accumulates: bool
+
+    def run(self) -> Found:
+        found = Found()
+        work = [private_copy(v) for v in self.originals]
+        view, outputs = self._first_forward(work, found)
+        computed = self._computed_precision(view, work, outputs, found)
+        cotangent = outputs.cotangent(np.random.default_rng(self.config.seed))
+        first = view.backward(work, cotangent.for_backward)
+        slots = view.parameters(self.declared)
+        found.notes += [slot.note for slot in slots if slot.note]
+        gradients = Gradients(
+            first.inputs,
+            {s.name: first.params.get(s.name, private_copy(s.read_gradient())) for s in slots},
+            first.dout_modified,
+        )
+        returned = (None,) * len(work) if first.returned_none else gradients.inputs
+        tensors = self._input_tensors(work, returned, found)
+        tensors += [
+            TensorToCheck(s.name, s.grad_name, "parameter", s.array, gradients.params[s.name])
+            for s in slots
+        ]
+        context = self._loss_context(view, work, outputs, cotangent, computed)
+        uncovered = self._uncovered(view, slots, work, context, cotangent, found)
+        if not tensors and not uncovered:
+            raise TargetContractError(_nothing_to_check(view, self.names, found))
+        self._contracts(view, work, tensors, first, gradients, cotangent, outputs, found)
+        computation = numerics.precision_dtype([*context.output_dtypes])
+        found.add(
+            *[
+                contracts.gradient_dtype(
+                    t.name, t.grad_name, t.array.dtype, t.analytic, computation
+                )
+                for t in tensors
+            ]
+        )
+        chosen = planning.plan(
+            [t.array.size for t in tensors], planning.seconds_per_call(context.loss), self.config
+        )
+        context = replace(
+            context,
+            seconds_per_call=chosen.seconds_per_call,
+            projection_calls=chosen.projection_calls,
+        )
+        outcomes = [
+            (check_tensor if full else check_tensor_fast)(t, context)
+            for t, full in zip(tensors, chosen.full)
+        ]
+        found.tensors = with_finding_hints(with_swap_hints(outcomes), found.findings) + uncovered
+        return found
+
+    def _first_forward(self, work: list[Any], found: Found) -> tuple[Adapter, Outputs]:
+        """Warm up, watch for random draws and input writes, and read the centre outputs.
+
+        The warm-up runs on other valid inputs, so that a target latching onto its
+        first input holds the wrong one; it also shows whether forward draws random
+        numbers (then every later call starts from the same generator states) and
+        whether it writes into its inputs (then every later call gets fresh copies).
+        """
+        sources = RandomSources(generators_in(self.view.target))
+        warm_up = shifted(work)
+        if warm_up is not None:
+            self.view.forward(warm_up)
+        raw = self.view.forward(work)
+        drawn = sources.drawn_from()
+        mutated = [
+            name
+            for name, original, used in zip(self.names, self.originals, work)
+            if isinstance(original, np.ndarray)
+            and not np.array_equal(original, used, equal_nan=True)
+        ]
+        view = self.view
+        if drawn:
+            sources.start_global_from(self.config.seed)
+        if drawn or mutated:
+            for original, used in zip(self.originals, work):
+                if isinstance(original, np.ndarray):
+                    np.copyto(used, original)
+            view = Guarded.around(
+                self.view, before_call=sources.pin if drawn else None, copy_inputs=bool(mutated)
+            )
+            raw = view.forward(work)
+        if drawn:
+            found.notes.append(
+                f"forward draws from {' and '.join(drawn)}: reset before every call, so every "
+                f"evaluation sees the same random numbers"
+            )
+        outputs = read_outputs(raw, self.view.name)
+        found.add(contracts.forward_mutation(view, self.names, mutated))
+        found.add(contracts.deterministic_forward(view, work, raw, pinned=bool(drawn)))
+        return view, outputs
+
+    def _computed_precision(
+        self, view: Adapter, work: list[Any], outputs: Outputs, found: Found
+    ) -> np.dtype | None:
+        """The lower precision forward really computes in, if its outputs betray one."""
+        computed = computed_precision(outputs, view.forward, work, view.name)
+        if computed is not None:
+            found.notes.append(
+                f"forward computes in {computed.name} (its outputs are exact {computed.name} "
+                f"values): steps and tolerances are {computed.name}'s"
+            )
+        return computed
+
+    def _contracts(
+        self,
+        view: Adapter,
+        work: list[Any],
+        tensors: list[TensorToCheck],
+        first: Gradients,
+        gradients: Gradients,
+        cotangent: Cotangent,
+        outputs: Outputs,
+        found: Found,
+    ) -> None:
+        probe = contracts.Probe(
+            view, work, shifted(work), cotangent.for_backward, gradients, outputs.is_scalar
+        )
+        found.add(contracts.gradient_count(view, len(first.inputs), len(work)))
+        found.add(
+            contracts.linearity_in_dout(probe),
+            contracts.dout_untouched(probe),
+            contracts.repeated_backward(probe, self.accumulates),
+            contracts.stale_state(probe),
+        )
+
+    def _loss_context(
+        self,
+        view: Adapter,
+        work: list[Any],
+        outputs: Outputs,
+        cotangent: Cotangent,
+        computed: np.dtype | None,
+    ) -> LossContext:
+        """The scalar loss the numerics differentiate, and the precision to judge it at."""
+        scalarize, forward = cotangent.scalarize, view.forward
+        return LossContext(
+            loss=lambda: scalarize(forward(work)),
+            changed=lambda: cotangent.changed_magnitude(forward(work)),
+            output_dtypes=(*outputs.dtypes, *([computed] if computed is not None else [])),
+            magnitude=cotangent.magnitude(outputs),
+            config=self.config,
+            batch_size=batch_size(self.originals),
+            rng=np.random.default_rng([self.config.seed, 1]),
+            dout=None if outputs.is_tuple else cotangent.douts[0],
+        )
+
+    def _uncovered(
+        self,
+        view: Adapter,
+        slots: list[ParamSlot],
+        work: list[Any],
+        context: LossContext,
+        cotangent: Cotangent,
+        found: Found,
+    ) -> list[TensorResult]:
+        """Arrays the target holds and forward reads that no gradient covers (INCONCLUSIVE)."""
+        if any(f.name == "nondeterministic forward" for f in found.findings):
+            return []  # every nudge would seem to move the loss
+        missing = coverage.uncovered_arrays(view, slots, work, context.loss, self.constants)
+        if not missing:
+            return []
+        suggestions = coverage.gradient_suggestions(
+            view,
+            missing,
+            slots,
+            lambda: view.forward(work),
+            lambda: view.backward_again(cotangent.for_backward),
+        )
+        return coverage.results(missing, slots, suggestions)
+
+    def _input_tensors(
+        self, work: list[Any], returned: tuple[Any, ...], found: Found
+    ) -> list[TensorToCheck]:
+        if not self.view.differentiates_inputs:
+            found.undifferentiated += [f"{n} (a network's input)" for n in self.names]
+            return []
+        grad_names = self.view.input_grad_names(self.names)
+        tensors = []
+        for position, (name, value) in enumerate(zip(self.names, work)):
+            if not is_float_array(value) or name in self.nondiff:
+                why = "nondiff" if name in self.nondiff else _kind_of(value)
+                found.undifferentiated.append(f"{name} ({why})")
+                continue
+            if position >= len(returned):
+                found.undifferentiated.append(f"{name} (no gradient returned)")
+                found.notes.append(
+                    f"backward returned {len(returned)} gradient(s) for {len(work)} inputs: "
+                    f"{name} is not differentiated"
+                )
+                continue
+            tensors.append(
+                TensorToCheck(name, grad_names[position], "input", value, returned[position])
+            )
+        return tensors
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return str(value.dtype)
+    return type(value).__name__
+
+
+def _nothing_to_check(view: Adapter, names: list[str], found: Found) -> str:
+    seen = ", ".join(found.undifferentiated) or "no inputs"
+    return (
+        f"nothing to check for {view.label}: no float input to differentiate and no weight "
+        f"found (inputs: {seen}). Integer arrays are never differentiated: pass float "
+        f"arrays, or declare the weights with params=[...]."
+    )
