@@ -173,10 +173,8 @@ class _Probe:
             members, predicted - numeric / length, numeric / length, flat_widths, noise
         )
 
-    def rest(
-        self, group: np.ndarray, whole: Measurement, part: Measurement, rest: np.ndarray
-    ) -> Measurement:
-        """The measurement of ``group`` minus ``part``, by subtraction (no forward call)."""
+    def rest(self, whole: Measurement, part: Measurement, rest: np.ndarray) -> Measurement:
+        """The measurement of a group minus its ``part``, by subtraction (no forward call)."""
         widths = 2.0 * self.scale[rest]  # nominal: the realized ones were not read for the rest
         noise = whole.noise + part.noise
         return self._judged(
@@ -201,9 +199,8 @@ class _Probe:
         # has no sign of its own, so it spreads as a random walk whatever the direction
         spread = atol * math.sqrt(numerics.inner(widths, widths))
         per_element = widths * (atol + rtol * np.abs(self.analytic[members]))
+        # in full inside a coherent group, as a random walk across groups; never beyond the sum
         bound = min(float(np.sum(per_element)), Z * _grouped_norm(per_element, groups))
-        if np.all(groups == groups[0]):
-            bound = float(np.sum(per_element))  # one coherent group: no random walk to bound
         screen = rtol * abs(derivative) + spread + noise
         return Measurement(difference, derivative, screen, bound + noise, noise)
 
@@ -304,7 +301,7 @@ def _localize(probe: _Probe, members: np.ndarray, whole: Measurement, limit: int
             continue
         first, second = np.array_split(group, 2)
         first_part = probe.measure(first)
-        second_part = probe.rest(group, measured, first_part, second)
+        second_part = probe.rest(measured, first_part, second)
         for part, part_measured in ((second, second_part), (first, first_part)):
             if abs(part_measured.difference) > part_measured.screen:
                 pending.append((part, part_measured))
@@ -401,8 +398,17 @@ def _outcome(
 def _full_mode_cost(size: int, context: LossContext) -> str:
     calls = 2 * size
     seconds = calls * context.seconds_per_call
-    estimate = f", ~{seconds:.2g} s" if math.isfinite(seconds) else ""
+    estimate = f", ~{_duration(seconds)}" if math.isfinite(seconds) else ""
     return f"mode='full' checks every element ({calls:,} forward calls{estimate})"
+
+
+def _duration(seconds: float) -> str:
+    """``2.9 s``, ``4.5 min``, ``5.6 h``: an estimate in the unit a person reads."""
+    if seconds < 90:
+        return f"{seconds:.2g} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.2g} min"
+    return f"{seconds / 3600:.2g} h"
 
 
 def _row(

@@ -23,8 +23,8 @@ from gradverify.checks import check
 from gradverify.config import CheckConfig
 from gradverify.errors import InvalidArgument
 from gradverify.results import CheckResult, Status
-from gradverify.specs import Spec, parse_spec
-from gradverify.strategies import Case, cases
+from gradverify.specs import Case, Spec, parse_spec
+from gradverify.strategies import cases
 
 
 @dataclass(frozen=True, repr=False)

@@ -1,7 +1,8 @@
 """Which tensors get every element checked, and which are checked by projections.
 
 A full check costs two forward calls per element; its time is known before it
-starts from the measured time of one call.  In mode ``auto`` every tensor whose
+starts from the measured time of one call (the fastest of the first few calls a
+check makes anyway).  In mode ``auto`` every tensor whose
 full check fits in the time budget gets one, smallest first (they buy the most
 coverage per second), and only what does not fit is checked by projections,
 whose blind spots each report states.  Pure functions.
@@ -9,8 +10,7 @@ whose blind spots each report states.  Pure functions.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gradverify.config import CheckConfig
@@ -54,20 +54,3 @@ def plan(sizes: Sequence[int], seconds_per_call: float, config: CheckConfig) -> 
     projected = full.count(False)
     left = (config.budget - spent) / max(seconds_per_call, 1e-9)
     return Plan(tuple(full), seconds_per_call, int(left / projected) if projected else 0)
-
-
-#: Calls timed when one is faster than this (seconds): a single short call is noisy.
-_SHORT_CALL = 1e-3
-_TIMED_CALLS = 5
-
-
-def seconds_per_call(loss: Callable[[], float]) -> float:
-    """The time of one loss evaluation: one call, or the fastest of a few short ones."""
-    timings = []
-    for _ in range(_TIMED_CALLS):
-        started = time.perf_counter()
-        loss()
-        timings.append(time.perf_counter() - started)
-        if timings[0] >= _SHORT_CALL:
-            break
-    return min(timings)

@@ -32,6 +32,15 @@ def format_result(result: CheckResult) -> str:
     return "\n".join(lines)
 
 
+def projection_notes(result: CheckResult) -> list[str]:
+    """One line per gradient checked by projections: what they could see, and how to see all."""
+    return [
+        f"{t.grad_name}: {'; '.join(t.notes[:2])}"
+        for t in result.tensors
+        if t.projected and t.status is Status.PASS
+    ]
+
+
 def format_failure(result: CheckResult) -> str:
     """The message of a `GradientMismatch`: every gradient that did not pass, in detail."""
     blocks = [format_tensor(result, t) for t in result.tensors if t.status is not Status.PASS]

@@ -9,6 +9,7 @@ cost of a forward call, then judge every tensor in full or by projections.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -65,6 +66,9 @@ class CheckRun:
     declared: ParamDeclaration
     config: CheckConfig
     accumulates: bool
+    #: Seconds of the forward calls the first steps make anyway: what one call costs,
+    #: measured without spending a call on it.
+    timings: list[float] = field(default_factory=list)
 
     def run(self) -> Found:
         found = Found()
@@ -89,20 +93,10 @@ class CheckRun:
         context = self._loss_context(view, work, outputs, cotangent, computed)
         uncovered = self._uncovered(view, slots, work, context, cotangent, found)
         if not tensors and not uncovered:
-            raise TargetContractError(_nothing_to_check(view, self.names, found))
-        self._contracts(view, work, tensors, first, gradients, cotangent, outputs, found)
-        computation = numerics.precision_dtype([*context.output_dtypes])
-        found.add(
-            *[
-                contracts.gradient_dtype(
-                    t.name, t.grad_name, t.array.dtype, t.analytic, computation
-                )
-                for t in tensors
-            ]
-        )
-        chosen = planning.plan(
-            [t.array.size for t in tensors], planning.seconds_per_call(context.loss), self.config
-        )
+            raise TargetContractError(_nothing_to_check(view, found))
+        computation = numerics.precision_dtype(context.output_dtypes)
+        self._contracts(view, work, tensors, first, gradients, cotangent, computation, found)
+        chosen = planning.plan([t.array.size for t in tensors], min(self.timings), self.config)
         context = replace(
             context,
             seconds_per_call=chosen.seconds_per_call,
@@ -126,8 +120,8 @@ class CheckRun:
         sources = RandomSources(generators_in(self.view.target))
         warm_up = shifted(work)
         if warm_up is not None:
-            self.view.forward(warm_up)
-        raw = self.view.forward(work)
+            self._timed(self.view, warm_up)
+        raw = self._timed(self.view, work)
         drawn = sources.drawn_from()
         mutated = [
             name
@@ -142,10 +136,10 @@ class CheckRun:
             for original, used in zip(self.originals, work):
                 if isinstance(original, np.ndarray):
                     np.copyto(used, original)
-            view = Guarded.around(
+            view = Guarded(
                 self.view, before_call=sources.pin if drawn else None, copy_inputs=bool(mutated)
             )
-            raw = view.forward(work)
+            raw = self._timed(view, work)
         if drawn:
             found.notes.append(
                 f"forward draws from {' and '.join(drawn)}: reset before every call, so every "
@@ -155,6 +149,12 @@ class CheckRun:
         found.add(contracts.forward_mutation(view, self.names, mutated))
         found.add(contracts.deterministic_forward(view, work, raw, pinned=bool(drawn)))
         return view, outputs
+
+    def _timed(self, view: Adapter, args: list[Any]) -> Any:
+        started = time.perf_counter()
+        raw = view.forward(args)
+        self.timings.append(time.perf_counter() - started)
+        return raw
 
     def _computed_precision(
         self, view: Adapter, work: list[Any], outputs: Outputs, found: Found
@@ -176,13 +176,22 @@ class CheckRun:
         first: Gradients,
         gradients: Gradients,
         cotangent: Cotangent,
-        outputs: Outputs,
+        computation: np.dtype,
         found: Found,
     ) -> None:
+        """The findings a gradient value cannot show (see `contracts`)."""
         probe = contracts.Probe(
-            view, work, shifted(work), cotangent.for_backward, gradients, outputs.is_scalar
+            view, work, shifted(work), cotangent.for_backward, gradients, cotangent.centre.is_scalar
         )
         found.add(contracts.gradient_count(view, len(first.inputs), len(work)))
+        found.add(
+            *[
+                contracts.gradient_dtype(
+                    t.name, t.grad_name, t.array.dtype, t.analytic, computation
+                )
+                for t in tensors
+            ]
+        )
         found.add(
             contracts.linearity_in_dout(probe),
             contracts.dout_untouched(probe),
@@ -267,7 +276,7 @@ def _kind_of(value: Any) -> str:
     return type(value).__name__
 
 
-def _nothing_to_check(view: Adapter, names: list[str], found: Found) -> str:
+def _nothing_to_check(view: Adapter, found: Found) -> str:
     seen = ", ".join(found.undifferentiated) or "no inputs"
     return (
         f"nothing to check for {view.label}: no float input to differentiate and no weight "

@@ -15,6 +15,7 @@ from typing import Any
 
 from gradverify.config import MODES, CheckConfig
 from gradverify.errors import InvalidArgument
+from gradverify.report import projection_notes
 from gradverify.results import CheckResult, Status
 
 #: The options a test can set, with how to read each from text (command line, ini).
@@ -100,6 +101,7 @@ def summary_record(test_id: str, result: CheckResult) -> dict[str, Any]:
         "seconds": result.seconds,
         "seed": result.seed,
         "checked": result.coverage,
+        "projections": projection_notes(result),
         "findings": [f"{f.severity}: {f.message}" for f in result.findings],
         "result": result.to_dict(),
     }
@@ -143,6 +145,7 @@ def summary_table(records: list[Mapping[str, Any]]) -> list[str]:
         if r["status"] == Status.PASS.value
         for finding in r.get("findings", [])
     ]
+    lines += [f"{r['test']}: {note}" for r in ordered for note in r.get("projections", [])]
     return lines
 
 

@@ -15,51 +15,27 @@ A failing case shrinks to the smallest dimensions and simplest values.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from gradverify.specs import ArraySpec, Spec, parse_spec
-
-#: Real values stay this fraction of their scale away from 0 (the common kink).
-KINK_MARGIN = 1e-2
+from gradverify.specs import (
+    KINK_MARGIN,
+    ArraySpec,
+    Case,
+    Spec,
+    parse_spec,
+    seeded_array,
+    sizes,
+)
 
 #: Arrays up to this many elements are drawn element by element, so a failing case
 #: shrinks to the simplest values; larger ones from a drawn seed, because drawing
 #: thousands of elements one by one costs hypothesis far more than the check itself.
 #: Shrinking makes a failing case small first, so its arrays end up drawn elementwise.
 ELEMENTWISE_LIMIT = 64
-
-
-@dataclass(frozen=True)
-class Case:
-    """One drawn case: the dimensions, constructor arrays and inputs, all consistent."""
-
-    dims: dict[str, int]
-    init: dict[str, Any]  # arrays, and ints for dimension arguments
-    inputs: dict[str, Any]
-    nondiff: tuple[str, ...]
-
-    def describe(self) -> str:
-        """Dimensions and every array, for a report (arrays are small once shrunk)."""
-        dims = ", ".join(f"{k}={v}" for k, v in self.dims.items())
-        arrays = [
-            f"  {kind} {name} {np.shape(value)} = {_values(value)}"
-            for kind, group in (("init", self.init), ("input", self.inputs))
-            for name, value in group.items()
-        ]
-        return "\n".join([f"  dims: {dims or '(none)'}", *arrays])
-
-
-def _values(value: Any) -> str:
-    return np.array2string(np.asarray(value), precision=4, threshold=24).replace("\n", " ")
-
-
-def _sizes(shape: tuple[str | int, ...], dims: Mapping[str, int]) -> tuple[int, ...]:
-    return tuple(dims[s] if isinstance(s, str) else s for s in shape)
 
 
 def _magnitudes(array: ArraySpec, low: float, high: float) -> st.SearchStrategy[float]:
@@ -82,7 +58,7 @@ def array_strategy(
     array: ArraySpec, dims: Mapping[str, int], kink_margin: float = KINK_MARGIN
 ) -> st.SearchStrategy[Any]:
     """The values of one array of the spec, given the drawn dimensions."""
-    shape = _sizes(array.shape, dims)
+    shape = sizes(array.shape, dims)
     dtype = np.dtype(array.dtype)
     if array.domain in ("labels", "onehot"):
         classes = dims[array.classes] if isinstance(array.classes, str) else int(array.classes or 1)
@@ -94,7 +70,7 @@ def array_strategy(
     scale = float(array.scale)
     if int(np.prod(shape)) > ELEMENTWISE_LIMIT:
         return st.integers(0, 2**32 - 1).map(
-            lambda seed: _seeded(array, shape, np.random.default_rng(seed), kink_margin)
+            lambda seed: seeded_array(array, shape, np.random.default_rng(seed), kink_margin)
         )
     if array.domain == "unit":
         elements = _magnitudes(array, kink_margin, 1.0 - kink_margin)
@@ -107,21 +83,6 @@ def array_strategy(
     if array.domain == "probabilities":
         return values.map(lambda p: (p / p.sum(axis=-1, keepdims=True)).astype(dtype))
     return values
-
-
-def _seeded(
-    array: ArraySpec, shape: tuple[int, ...], rng: np.random.Generator, margin: float
-) -> np.ndarray:
-    """A large array in its domain from numpy: uniform magnitudes in [margin, 1] x scale."""
-    if array.domain == "unit":
-        values = rng.uniform(margin, 1.0 - margin, shape)
-    else:
-        values = array.scale * rng.uniform(margin, 1.0, shape)
-        if array.domain == "real":
-            values *= rng.choice(np.array([-1.0, 1.0]), shape)
-        elif array.domain == "probabilities":
-            values /= values.sum(axis=-1, keepdims=True)
-    return values.astype(array.dtype)
 
 
 @st.composite

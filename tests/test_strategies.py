@@ -6,7 +6,8 @@ import numpy as np
 from hypothesis import given
 
 import gradverify
-from gradverify.strategies import KINK_MARGIN, cases
+from gradverify.specs import KINK_MARGIN
+from gradverify.strategies import cases
 from layers_under_test import reference
 
 SPEC = {
