@@ -39,7 +39,7 @@ def check(
     nondiff: Sequence[str] = (),
     params: ParamDeclaration = None,
     kwargs: Mapping[str, Any] | None = None,
-    adapter: str | type[Adapter] | None = None,
+    adapter: str | type[Adapter] | Adapter | None = None,
     seed: int = 0,
     rtol: float | None = None,
     atol: float | None = None,
@@ -69,8 +69,8 @@ def check(
         ``{"W": "grad_W"}`` naming each gradient too; ``None`` discovers them.
     kwargs : mapping, optional
         Keyword arguments for every forward call (``train_flg=True``).
-    adapter : str or Adapter subclass, optional
-        Force an adapter instead of detecting one.
+    adapter : str, Adapter subclass or Adapter, optional
+        Force an adapter instead of detecting one (an instance is used as it is).
     accumulates : bool
         Declare that backward adds into its gradients, so two backward calls after
         one forward are expected to differ.

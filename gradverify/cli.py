@@ -1,5 +1,7 @@
 """``gradverify check``: check shipped reference layers or a user's layer from the shell.
 
+(``gradverify grade`` and ``gradverify autograder`` live in `gradverify.grading.commands`.)
+
 With no target it checks every registered reference layer and prints one row per
 layer, then the report of anything that did not pass.  The exit code is 0 if and
 only if every check passed; 2 means the command itself was wrong.
@@ -21,7 +23,9 @@ import numpy as np
 from gradverify.checks import check
 from gradverify.config import DEFAULT_BUDGET, CheckConfig
 from gradverify.errors import GradverifyError, InvalidArgument
-from gradverify.report import format_result
+from gradverify.grading.commands import add_commands
+from gradverify.grading.commands import run as run_command
+from gradverify.report import format_result, projection_notes
 from gradverify.results import CheckResult, Status, worst_status
 
 if TYPE_CHECKING:
@@ -105,11 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the shape spec to fuzz a MODULE:OBJECT class with (see gradverify.specs)",
     )
     run.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
+    if arguments.command != "check":
+        return run_command(arguments)
     try:
         CheckConfig(  # fail early, before any layer is imported or built
             seed=arguments.seed, rtol=arguments.rtol, atol=arguments.atol, budget=arguments.budget
@@ -143,6 +150,8 @@ def _print_report(
         if result.status is Status.PASS:
             for finding in result.findings:
                 print(f"  {job.name}: {finding.severity}: {finding.message}")
+        for note in projection_notes(result):
+            print(f"  {job.name}: {note}")
     for result, fuzz_result in zip(results, fuzzed):
         if result.status is not Status.PASS:
             print()

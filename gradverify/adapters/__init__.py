@@ -71,9 +71,14 @@ def resolve_adapter(
     args: Sequence[Any],
     kwargs: Mapping[str, Any],
     *,
-    adapter: str | type[Adapter] | None = None,
+    adapter: str | type[Adapter] | Adapter | None = None,
 ) -> Adapter:
-    """Wrap `target` in the adapter named by `adapter`, or the first one that accepts it."""
+    """Wrap `target` in the adapter named by `adapter`, or the first one that accepts it.
+
+    An `Adapter` instance is used as it is (the grader's view of a sandboxed submission).
+    """
+    if isinstance(adapter, Adapter):
+        return adapter
     if isinstance(adapter, type) and issubclass(adapter, Adapter):
         return adapter(target, kwargs)
     candidates = available_adapters()

@@ -192,10 +192,11 @@ class Adapter(ABC):
 
     kind: ClassVar[str]
     looks_for: ClassVar[str]
-    #: False when the target reports no gradients for its inputs (a network's ``gradient``).
-    differentiates_inputs: ClassVar[bool] = True
+    #: False when the target reports no gradients for its inputs (a network's ``gradient``);
+    #: a class trait an instance may override (a wrapper or a remote view takes its target's).
+    differentiates_inputs: bool = True
     #: False when backward takes no ``dout`` (a network's ``gradient(x, t)``, ``f -> (loss, dx)``).
-    takes_cotangent: ClassVar[bool] = True
+    takes_cotangent: bool = True
     #: True when the target is an object holding weights (not a function).
     holds_state: ClassVar[bool] = False
 

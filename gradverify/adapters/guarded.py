@@ -34,22 +34,8 @@ class Guarded(Adapter):
         self.inner = inner
         self.before_call = before_call
         self.copy_inputs = copy_inputs
-
-    @classmethod
-    def around(
-        cls,
-        inner: Adapter,
-        *,
-        before_call: Callable[[], None] | None = None,
-        copy_inputs: bool = False,
-    ) -> Adapter:
-        """Wrap `inner`, keeping its class-level traits (what it differentiates)."""
-        traits = {
-            "differentiates_inputs": inner.differentiates_inputs,
-            "takes_cotangent": inner.takes_cotangent,
-        }
-        guarded = type(f"Guarded{type(inner).__name__}", (cls,), traits)
-        return guarded(inner, before_call=before_call, copy_inputs=copy_inputs)
+        self.differentiates_inputs = inner.differentiates_inputs  # the inner one's traits
+        self.takes_cotangent = inner.takes_cotangent
 
     @classmethod
     def accepts(cls, target: Any, args: Sequence[Any]) -> bool:

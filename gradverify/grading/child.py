@@ -1,0 +1,219 @@
+"""The submission's side of a graded check: runs in the sandboxed child, answers requests.
+
+The child imports the submission, builds the target, and evaluates ``forward`` and
+``backward`` on the arrays the grader sends, returning raw arrays.  It decides
+nothing: every numeric gradient, comparison, verdict and score is computed by the
+grader from what comes back, so nothing the submission does in here (patching
+numpy or gradverify, printing "PASSED", writing files) can change a verdict.
+
+The grader's copies of the inputs and weights are the truth; each request brings
+the elements that changed since the last one (the numerics move one or two at a
+time), and the child writes them into its own arrays before the call.  Every
+call starts from the same random state, so a stochastic layer sees the same
+draws each time, as in an in-process check.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import sys
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gradverify.adapters import Adapter, Gradients, ParamSlot, TargetRaised, resolve_adapter
+from gradverify.errors import GradverifyError, TargetContractError
+from gradverify.grading.protocol import decode, encode, read_message, write_message
+from gradverify.objects import GENERATORS, reachable
+from gradverify.state import generator_state, set_generator_state
+
+#: The longest error text sent back (the grader shows it to the student).
+_MAX_TEXT = 4000
+
+
+@dataclass
+class Session:
+    """The target being graded and the grader's view of its arrays."""
+
+    view: Adapter
+    args: list[Any]
+    random_state: Any
+    generators: list[tuple[Any, Any]]
+    slots: list[ParamSlot] = field(default_factory=list)
+
+    def apply(self, updates: list[dict[str, Any]], arrays: list[np.ndarray]) -> None:
+        """Write the grader's changes into the inputs and weights."""
+        for update in updates:
+            if update["where"] == "arg":
+                destination = self.args[update["key"]]
+            else:
+                destination = next(s.array for s in self.slots if s.name == update["key"])
+            values = decode(update["values"], arrays)
+            if update.get("indices") is None:
+                if isinstance(destination, np.ndarray) and destination.shape == np.shape(values):
+                    np.copyto(destination, values, casting="unsafe")
+                elif update["where"] == "arg":
+                    self.args[update["key"]] = values
+            else:
+                flat = destination.reshape(-1) if destination.flags.c_contiguous else None
+                indices = decode(update["indices"], arrays)
+                if flat is not None:
+                    flat[indices] = values
+                else:
+                    destination[np.unravel_index(indices, destination.shape)] = values
+
+    def call_arguments(self) -> list[Any]:
+        """Copies of the inputs for one call (the target may keep or write into them)."""
+        np.random.set_state(self.random_state)
+        for generator, state in self.generators:
+            set_generator_state(generator, state)
+        return [a.copy() if isinstance(a, np.ndarray) else a for a in self.args]
+
+    def changed_inputs(self, passed: list[Any], arrays: list[np.ndarray]) -> list[Any]:
+        """The inputs the target wrote into, so the grader can see it (a contract)."""
+        changed = []
+        for position, (given, used) in enumerate(zip(self.args, passed)):
+            if isinstance(given, np.ndarray) and not np.array_equal(given, used, equal_nan=True):
+                changed.append({"key": position, "values": encode(used, arrays)})
+        return changed
+
+
+def load(module_file: str, object_path: str) -> Any:
+    """Import the submission's module from the working directory and find the object."""
+    directory = os.getcwd()
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    name = os.path.splitext(os.path.basename(module_file))[0]
+    spec = importlib.util.spec_from_file_location(name, os.path.join(directory, module_file))
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(f"no module file {module_file!r} in the submission")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    found: Any = module
+    for part in object_path.split("."):
+        found = getattr(found, part)
+    return found
+
+
+def _setup(header: dict[str, Any], arrays: list[np.ndarray]) -> tuple[Session, dict[str, Any]]:
+    stage = f"importing {header['module']}"
+    try:
+        found = load(header["module"], header["object"])
+        stage = f"building {header['object']}"
+        init = decode(header["init"], arrays)
+        target = found(**init) if isinstance(found, type) else found
+    except BaseException as error:  # an import that raises, exits or interrupts: its verdict
+        raise TargetRaised(stage, error) from error
+    args = list(decode(header["args"], arrays))
+    kwargs = decode(header["kwargs"], arrays)
+    view = resolve_adapter(target, args, kwargs)
+    np.random.seed(int(header["seed"]) % 2**32)
+    generators = [(g, generator_state(g)) for g in reachable(target) if isinstance(g, GENERATORS)]
+    session = Session(view, args, np.random.get_state(), generators)
+    reply = {
+        "kind": view.kind,
+        "name": view.name,
+        "label": view.label,
+        "differentiates_inputs": view.differentiates_inputs,
+        "takes_cotangent": view.takes_cotangent,
+    }
+    return session, reply
+
+
+def _gradients(gradients: Gradients, arrays: list[np.ndarray]) -> dict[str, Any]:
+    return {
+        "inputs": [encode(g, arrays) for g in gradients.inputs],
+        "params": {name: encode(g, arrays) for name, g in gradients.params.items()},
+        "dout_modified": bool(gradients.dout_modified),
+        "returned_none": bool(gradients.returned_none),
+    }
+
+
+def handle(
+    session: Session | None, header: dict[str, Any], arrays: list[np.ndarray]
+) -> tuple[Session | None, dict[str, Any], list[np.ndarray]]:
+    """One request: its reply and the arrays that go with it."""
+    out: list[np.ndarray] = []
+    op = header.get("op")
+    if op == "setup":
+        session, reply = _setup(header, arrays)
+        return session, reply, out
+    if session is None:
+        raise TargetContractError("the grader asked for a call before setting up the target")
+    session.apply(header.get("updates", []), arrays)
+    if op == "forward":
+        passed = session.call_arguments()
+        value = session.view.forward(passed)
+        reply = {"value": encode(value, out), "changed": session.changed_inputs(passed, out)}
+    elif op in ("backward", "backward_again"):
+        cotangent = decode(header["cotangent"], arrays)
+        passed = session.call_arguments()
+        gradients: Gradients | None = (
+            session.view.backward(passed, cotangent)
+            if op == "backward"
+            else session.view.backward_again(cotangent)
+        )
+        reply = {"gradients": None if gradients is None else _gradients(gradients, out)}
+        reply["changed"] = session.changed_inputs(passed, out)
+    elif op == "parameters":
+        session.slots = session.view.parameters(header.get("declared"))
+        reply = {
+            "slots": [
+                {
+                    "name": s.name,
+                    "grad_name": s.grad_name,
+                    "note": s.note,
+                    "value": encode(s.array, out),
+                }
+                for s in session.slots
+            ]
+        }
+    elif op == "gradients":
+        reply = {"params": {s.name: encode(s.read_gradient(), out) for s in session.slots}}
+    else:
+        raise TargetContractError(f"unknown request {op!r}")
+    return session, reply, out
+
+
+def _unreadable_python(error: BaseException) -> str:
+    """Why an import fails for the sandbox user although it works for the grader."""
+    library = os.path.dirname(os.__file__)
+    if not isinstance(error, ImportError) or os.access(library, os.R_OK | os.X_OK):
+        return ""
+    return (
+        f"\n(the sandbox's unprivileged user cannot read Python's library at {library}: "
+        f"only modules the grader loaded beforehand import. Install Python where other "
+        f"users can read it, as Gradescope's image does.)"
+    )
+
+
+def serve(sock: socket.socket) -> None:
+    """Answer requests until the grader hangs up; every failure becomes an error reply."""
+    session: Session | None = None
+    while True:
+        try:
+            header, arrays = read_message(sock)
+        except (EOFError, OSError):
+            return
+        try:
+            session, reply, out = handle(session, header, arrays)
+        except BaseException as error:  # SystemExit, KeyboardInterrupt: still an answer
+            reply, out = {"error": _describe(error)}, []
+        write_message(sock, reply, out)
+
+
+def _describe(error: BaseException) -> dict[str, str]:
+    if isinstance(error, TargetRaised):
+        kind, text = "raised", error.describe() + _unreadable_python(error.exc)
+    elif isinstance(error, GradverifyError):
+        kind, text = "contract", str(error)
+    else:
+        kind = "raised"
+        frames = traceback.format_exception_only(type(error), error)
+        text = f"the submission raised {''.join(frames).strip()}"
+    return {"kind": kind, "text": text[:_MAX_TEXT]}

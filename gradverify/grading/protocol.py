@@ -1,0 +1,159 @@
+"""The wire format between the grader and a submission's child process.
+
+A message is a frame: a 4-byte length, a JSON header, then the raw bytes of the
+arrays the header lists (dtype, shape, byte count).  Nothing is ever pickled:
+the child runs untrusted code, and unpickling what it sends would run its code
+in the grader.  `read_message` therefore trusts nothing it reads: sizes are
+capped, dtypes must be plain numbers, shapes must match their byte counts, and
+anything else is a `ProtocolError` (the grader turns it into an ERROR).
+
+Values travel as descriptors: arrays by reference to the frame's arrays, plain
+Python values (``True``, ``3``, ``"text"``) as JSON, tuples, lists and dicts of
+those, and anything else as ``{"opaque": type name}``, so the grader can say
+"forward returned generator" without ever holding the child's object.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+from typing import Any
+
+import numpy as np
+
+#: Largest JSON header accepted from a child (bytes).
+MAX_HEADER = 1 << 20
+#: Largest total of array bytes in one message (bytes): 256 MiB.
+MAX_ARRAY_BYTES = 1 << 28
+#: Array dtypes that may cross: booleans, integers, floats, complex; never objects.
+_KINDS = "biufc"
+#: Where a child's standard output and error go, in its scratch folder.
+OUTPUT_FILE = ".gradverify-output"
+_LENGTH = struct.Struct(">I")
+
+
+class ProtocolError(Exception):
+    """A message that is malformed, too large, or cut off (the peer died or lied)."""
+
+
+def encode(value: Any, arrays: list[np.ndarray]) -> Any:
+    """A JSON-able descriptor of `value`, appending its arrays to `arrays`."""
+    if value is None:
+        return None
+    if type(value) in (bool, int, float, str):  # plain values stay plain (train_flg=True)
+        return {"json": value}
+    if isinstance(value, tuple):
+        return {"tuple": [encode(v, arrays) for v in value]}
+    if isinstance(value, list) and all(isinstance(v, np.ndarray) for v in value):
+        return {"list": [encode(v, arrays) for v in value]}
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {"dict": {k: encode(v, arrays) for k, v in value.items()}}
+    if isinstance(value, (bool, int, float, np.generic, np.ndarray)):
+        array = np.asarray(value)
+        if array.dtype.kind in _KINDS:
+            arrays.append(array)  # (not ascontiguousarray: it makes a 0-d array 1-d)
+            return {"array": len(arrays) - 1}
+    if isinstance(value, list):
+        try:
+            numbers = np.asarray(value)
+        except (ValueError, TypeError):  # ragged
+            return {"opaque": "list"}
+        if numbers.dtype.kind in _KINDS:
+            arrays.append(numbers)
+            return {"numbers": len(arrays) - 1}  # a (nested) list of numbers, kept as such
+    return {"opaque": type(value).__name__}
+
+
+def decode(descriptor: Any, arrays: list[np.ndarray]) -> Any:
+    """The value a descriptor stands for; opaque values become stand-ins of the same type name."""
+    if descriptor is None:
+        return None
+    if not isinstance(descriptor, dict) or len(descriptor) != 1:
+        raise ProtocolError(f"not a value descriptor: {str(descriptor)[:80]}")
+    ((kind, body),) = descriptor.items()
+    if kind == "tuple" and isinstance(body, list):
+        return tuple(decode(d, arrays) for d in body)
+    if kind == "list" and isinstance(body, list):
+        return [decode(d, arrays) for d in body]
+    if kind == "dict" and isinstance(body, dict):
+        return {str(k): decode(d, arrays) for k, d in body.items()}
+    if kind in ("array", "numbers") and isinstance(body, int) and 0 <= body < len(arrays):
+        return arrays[body] if kind == "array" else arrays[body].tolist()
+    if kind == "opaque" and isinstance(body, str):
+        return stand_in(body)
+    if kind == "json" and type(body) in (bool, int, float, str):
+        return body
+    raise ProtocolError(f"not a value descriptor: {str(descriptor)[:80]}")
+
+
+def stand_in(type_name: str) -> Any:
+    """An empty object whose type has the child's type name, for messages ("returned dict")."""
+    return type(type_name[:40] or "object", (), {})()
+
+
+def write_message(sock: socket.socket, header: dict[str, Any], arrays: list[np.ndarray]) -> None:
+    """Send one frame: header (with the arrays' layouts added) and the arrays' bytes."""
+    layouts = [[a.dtype.str, list(a.shape), int(a.nbytes)] for a in arrays]
+    body = json.dumps({**header, "_arrays": layouts}).encode()
+    sock.sendall(_LENGTH.pack(len(body)) + body)
+    for array in arrays:
+        sock.sendall(array.tobytes(order="C"))
+
+
+def read_message(sock: socket.socket) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """Receive one frame, validating every size, dtype and shape before trusting it."""
+    (length,) = _LENGTH.unpack(_read_exactly(sock, _LENGTH.size))
+    if length > MAX_HEADER:
+        raise ProtocolError(f"a header of {length} bytes (at most {MAX_HEADER})")
+    try:
+        header = json.loads(_read_exactly(sock, length))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise ProtocolError(f"a header that is not JSON: {error}") from None
+    if not isinstance(header, dict) or not isinstance(header.get("_arrays"), list):
+        raise ProtocolError("a header without its list of arrays")
+    arrays = [_read_array(sock, layout) for layout in _checked_layouts(header.pop("_arrays"))]
+    return header, arrays
+
+
+def _checked_layouts(layouts: list[Any]) -> list[tuple[np.dtype, tuple[int, ...], int]]:
+    checked, total = [], 0
+    for layout in layouts:
+        try:
+            dtype_text, shape, nbytes = layout
+            dtype = np.dtype(dtype_text)
+            shape = tuple(int(n) for n in shape)
+            nbytes = int(nbytes)
+        except (TypeError, ValueError) as error:
+            raise ProtocolError(f"an array layout {str(layout)[:80]}: {error}") from None
+        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if (
+            dtype.kind not in _KINDS
+            or dtype.hasobject
+            or len(shape) > 32
+            or any(n < 0 for n in shape)
+            or nbytes != expected
+        ):
+            raise ProtocolError(f"an array layout that does not add up: {str(layout)[:80]}")
+        total += nbytes
+        if total > MAX_ARRAY_BYTES:
+            raise ProtocolError(f"arrays over {MAX_ARRAY_BYTES} bytes in one message")
+        checked.append((dtype, shape, nbytes))
+    return checked
+
+
+def _read_array(sock: socket.socket, layout: tuple[np.dtype, tuple[int, ...], int]) -> np.ndarray:
+    dtype, shape, nbytes = layout
+    data = _read_exactly(sock, nbytes)
+    return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
+
+
+def _read_exactly(sock: socket.socket, count: int) -> bytes:
+    chunks, left = [], count
+    while left:
+        chunk = sock.recv(min(left, 1 << 20))
+        if not chunk:
+            raise EOFError("the other side closed the connection")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)

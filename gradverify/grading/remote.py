@@ -1,0 +1,225 @@
+"""The grader's view of a submission running in a sandboxed child: one more adapter.
+
+`RemoteAdapter` answers ``forward``, ``backward`` and ``parameters`` by asking the
+child (see `child`), so the whole checker runs unchanged in the grader: it draws
+the inputs, perturbs them and the weights, computes every numeric gradient and
+every verdict.  The weights it perturbs are mirrors held here; each request
+carries only the elements that changed since the last one.  What the child sends
+back is only ever raw arrays, checked by `protocol` before they are used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from gradverify.adapters import Adapter, Gradients, ParamDeclaration, ParamSlot, TargetRaised
+from gradverify.errors import TargetContractError
+from gradverify.grading.protocol import ProtocolError, decode, encode
+from gradverify.grading.sandbox import Child, SubmissionDied
+
+#: Above this fraction of changed elements a whole array is sent instead of a diff.
+_FULL_ABOVE = 0.25
+
+
+class RemoteRaised(TargetRaised):
+    """The submission raised, crashed or stalled in its child; the text says where and why."""
+
+    def __init__(self, text: str) -> None:
+        Exception.__init__(self, text)
+        self.stage, self.exc, self.frame, self._text = "submission", self, "", text
+
+    def describe(self) -> str:
+        return self._text
+
+
+class RemoteTarget:
+    """Stands for the submission's object in the grader: a name and nothing to walk."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class RemoteAdapter(Adapter):
+    """A target that lives in a child process; see the module docstring."""
+
+    kind = "remote"
+    looks_for = "(never detected: a submission in a sandboxed child)"
+
+    def __init__(
+        self, child: Child, description: dict[str, Any], deadline: float, limit: float
+    ) -> None:
+        super().__init__(RemoteTarget(str(description.get("name", "submission"))), {})
+        self._child, self._deadline, self._limit = child, deadline, limit
+        self._name = str(description.get("name", "submission"))[:80]
+        self._label = str(description.get("label", self._name))[:80]
+        self.differentiates_inputs = bool(description.get("differentiates_inputs", True))
+        self.takes_cotangent = bool(description.get("takes_cotangent", True))
+        self._sent_args: dict[int, Any] = {}
+        self._sent_params: dict[str, np.ndarray] = {}
+        self._slots: list[ParamSlot] = []
+        self._gradients: dict[str, Any] = {}
+
+    @classmethod
+    def accepts(cls, target: Any, args: Sequence[Any]) -> bool:
+        return False
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def label(self) -> str:
+        return self._label
+
+    def forward(self, args: Sequence[Any]) -> Any:
+        self.forward_calls += 1
+        reply, arrays = self._call({"op": "forward"}, args)
+        return decode(reply.get("value"), arrays)
+
+    def backward(self, args: Sequence[Any], cotangent: Any) -> Gradients:
+        self.forward_calls += 1
+        return self._backward("backward", args, cotangent)
+
+    def backward_again(self, cotangent: Any) -> Gradients | None:
+        return self._backward("backward_again", None, cotangent)
+
+    def parameters(self, declared: ParamDeclaration) -> list[ParamSlot]:
+        wanted = dict(declared) if isinstance(declared, dict) else declared
+        reply, arrays = self._call({"op": "parameters", "declared": wanted}, None)
+        self._slots = []
+        for slot in reply.get("slots", []):
+            name = str(slot["name"])[:80]
+            value = np.array(decode(slot["value"], arrays), dtype=np.float64)
+            self._sent_params[name] = value.copy()
+            note = str(slot.get("note", ""))[:400]
+            grad_name = str(slot["grad_name"])[:80]
+            self._slots.append(ParamSlot(name, grad_name, value, self._reader(name), note))
+        return self._slots
+
+    def _reader(self, name: str) -> Callable[[], Any]:
+        return lambda: self._gradient(name)
+
+    def _gradient(self, name: str) -> Any:
+        if name not in self._gradients:
+            reply, arrays = self._call({"op": "gradients"}, None)
+            self._gradients = {
+                str(k): decode(v, arrays) for k, v in dict(reply.get("params", {})).items()
+            }
+        return self._gradients.get(name)
+
+    def _backward(self, op: str, args: Sequence[Any] | None, cotangent: Any) -> Gradients:
+        self.backward_calls += 1
+        out: list[np.ndarray] = []
+        header = {"op": op, "cotangent": encode(cotangent, out)}
+        reply, arrays = self._call(header, args, out)
+        found = reply.get("gradients")
+        if found is None:
+            return None  # type: ignore[return-value]  # backward_again of a network
+        params = {str(k): decode(v, arrays) for k, v in dict(found.get("params", {})).items()}
+        self._gradients = dict(params)
+        return Gradients(
+            tuple(decode(d, arrays) for d in found.get("inputs", [])),
+            params,
+            bool(found.get("dout_modified")),
+            bool(found.get("returned_none")),
+        )
+
+    def _call(
+        self,
+        header: dict[str, Any],
+        args: Sequence[Any] | None,
+        arrays: list[np.ndarray] | None = None,
+    ) -> tuple[dict[str, Any], list[np.ndarray]]:
+        """One request with the changed inputs and weights; the reply, or the child's error."""
+        arrays = [] if arrays is None else arrays
+        updates = self._updates(args, arrays)
+        try:
+            reply, received = self._child.request(
+                {**header, "updates": updates}, arrays, self._deadline
+            )
+        except SubmissionDied as died:
+            raise RemoteRaised(self._died(header["op"], str(died))) from None
+        except ProtocolError as broken:
+            self._child.close()
+            text = f"{self._label}: the submission's process sent garbage ({broken})"
+            raise RemoteRaised(text) from None
+        error = reply.get("error")
+        if isinstance(error, dict):
+            text = str(error.get("text", "failed"))
+            if error.get("kind") == "contract":
+                raise TargetContractError(text)
+            raise RemoteRaised(text)
+        if args is not None:
+            self._mirror_input_writes(reply, received, args)
+        return reply, received
+
+    def _died(self, op: str, how: str) -> str:
+        if how == "ran out of time":
+            return (
+                f"{self._label}: no answer within the time limit of {self._limit:g} s during "
+                f"{op} (an endless loop, or far too slow?)"
+            )
+        return f"{self._label}: the submission's process {how} during {op}"
+
+    def _updates(
+        self, args: Sequence[Any] | None, arrays: list[np.ndarray]
+    ) -> list[dict[str, Any]]:
+        updates = []
+        if args is not None:
+            for position, value in enumerate(args):
+                update = _diff(self._sent_args.get(position), value, arrays)
+                if update is not None:
+                    updates.append({"where": "arg", "key": position, **update})
+                    self._sent_args[position] = _copy(value)
+        for slot in self._slots:
+            update = _diff(self._sent_params.get(slot.name), slot.array, arrays)
+            if update is not None:
+                updates.append({"where": "param", "key": slot.name, **update})
+                self._sent_params[slot.name] = slot.array.copy()
+        return updates
+
+    def _mirror_input_writes(
+        self, reply: dict[str, Any], arrays: list[np.ndarray], args: Sequence[Any]
+    ) -> None:
+        """Apply the child's writes into its inputs to ours, so the contract sees them."""
+        for change in reply.get("changed", []):
+            position = int(change["key"])
+            if 0 <= position < len(args) and isinstance(args[position], np.ndarray):
+                values = decode(change["values"], arrays)
+                if np.shape(values) == args[position].shape:
+                    np.copyto(args[position], values, casting="unsafe")
+
+
+def _copy(value: Any) -> Any:
+    return value.copy() if isinstance(value, np.ndarray) else value
+
+
+def _diff(sent: Any, value: Any, arrays: list[np.ndarray]) -> dict[str, Any] | None:
+    """What to send so the child holds `value`: nothing, the changed elements, or all of it."""
+    if not isinstance(value, np.ndarray):
+        if sent is not None and type(sent) is type(value) and _same(sent, value):
+            return None
+        return {"indices": None, "values": encode(value, arrays)}
+    if not isinstance(sent, np.ndarray) or sent.shape != value.shape or sent.dtype != value.dtype:
+        return {"indices": None, "values": encode(value, arrays)}
+    changed = np.flatnonzero(
+        np.not_equal(sent, value) & ~(np.isnan(sent) & np.isnan(value))
+        if value.dtype.kind in "fc"
+        else np.not_equal(sent, value)
+    )
+    if changed.size == 0:
+        return None
+    if changed.size > _FULL_ABOVE * value.size:
+        return {"indices": None, "values": encode(value, arrays)}
+    flat = value.reshape(-1)
+    return {"indices": encode(changed, arrays), "values": encode(flat[changed], arrays)}
+
+
+def _same(first: Any, second: Any) -> bool:
+    try:
+        return bool(first == second)
+    except Exception:
+        return False

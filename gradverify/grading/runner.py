@@ -1,0 +1,263 @@
+"""Grade a class: every submission through an executor, results written as they finish.
+
+`grade` hands each submission to a `concurrent.futures` executor — a local
+process pool, or a Dask cluster's executor — and writes, as each submission
+finishes: its lines in ``results.jsonl`` (one per check, then a line marking the
+submission complete) and its ``<submission>/results.json``.  A run that is
+killed loses only the submissions in flight; ``resume=True`` keeps every
+complete submission and grades the rest.  The class summary is written last,
+from ``results.jsonl``.  A worker that dies costs its submission a retry, then
+an ERROR per check, never the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
+
+from gradverify.errors import InvalidArgument
+from gradverify.grading import summary
+from gradverify.grading.assignment import Assignment, load_assignment
+from gradverify.grading.grader import Submission, find_submissions, grade_submission
+from gradverify.grading.gradescope import results_json, write_atomically
+
+RESULTS = "results.jsonl"
+#: Times a submission is handed to a fresh worker after its worker died.
+RETRIES = 2
+
+
+@dataclass(frozen=True)
+class GradingRun:
+    """What a run did: the submissions graded now, those kept from before, and where."""
+
+    graded: int
+    kept: int
+    out: str
+    seconds: float
+
+
+def grade(
+    assignment_path: str,
+    submissions: str,
+    out: str,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+) -> GradingRun:
+    """Grade every submission under `submissions` into `out` (see the module docstring)."""
+    started = time.perf_counter()
+    assignment = load_assignment(assignment_path)
+    if not os.path.isdir(submissions):
+        raise InvalidArgument(f"the submissions folder {submissions!r} does not exist.")
+    found = find_submissions(submissions)
+    if not found:
+        raise InvalidArgument(
+            f"no submissions in {submissions!r}: give one folder (or .ipynb file) per student."
+        )
+    os.makedirs(out, exist_ok=True)
+    journal = os.path.join(out, RESULTS)
+    kept = _complete(journal) if resume else {}
+    _rewrite(journal, kept)
+    todo = [s for s in found if s.name not in kept]
+    show = sys.stderr.isatty() if progress is None else progress
+    with _Progress(len(found), len(kept), show) as bar:
+        for submission, records, seconds in _graded(assignment, todo, workers, scheduler):
+            _write(out, journal, submission, records, seconds)
+            bar.advance(any(r["score"] < r["max_score"] for r in records))
+    write_summary(assignment, out)
+    return GradingRun(len(todo), len(kept), out, time.perf_counter() - started)
+
+
+def _graded(
+    assignment: Assignment, todo: list[Submission], workers: int | None, scheduler: str | None
+) -> Iterator[tuple[Submission, list[dict[str, Any]], float]]:
+    """(submission, records, seconds) as each finishes; dead workers cost retries, not runs."""
+    attempts = dict.fromkeys((s.name for s in todo), 0)
+    pending = list(todo)
+    while pending:
+        retry = []
+        with _executor(workers, scheduler) as executor:
+            futures: dict[Future[list[dict[str, Any]]], tuple[Submission, float]] = {
+                executor.submit(grade_submission, assignment.path, s): (s, time.perf_counter())
+                for s in pending
+            }
+            for future in as_completed(futures):
+                submission, submitted = futures[future]
+                try:
+                    records = future.result()
+                except (BrokenProcessPool, OSError) as died:
+                    attempts[submission.name] += 1
+                    if attempts[submission.name] <= RETRIES:
+                        retry.append(submission)
+                        continue
+                    records = _worker_died(assignment, submission, died)
+                yield submission, records, time.perf_counter() - submitted
+        pending = retry
+
+
+@contextlib.contextmanager
+def _executor(workers: int | None, scheduler: str | None) -> Iterator[Executor]:
+    """A local process pool, or the executor of a Dask cluster at `scheduler`."""
+    if scheduler is None:
+        pool = ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1)
+        try:
+            yield pool
+        finally:  # on Ctrl-C or an error: drop what has not started, finish what has
+            pool.shutdown(wait=True, cancel_futures=True)
+        return
+    try:
+        from distributed import Client
+    except ImportError:
+        raise InvalidArgument(
+            "--scheduler needs Dask's distributed: pip install 'gradverify[dask]'."
+        ) from None
+    with Client(scheduler) as client:
+        yield client.get_executor(pure=False)
+
+
+def _worker_died(
+    assignment: Assignment, submission: Submission, died: BaseException
+) -> list[dict[str, Any]]:
+    text = f"the grading worker died {RETRIES + 1} times on this submission ({died})"
+    return [
+        {
+            "submission": submission.name,
+            "check": check.name,
+            "number": str(check.number),
+            "score": 0.0,
+            "max_score": check.points,
+            "status": "error",
+            "visibility": check.visibility,
+            "output": text,
+            "hints": [],
+            "findings": [],
+            "error": text,
+            "seconds": 0.0,
+        }
+        for check in assignment.checks
+    ]
+
+
+def _write(
+    out: str, journal: str, submission: Submission, records: list[dict[str, Any]], seconds: float
+) -> None:
+    document = results_json(records, seconds)
+    write_atomically(os.path.join(out, submission.name, "results.json"), document)
+    lines = [json.dumps(r, sort_keys=True) for r in records]
+    lines.append(
+        json.dumps({"submission": submission.name, "complete": True, "score": document["score"]})
+    )
+    with open(journal, "a", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+
+
+def read_records(journal: str) -> dict[str, list[dict[str, Any]]]:
+    """The check records of every complete submission in a results.jsonl, by submission."""
+    return _complete(journal)
+
+
+def _complete(journal: str) -> dict[str, list[dict[str, Any]]]:
+    done: dict[str, list[dict[str, Any]]] = {}
+    partial: dict[str, list[dict[str, Any]]] = {}
+    if not os.path.exists(journal):
+        return done
+    with open(journal, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a line cut off when the run was killed
+            name = entry.get("submission")
+            if not isinstance(name, str):
+                continue
+            if entry.get("complete"):
+                done[name] = partial.pop(name, [])
+            elif "check" in entry:
+                partial.setdefault(name, []).append(entry)
+    return done
+
+
+def _rewrite(journal: str, kept: dict[str, list[dict[str, Any]]]) -> None:
+    """Start results.jsonl over with only the complete submissions being kept."""
+    with open(journal, "w", encoding="utf-8") as handle:
+        for name, records in kept.items():
+            for record in records:
+                handle.write(json.dumps(record, sort_keys=True) + "\n")
+            score = sum(r["score"] for r in records)
+            handle.write(json.dumps({"submission": name, "complete": True, "score": score}) + "\n")
+
+
+def write_summary(assignment: Assignment, out: str) -> summary.ClassSummary:
+    """summary.md and summary.html from the results.jsonl in `out`."""
+    records = [r for rs in read_records(os.path.join(out, RESULTS)).values() for r in rs]
+    made = summary.summarize(assignment.name, records, assignment.max_score)
+    with open(os.path.join(out, "summary.md"), "w", encoding="utf-8") as handle:
+        handle.write(summary.markdown(made))
+    with open(os.path.join(out, "summary.html"), "w", encoding="utf-8") as handle:
+        handle.write(summary.page(made))
+    return made
+
+
+def grade_one(assignment_path: str, submission_folder: str, results: str) -> dict[str, Any]:
+    """Gradescope's way: one submission, graded here (each check still sandboxed)."""
+    started = time.perf_counter()
+    load_assignment(assignment_path)  # a bad assignment fails before any submission runs
+    submission = Submission(
+        os.path.basename(os.path.normpath(submission_folder)), submission_folder
+    )
+    records = grade_submission(assignment_path, submission)
+    document = results_json(records, time.perf_counter() - started)
+    write_atomically(results, document)
+    return document
+
+
+class _Progress:
+    """A progress bar on a terminal (rich): submissions done, failing, time left."""
+
+    def __init__(self, total: int, done: int, show: bool) -> None:
+        self._bar: Any = None
+        self._task: Any = None
+        self._failing = 0
+        self._args = (total, done, show)
+
+    def __enter__(self) -> _Progress:
+        total, done, show = self._args
+        if show:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("grading"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[failing]} failing"),
+                TimeRemainingColumn(),
+                transient=False,
+            )
+            self._bar.__enter__()
+            self._task = self._bar.add_task("grading", total=total, completed=done, failing=0)
+        return self
+
+    def advance(self, failing: bool) -> None:
+        self._failing += failing
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1, failing=self._failing)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)

@@ -1,0 +1,268 @@
+"""Grading a class: assignment files, the example class, outputs, Gradescope, Dask, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gradverify.errors import InvalidArgument
+from gradverify.grading import protocol
+from gradverify.grading.assignment import load_assignment
+from gradverify.grading.autograder import write_zip
+from gradverify.grading.notebooks import notebook_source
+from gradverify.grading.runner import grade, grade_one, read_records
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "assignment"
+
+
+@pytest.fixture
+def example(tmp_path):
+    """The example class with a 2-second time limit (its endless submission waits out each)."""
+    copy = tmp_path / "assignment"
+    shutil.copytree(EXAMPLE, copy)
+    toml = copy / "chapter5.toml"
+    toml.write_text(toml.read_text().replace("time_limit = 5", "time_limit = 2"))
+    return copy
+
+
+EXPECTED = {  # submission: (score, {check: status}) for the checks that do not pass
+    "correct": (18.0, {}),
+    "notebook": (18.0, {}),
+    "partly_wrong": (12.0, {"Relu": "fail", "Affine": "fail", "SoftmaxWithLoss": "fail"}),
+    "endless": (10.0, {"Affine": "error", "Affine (other shapes)": "error"}),
+    "sneaky": (6.0, {"MulLayer": "fail", "Sigmoid": "fail", "SoftmaxWithLoss": "fail"}),
+}
+
+
+def _without_timing(records):
+    """Every record as text, without what a clock decides (its seconds, in and out of its
+    report): the rest must be the same however and wherever it was graded."""
+    return sorted(
+        re.sub(
+            r"\b\d+\.\d+ s\b",
+            "_ s",
+            json.dumps({k: v for k, v in r.items() if k != "seconds"}, sort_keys=True),
+        )
+        for rs in records.values()
+        for r in rs
+    )
+
+
+def test_the_example_class_is_graded_as_each_submission_deserves(example, tmp_path):
+    out = tmp_path / "out"
+    run = grade(str(example / "chapter5.toml"), str(example / "submissions"), str(out), workers=2)
+    assert run.graded == 5
+    records = read_records(str(out / "results.jsonl"))
+    for name, (score, statuses) in EXPECTED.items():
+        document = json.loads((out / name / "results.json").read_text())
+        assert document["score"] == score, (name, [t["output"] for t in document["tests"]])
+        failing = {r["check"]: r["status"] for r in records[name] if r["status"] != "pass"}
+        assert {k: failing.get(k) for k in statuses} == statuses, (name, failing)
+    summary = (out / "summary.md").read_text()
+    assert "5 submissions graded." in summary and "| Relu | 3 | 5 | 60% |" in summary
+    assert "forward differs from the reference" in summary
+    page = (out / "summary.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<script" not in page and "http" not in page
+
+
+def test_results_json_follows_gradescopes_format(example, tmp_path):
+    results = tmp_path / "results" / "results.json"
+    document = grade_one(
+        str(example / "chapter5.toml"), str(example / "submissions" / "partly_wrong"), str(results)
+    )
+    assert json.loads(results.read_text()) == document
+    assert set(document) == {"score", "execution_time", "output", "stdout_visibility", "tests"}
+    for test in document["tests"]:
+        assert set(test) == {
+            "name",
+            "number",
+            "score",
+            "max_score",
+            "status",
+            "output",
+            "visibility",
+        }
+        assert test["status"] == ("passed" if test["score"] >= test["max_score"] else "failed")
+    hidden = [t for t in document["tests"] if t["visibility"] != "visible"]
+    assert [t["name"] for t in hidden] == ["Affine (other shapes)"]
+    affine = next(t for t in document["tests"] if t["name"] == "Affine")
+    assert affine["score"] == 3.0 and "db: 0 / 1 (FAIL)" in affine["output"]
+    assert "hint: analytic = 0.5 x numeric" in affine["output"]
+
+
+def test_a_dask_cluster_grades_the_same_as_the_process_pool(example, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    assignment, submissions = str(example / "chapter5.toml"), str(example / "submissions")
+    grade(assignment, submissions, str(tmp_path / "pool"), workers=2)
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, dashboard_address=None
+    ) as cluster:
+        grade(assignment, submissions, str(tmp_path / "dask"), scheduler=cluster.scheduler_address)
+    pool = read_records(str(tmp_path / "pool" / "results.jsonl"))
+    dask = read_records(str(tmp_path / "dask" / "results.jsonl"))
+    assert _without_timing(pool) == _without_timing(dask)
+
+
+def test_a_killed_run_resumes_to_the_same_results(example, tmp_path):
+    command = [sys.executable, "-m", "gradverify", "grade", str(example / "chapter5.toml")]
+    submissions = str(example / "submissions")
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    subprocess.run([*command, submissions, "--out", str(clean), "--workers", "1"], check=True)
+    running = subprocess.Popen([*command, submissions, "--out", str(killed), "--workers", "1"])
+    journal = killed / "results.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (
+        journal.exists() and '"complete": true' in journal.read_text()
+    ):
+        time.sleep(0.05)
+    os.kill(running.pid, signal.SIGKILL)
+    running.wait()
+    assert 0 < len(read_records(str(journal))) < 5, "kill the run midway"
+    subprocess.run([*command, submissions, "--out", str(killed), "--resume"], check=True)
+    assert _without_timing(read_records(str(journal))) == _without_timing(
+        read_records(str(clean / "results.jsonl"))
+    )
+
+
+def test_the_autograder_zip_grades_a_submission_as_gradescope_would(example, tmp_path):
+    archive = tmp_path / "autograder.zip"
+    write_zip(str(example / "chapter5.toml"), str(archive))
+    with zipfile.ZipFile(archive) as opened:
+        names = opened.namelist()
+        opened.extractall(tmp_path / "source")
+        assert opened.getinfo("run_autograder").external_attr >> 16 & 0o111
+    assert {"setup.sh", "run_autograder", "chapter5.toml", "solution.py"} <= set(names)
+    assert "lib/gradverify/grading/grader.py" in names
+    results = tmp_path / "results.json"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gradverify",
+            "grade",
+            "chapter5.toml",
+            "--gradescope",
+            "--submission",
+            str(example / "submissions" / "correct"),
+            "--results",
+            str(results),
+        ],
+        cwd=tmp_path / "source",
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "source" / "lib")},
+        check=True,
+    )
+    assert json.loads(results.read_text())["score"] == 18.0
+
+
+ASSIGNMENTS = {
+    "unknown key": ("[assignment]\npionts = 1\n", "unknown key(s) ['pionts']"),
+    "no checks": ("[assignment]\nname = 'x'\n", "no [[check]] tables"),
+    "no object": ("[[check]]\nname = 'A'\n", "needs object = the class to check"),
+    "no module": ("[[check]]\nobject = 'Affine'\n", "must name a class in a .py file"),
+    "bad visibility": (
+        "[[check]]\nobject = 'l.py:A'\nvisibility = 'secret'\nspec = {inputs = {x = [2]}}\n",
+        "visibility = 'secret'; it is one of visible, hidden",
+    ),
+    "points disagree": (
+        "[[check]]\nobject = 'l.py:A'\npoints = 3\ngradients = {dx = 1}\n"
+        "spec = {inputs = {x = [2]}}\n",
+        "points = 3 but the gradients add up to 1",
+    ),
+    "bad spec": (
+        "[[check]]\nobject = 'l.py:A'\nspec = {inputs = {x = ['N']}}\n",
+        "uses dimension 'N', which dims does not declare",
+    ),
+    "missing reference": (
+        "[assignment]\nreference = 'nowhere.py'\n[[check]]\nobject = 'l.py:A'\n"
+        "spec = {inputs = {x = [2]}}\n",
+        "reference file",
+    ),
+    "not TOML": ("[[check]\n", "is not valid TOML"),
+}
+
+
+@pytest.mark.parametrize("case", ASSIGNMENTS)
+def test_a_bad_assignment_file_names_the_key_and_the_fix(tmp_path, case):
+    text, message = ASSIGNMENTS[case]
+    path = tmp_path / "a.toml"
+    path.write_text(text)
+    with pytest.raises(InvalidArgument) as raised:
+        load_assignment(str(path))
+    assert message in str(raised.value)
+
+
+def test_the_cli_says_what_is_wrong_in_one_line_and_exits_2(tmp_path):
+    (tmp_path / "a.toml").write_text("[assignment]\n")
+    ran = subprocess.run(
+        [sys.executable, "-m", "gradverify", "grade", str(tmp_path / "a.toml"), "x", "--out", "o"],
+        capture_output=True,
+        text=True,
+    )
+    assert ran.returncode == 2 and ran.stderr.startswith("gradverify: error: ")
+    assert "Traceback" not in ran.stderr
+
+
+def test_a_notebook_keeps_its_definitions_and_drops_everything_else(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    cells = [
+        "%matplotlib inline\n!pip install tqdm\nimport numpy as np\nimport no_such_module",
+        "RATE = 0.1\nclass Layer:\n    def forward(self, x):\n        return RATE * x",
+        "for epoch in range(10**9):\n    train()\nopen('/etc/passwd')",
+        "def helper(): return 1\nhelper()",
+        "this is not (python",
+    ]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    path = tmp_path / "work.ipynb"
+    nbformat.write(notebook, str(path))
+    source = notebook_source(str(path))
+    namespace: dict = {}
+    exec(compile(source, "layers.py", "exec"), namespace)
+    assert namespace["Layer"]().forward(2.0) == pytest.approx(0.2)
+    assert "train()" not in source and "helper()\n" not in source and "pip" not in source
+    assert "# cell 5 skipped: it does not parse" in source
+
+
+def _frame(header: bytes) -> bytes:
+    return len(header).to_bytes(4, "big") + header
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"\xff\xff\xff\xff",
+        _frame(b"notjs"),
+        _frame(b'{"_arrays": [["|O", [1], 8]]}'),
+        _frame(b'{"_arrays": [["<f8", [3], 8]]}'),
+        _frame(b'{"_arrays": [["<f8", [1073741824], 8589934592]]}'),
+    ],
+    ids=["huge header", "not JSON", "object dtype", "wrong byte count", "huge array"],
+)
+def test_the_wire_trusts_nothing_a_child_sends(frame):
+    import socket
+
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        theirs.sendall(frame)
+        theirs.shutdown(socket.SHUT_WR)
+        with pytest.raises((protocol.ProtocolError, EOFError)):
+            protocol.read_message(ours)
+
+
+def test_values_cross_the_wire_as_what_they_are():
+    arrays: list[np.ndarray] = []
+    value = (np.arange(3.0), {"train_flg": True}, [[1.0, 2.0]], None, np.float64(2.5), object())
+    back = protocol.decode(protocol.encode(value, arrays), arrays)
+    assert np.array_equal(back[0], np.arange(3.0)) and back[1] == {"train_flg": True}
+    assert back[2] == [[1.0, 2.0]] and back[3] is None and back[4].shape == ()
+    assert type(back[5]).__name__ == "object"

@@ -1,0 +1,256 @@
+"""Hostile submissions: each act gets the verdict it deserves, and costs no one else anything.
+
+Every test grades a submission of its own (a `layers.py` with a correct Sigmoid and
+an Affine carrying the act) against a two-check assignment.  The Sigmoid check
+must stay a full PASS whatever the Affine does, no act may earn a point it
+should not, and the grader's own process, files and results must come out
+untouched.  Acts that need root to be contained (no network, other users' files)
+are skipped with the reason where the tests do not run as root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from gradverify.grading.grader import Submission, grade_submission
+from gradverify.grading.runner import grade
+
+ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not ROOT, reason="contained only when the grader runs as root")
+
+SIGMOID = """
+import numpy as np
+
+
+class Sigmoid:
+    def forward(self, x):
+        self.out = 1 / (1 + np.exp(-x))
+        return self.out
+
+    def backward(self, dout):
+        return dout * (1 - self.out) * self.out
+"""
+
+AFFINE = """
+
+class Affine:
+    def __init__(self, W, b):
+        self.W, self.b = W, b
+
+    def forward(self, x):
+        {forward}
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dout):
+        {backward}
+        self.dW = self.x.T @ dout
+        self.db = dout.sum(axis=0)
+        return dout @ self.W.T
+"""
+
+ASSIGNMENT = """
+[assignment]
+name = "hostile"
+module = "layers.py"
+time_limit = 1.5
+memory_limit = 256
+
+[[check]]
+object = "Sigmoid"
+spec = {dims = {N = 2, D = 3}, inputs = {x = ["N", "D"]}}
+
+[[check]]
+object = "Affine"
+spec = {dims = {N = 2, D = 3, M = 2}, init = {W = ["D", "M"], b = ["M"]}, inputs = {x = ["N", "D"]}}
+"""
+
+
+@pytest.fixture
+def tmp_path():
+    """A folder every user may enter (pytest's own are 0700): the walls under test must
+    be the sandbox's, not a folder the submission cannot even reach."""
+    folder = Path(tempfile.mkdtemp(prefix="gradverify-hostile-"))
+    folder.chmod(0o777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _submission(tmp_path, name, *, top="", forward="pass", backward="pass", extra=""):
+    folder = tmp_path / "submissions" / name
+    folder.mkdir(parents=True)
+    source = SIGMOID + AFFINE.format(forward=forward, backward=backward) + extra
+    (folder / "layers.py").write_text(textwrap.dedent(top) + source)
+    return Submission(name, str(folder))
+
+
+def _assignment(tmp_path):
+    path = tmp_path / "assignment.toml"
+    path.write_text(ASSIGNMENT)
+    return str(path)
+
+
+def _body(code):
+    """Statements for the body of Affine.forward (indented to fit the template)."""
+    return textwrap.dedent(code).strip().replace("\n", "\n        ")
+
+
+def _grade(tmp_path, **act):
+    records = grade_submission(_assignment(tmp_path), _submission(tmp_path, "student", **act))
+    sigmoid, affine = records
+    assert sigmoid["status"] == "pass" and sigmoid["score"] == 1.0, sigmoid["output"]
+    return affine
+
+
+ERRORS = {
+    "infinite loop": ({"forward": "while True: pass"}, "no answer within the time limit of 1.5 s"),
+    "sleep": ({"forward": "import time; time.sleep(60)"}, "no answer within the time limit"),
+    "memory bomb": ({"forward": "[bytearray(2**20) for _ in range(10**6)]"}, "MemoryError"),
+    "sys.exit(0) in forward": ({"forward": "import sys; sys.exit(0)"}, "SystemExit"),
+    "os._exit(0) in forward": ({"forward": "import os; os._exit(0)"}, "exited with status 0"),
+    "KeyboardInterrupt in backward": ({"backward": "raise KeyboardInterrupt"}, "KeyboardInterrupt"),
+    "segfault": ({"forward": "import ctypes; ctypes.string_at(0)"}, "killed by SIGSEGV"),
+    "NaN forward": ({"forward": "x = x * float('nan')"}, "is not finite"),
+}
+
+
+@pytest.mark.parametrize("act", ERRORS)
+def test_an_act_that_stops_the_check_is_an_error_worth_nothing(tmp_path, act):
+    changes, reason = ERRORS[act]
+    affine = _grade(tmp_path, **changes)
+    assert affine["status"] == "error" and affine["score"] == 0.0
+    assert reason in affine["output"], affine["output"]
+
+
+@pytest.mark.parametrize(
+    ("act", "top"),
+    [
+        ("sys.exit(0) at import", "import sys\nsys.exit(0)\n"),
+        ("os._exit(0) at import", "import os\nos._exit(0)\n"),
+        ("an import error", "import numpy_but_misspelled\n"),
+    ],
+)
+def test_an_act_at_import_errors_every_check(tmp_path, act, top):
+    records = grade_submission(_assignment(tmp_path), _submission(tmp_path, "student", top=top))
+    assert [r["status"] for r in records] == ["error", "error"]
+    assert sum(r["score"] for r in records) == 0.0
+
+
+def test_a_random_forward_fails_on_its_contract(tmp_path):
+    affine = _grade(tmp_path, forward="x = x + np.random.default_rng().standard_normal(x.shape)")
+    assert affine["status"] == "fail" and "nondeterministic forward" in affine["findings"]
+
+
+def test_patching_numpy_and_gradverify_in_the_child_changes_nothing(tmp_path):
+    top = """
+        import numpy as np
+        np.allclose = lambda *a, **k: True
+        np.testing.assert_allclose = lambda *a, **k: None
+        import gradverify
+        gradverify.check = lambda *a, **k: None
+        import gradverify.checks
+        gradverify.checks.check = lambda *a, **k: None
+    """
+    affine = _grade(tmp_path, top=top, backward="dout = 0 * dout")
+    assert affine["status"] == "fail" and affine["score"] == 0.0
+
+
+def test_printing_megabytes_is_captured_truncated_and_costs_nothing(tmp_path):
+    affine = _grade(tmp_path, forward="print('PASSED ' * 1000000)")
+    assert affine["status"] == "pass" and affine["score"] == 1.0
+    assert "what the submission printed:" in affine["output"]
+    assert len(affine["output"]) < 10_000 and "more bytes)" in affine["output"]
+
+
+def test_forged_results_files_are_never_read(tmp_path):
+    forge = """
+        import glob, os
+        places = ["..", "../..", "/autograder/results", *glob.glob("/tmp/*"), *glob.glob("{out}/*")]
+        for folder in places:
+            try:
+                with open(os.path.join(folder, "results.json"), "w") as handle:
+                    handle.write('{{"score": 1000, "tests": []}}')
+            except OSError:
+                pass
+    """
+    out = tmp_path / "out"
+    _submission(tmp_path, "honest")
+    _submission(tmp_path, "forger", top=forge.format(out=out), backward="dout = 0 * dout")
+    grade(_assignment(tmp_path), str(tmp_path / "submissions"), str(out), workers=1)
+    honest = json.loads((out / "honest" / "results.json").read_text())
+    forger = json.loads((out / "forger" / "results.json").read_text())
+    assert honest["score"] == 2.0 and forger["score"] == 1.0  # its Sigmoid is right
+    assert all(len(line) < 100_000 for line in (out / "results.jsonl").read_text().splitlines())
+
+
+@needs_root
+def test_deleting_sibling_submissions_and_the_results_fails(tmp_path):
+    vandal = """
+        import glob, shutil
+        for path in glob.glob("{root}/**", recursive=True):
+            shutil.rmtree(path, ignore_errors=True)
+    """
+    out = tmp_path / "out"
+    _submission(tmp_path, "a_vandal", top=vandal.format(root=tmp_path))
+    _submission(tmp_path, "b_sibling")
+    grade(_assignment(tmp_path), str(tmp_path / "submissions"), str(out), workers=1)
+    assert (tmp_path / "submissions" / "b_sibling" / "layers.py").exists()
+    assert json.loads((out / "b_sibling" / "results.json").read_text())["score"] == 2.0
+    assert json.loads((out / "a_vandal" / "results.json").read_text())["score"] == 2.0
+
+
+def test_processes_left_behind_are_killed_when_the_check_ends(tmp_path):
+    marker = tmp_path / "alive"
+    spawn = f"""
+        import subprocess, sys
+        subprocess.Popen([sys.executable, "-c",
+            "import os, time; os.setsid(); time.sleep(2); open({str(marker)!r}, 'w').write('x')"])
+    """
+    records = grade_submission(_assignment(tmp_path), _submission(tmp_path, "s", top=spawn))
+    assert [r["status"] for r in records] == ["pass", "pass"]
+    time.sleep(3)
+    assert not marker.exists(), "a process the submission started outlived its check"
+
+
+def test_a_fork_bomb_meets_the_process_cap(tmp_path):
+    bomb = "import os\nwhile True:\n    os.fork()"
+    affine = _grade(tmp_path, forward=_body(bomb))
+    assert affine["status"] == "error" and affine["score"] == 0.0
+
+
+@needs_root
+def test_the_network_is_out_of_reach(tmp_path):
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    server.settimeout(5)
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(_accept(server)), daemon=True).start()
+    dial = f"""
+        import socket
+        try:
+            socket.create_connection(("127.0.0.1", {port}), timeout=1).sendall(b"leak")
+        except OSError:
+            pass
+    """
+    affine = _grade(tmp_path, forward=_body(dial))
+    assert affine["status"] == "pass"
+    time.sleep(0.5)
+    server.close()
+    assert accepted in ([], [None]), "the submission reached a server on this machine"
+
+
+def _accept(server):
+    try:
+        return server.accept()
+    except OSError:
+        return None
