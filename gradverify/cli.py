@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import os
 import sys
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gradverify.adapters import TargetRaised
 from gradverify.checks import check
 from gradverify.config import DEFAULT_BUDGET, CheckConfig
 from gradverify.errors import GradverifyError, InvalidArgument
@@ -117,6 +119,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     if arguments.command != "check":
         return run_command(arguments)
+    try:
+        return _check(arguments)
+    except KeyboardInterrupt:
+        print("gradverify: interrupted; the checked layers are left as they were.", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `gradverify check --json | head`: the reader left, quietly
+        sys.stderr.close()
+        return 0
+
+
+def _check(arguments: argparse.Namespace) -> int:
     try:
         CheckConfig(  # fail early, before any layer is imported or built
             seed=arguments.seed, rtol=arguments.rtol, atol=arguments.atol, budget=arguments.budget
@@ -323,11 +336,16 @@ def _import(spec: str) -> Any:
     if os.getcwd() not in sys.path:  # like `python -m`: modules in this directory import
         sys.path.insert(0, os.getcwd())
     try:
-        module = importlib.import_module(module_name)
+        module = _module(module_name)
     except ImportError as error:
         raise InvalidArgument(
             f"cannot import module {module_name!r} of target {spec!r}: {error}. "
             f"Run from the directory that contains it, or install it."
+        ) from None
+    except Exception as error:  # the module's own code failed: its line, not ours
+        raise InvalidArgument(
+            f"importing {module_name!r} (target {spec!r}) raised "
+            f"{TargetRaised('import', error).describe().split(' raised ', 1)[1]}"
         ) from None
     obj: Any = module
     for part in attribute.split("."):
@@ -335,6 +353,22 @@ def _import(spec: str) -> Any:
             raise InvalidArgument(f"module {module_name!r} has no {attribute!r} (target {spec!r}).")
         obj = getattr(obj, part)
     return obj
+
+
+def _module(name: str) -> Any:
+    """A module by dotted name, or by file path (``layers.py``, ``./lib/layers.py``)."""
+    if not name.endswith(".py") and os.sep not in name:
+        return importlib.import_module(name)
+    path = os.path.abspath(name if name.endswith(".py") else name + ".py")
+    if not os.path.isfile(path):
+        raise ImportError(f"no file {path}")
+    spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path} is not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def _shapes(flag: str, specs: list[str]) -> list[tuple[str, tuple[int, ...]]]:

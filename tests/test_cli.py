@@ -140,3 +140,26 @@ def test_a_module_in_the_current_directory_imports(tmp_path, monkeypatch, capsys
     monkeypatch.setattr("sys.path", [p for p in __import__("sys").path if p not in ("", ".")])
     assert main(["check", "my_own_layers:Square", "--input", "x=2,3"]) == 0
     assert "Square" in capsys.readouterr().out
+
+
+def test_a_module_that_fails_to_import_is_one_line_with_its_own_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "broken_syntax.py").write_text(
+        "class A:\n    def forward(self, x)\n        return x\n"
+    )
+    (tmp_path / "raises.py").write_text("raise RuntimeError('boom at import')\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "broken_syntax:A", "--input", "x=2,2"]) == 2
+    assert "raised SyntaxError: expected ':' (broken_syntax.py, line 2)" in capsys.readouterr().err
+    assert main(["check", "raises.py:A", "--input", "x=2,2"]) == 2
+    err = capsys.readouterr().err
+    assert "raised RuntimeError: boom at import" in err and 'File "raises.py", line 1' in err
+
+
+def test_a_target_named_by_its_file_path(tmp_path, monkeypatch, capsys):
+    (tmp_path / "mine.py").write_text(
+        "class Double:\n    def forward(self, x):\n        return 2 * x\n"
+        "    def backward(self, dout):\n        return 2 * dout\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "./mine.py:Double", "--input", "x=2,3"]) == 0
+    assert "PASS" in capsys.readouterr().out

@@ -23,6 +23,7 @@ from gradverify.errors import GradverifyError, TargetContractError
 from gradverify.objects import Holding, holdings, is_foreign_array, rebind
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_STANDARD_LIBRARY = os.path.dirname(os.__file__) + os.sep
 
 
 class TargetRaised(GradverifyError):
@@ -48,12 +49,20 @@ def _user_frame(exc: BaseException) -> str:
         for f in traceback.extract_tb(exc.__traceback__)
         if not os.path.abspath(f.filename).startswith(_PACKAGE_DIR)
         and f"{os.sep}numpy{os.sep}" not in f.filename
+        and not _machinery(f.filename)
     ]
     if not frames:
         return ""
     frame = frames[-1]
     location = f'  File "{os.path.basename(frame.filename)}", line {frame.lineno}, in {frame.name}'
     return f"{location}\n    {frame.line}" if frame.line else location
+
+
+def _machinery(filename: str) -> bool:
+    """Python's own frames (importlib, the standard library), which are never the user's line."""
+    if filename.startswith("<frozen"):
+        return True
+    return filename.startswith(_STANDARD_LIBRARY) and "-packages" not in filename
 
 
 def call_target(stage: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
