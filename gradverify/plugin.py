@@ -248,4 +248,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if path and not _is_worker(config):
         from gradverify.session import write_json
 
-        write_json(path, config.stash.get(_RECORDS, []))
+        try:
+            write_json(path, config.stash.get(_RECORDS, []))
+        except OSError as error:  # a typo in the path must not hide the session's result
+            reporter = config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line(f"gradverify: cannot write {path}: {error.strerror}", red=True)

@@ -157,6 +157,28 @@ def test_json_file_and_per_test_seeds(project):
     assert alone["seed"] == results[2]["seed"]  # the same seed whatever else runs
 
 
+def test_an_unwritable_json_path_is_said_and_keeps_the_result_line(project):
+    missing = project.path / "no" / "such" / "folder" / "checks.json"
+    result = project.runpytest("-p", "no:cacheprovider", f"--gradverify-json={missing}")
+    result.stdout.fnmatch_lines(["gradverify: cannot write *checks.json: No such file*"])
+    result.assert_outcomes(failed=1, passed=2)
+
+
+def test_a_bad_target_fails_the_test_in_one_line(pytester):
+    pytester.makepyfile(
+        """
+import numpy as np
+
+def test_none(gradcheck):
+    gradcheck(None, {"x": np.ones(2)})
+"""
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*gradverify: gradverify does not know how to check None*"])
+    assert "adapters/__init__.py" not in result.stdout.str()
+
+
 def test_junit_properties(project):
     xml = project.path / "junit.xml"
     project.runpytest("-p", "no:cacheprovider", f"--junitxml={xml}")
