@@ -39,7 +39,7 @@ def forward_difference(
             return _finding(
                 f"{label}: forward{where} has {shape}, the reference's has shape {trusted.shape}."
             )
-        outside = np.abs(mine - trusted) > atol + rtol * np.abs(trusted)
+        outside = ~np.isclose(mine, trusted, rtol=rtol, atol=atol)  # NaN differs from anything
         if np.any(outside):
             index = tuple(int(i) for i in np.argwhere(outside)[0])
             count = int(np.count_nonzero(outside))
@@ -51,6 +51,33 @@ def forward_difference(
                 f"is still wrong."
             )
     return None
+
+
+def gradient_difference(name: str, gradient: Any, reference: Any) -> str:
+    """Why `gradient` is not the `reference` gradient (both analytic), or ''.
+
+    Judged at ``GRADIENT_RTOL`` of each element plus a floor of that fraction of the
+    largest one: two correct implementations differ by their roundings and their
+    deliberate approximations (the textbook's ``log(y + 1e-7)``), far below any bug.
+    """
+    mine, trusted = _items(gradient)[0], _items(reference)[0]
+    if trusted is None:
+        return ""
+    if mine is None or mine.shape != trusted.shape:
+        return f"{name} is not the reference's gradient (shape {trusted.shape})"
+    floor = GRADIENT_RTOL * float(np.max(np.abs(trusted), initial=0.0))
+    outside = ~np.isclose(mine, trusted, rtol=GRADIENT_RTOL, atol=floor + ATOL)
+    if not np.any(outside):
+        return ""
+    index = tuple(int(i) for i in np.argwhere(outside)[0])
+    return (
+        f"{name} agrees with this forward but is not the reference's gradient: at "
+        f"{index or '()'} {float(mine[index]):.6g} vs {float(trusted[index]):.6g}"
+    )
+
+
+#: Gradients must agree with the reference's to this relative precision (see above).
+GRADIENT_RTOL = 1e-4
 
 
 def _items(value: Any) -> list[np.ndarray | None]:

@@ -254,3 +254,68 @@ def _accept(server):
         return server.accept()
     except OSError:
         return None
+
+
+def test_garbage_written_to_the_grader_is_an_error_for_that_check_alone(tmp_path):
+    garbage = """
+        import os, stat
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                if stat.S_ISSOCK(os.fstat(int(fd)).st_mode):
+                    os.write(int(fd), b"\\xff\\xff\\xff\\xff garbage")
+            except OSError:
+                pass
+    """
+    affine = _grade(tmp_path, forward=_body(garbage))
+    assert affine["status"] == "error" and "garbage" in affine["output"]
+
+
+def test_a_trickling_answer_cannot_stretch_the_time_limit(tmp_path):
+    trickle = """
+        import os, stat, time
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                if stat.S_ISSOCK(os.fstat(int(fd)).st_mode):
+                    os.write(int(fd), (1 << 20).to_bytes(4, "big"))
+                    for _ in range(100):
+                        time.sleep(0.5)
+                        os.write(int(fd), b" ")
+            except OSError:
+                pass
+    """
+    started = time.monotonic()
+    affine = _grade(tmp_path, forward=_body(trickle))
+    assert affine["status"] == "error" and time.monotonic() - started < 10
+
+
+def test_a_decoy_weight_earns_nothing_against_the_reference(tmp_path):
+    """`self.W` is a copy forward never reads, with a zero `dW` to match: consistent, so the
+    gradient check alone passes it; the reference's dW does not."""
+    decoy = """
+
+class Decoy:
+    def __init__(self, W, b):
+        self.weights, self.b = W, b
+        self.W, self.dW = W.copy(), np.zeros_like(W)
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.weights + self.b
+
+    def backward(self, dout):
+        self.db = dout.sum(axis=0)
+        return dout @ self.weights.T
+"""
+    (tmp_path / "solution.py").write_text(SIGMOID + AFFINE.format(forward="pass", backward="pass"))
+    assignment = tmp_path / "assignment.toml"
+    assignment.write_text(
+        ASSIGNMENT.replace(
+            'object = "Affine"',
+            'object = "Decoy"\ngradients = {dx = 1, dW = 1, db = 1}\n'
+            'reference = "solution.py:Affine"',
+        )
+    )
+    submission = _submission(tmp_path, "decoy", extra=decoy)
+    _, graded = grade_submission(str(assignment), submission)
+    assert graded["score"] == 2.0, graded["output"]
+    assert "dW agrees with this forward but is not the reference's gradient" in graded["output"]

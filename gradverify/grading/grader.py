@@ -1,41 +1,48 @@
 """Grade one submission: every check of the assignment, each in its own sandboxed child.
 
 `grade_submission` is what a worker runs (in a process pool, or on a Dask
-worker): it takes plain paths, returns plain records, and holds its sandbox and
-the trusted references for the life of the worker process.  Every check draws
-the same inputs for every submission (the assignment's seed and the check's
-number), runs the whole checker here against a `RemoteAdapter`, compares the
-forward with the reference when there is one, and scores the result.  Nothing
-a submission does can stop the others: a check that cannot run is an ERROR
-with the reason, and the next check starts in a fresh child.
+worker): it takes plain paths, returns plain records, and holds its sandbox for
+the life of the worker process.  Every check draws the same inputs for every
+submission (the assignment's seed and the check's number), runs the whole
+checker here against a `RemoteAdapter`, holds the result against the trusted
+reference when there is one (`against`), and scores it.  `grade_check` is a hard
+boundary: whatever goes wrong in one check — the submission's doing or the
+grader's — becomes an ERROR record with the reason, and the next check starts in
+a fresh child.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import importlib.util
 import os
 import shutil
+import stat
+import sys
+import threading
 import time
-from collections.abc import Callable
+import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from gradverify.adapters import resolve_adapter
+from gradverify.adapters import BUILTIN_ADAPTERS
 from gradverify.checks import check
 from gradverify.errors import GradverifyError
 from gradverify.grading import scoring
+from gradverify.grading.against import against_reference
 from gradverify.grading.assignment import Assignment, GradedCheck, load_assignment
 from gradverify.grading.notebooks import notebook_source
-from gradverify.grading.protocol import encode
-from gradverify.grading.remote import RemoteAdapter, RemoteRaised
+from gradverify.grading.protocol import ProtocolError, encode
+from gradverify.grading.remote import RemoteAdapter
 from gradverify.grading.sandbox import Child, Limits, Sandbox, SubmissionDied
-from gradverify.references import forward_difference
-from gradverify.results import CheckResult, Status, worst_status
+from gradverify.results import CheckResult, Status
 from gradverify.specs import Case, draw
+
+#: What each built-in adapter kind differentiates: decided here, never by the child.
+_TRAITS = {a.kind: (a.differentiates_inputs, a.takes_cotangent) for a in BUILTIN_ADAPTERS}
+_GRADED_KINDS = ("layer", "network")
 
 
 @dataclass(frozen=True)
@@ -47,26 +54,32 @@ class Submission:
 
 
 def find_submissions(folder: str) -> list[Submission]:
-    """Every sub-folder and every ``.ipynb`` file of `folder`, by name."""
-    found = []
+    """Every sub-folder and every ``.ipynb`` file of `folder`, by name (a notebook sharing
+    a folder's name keeps its file name); hidden entries and links are skipped."""
+    found: dict[str, Submission] = {}
     for entry in sorted(os.listdir(folder)):
         path = os.path.join(folder, entry)
-        if os.path.isdir(path) and not entry.startswith("."):
-            found.append(Submission(entry, path))
-        elif entry.endswith(".ipynb"):
-            found.append(Submission(entry[: -len(".ipynb")], path))
-    return found
+        if entry.startswith(".") or os.path.islink(path):
+            continue
+        if os.path.isdir(path):
+            found[entry] = Submission(entry, path)
+        elif entry.endswith(".ipynb") and os.path.isfile(path):
+            stem = entry[: -len(".ipynb")]
+            name = stem if stem and stem not in found else entry
+            found[name] = Submission(name, path)
+    return list(found.values())
 
 
 def prepare(submission: Submission, assignment: Assignment, scratch: str) -> None:
-    """Fill `scratch` with the submission: its folder's files, and a notebook as the module."""
+    """Fill `scratch` with the submission: its folder's regular files (never a link, a pipe
+    or a device: the grader would follow or block on them), and a notebook as the module."""
     notebook = submission.path if submission.path.endswith(".ipynb") else None
     if notebook is None:
-        shutil.copytree(submission.path, scratch, symlinks=True, dirs_exist_ok=True)
+        _copy_regular(submission.path, scratch)
         notebooks = [f for f in os.listdir(scratch) if f.endswith(".ipynb")]
         missing = [m for m in assignment.modules if not os.path.exists(os.path.join(scratch, m))]
         if missing and len(notebooks) == 1:
-            notebook = os.path.join(submission.path, notebooks[0])
+            notebook = os.path.join(scratch, notebooks[0])
     if notebook is not None:
         source = notebook_source(notebook)
         for module in assignment.modules:
@@ -75,10 +88,28 @@ def prepare(submission: Submission, assignment: Assignment, scratch: str) -> Non
                     handle.write(source)
 
 
-@functools.cache
+def _copy_regular(source: str, destination: str) -> None:
+    for folder, dirs, files in os.walk(source):  # os.walk does not follow links to folders
+        target = os.path.join(destination, os.path.relpath(folder, source))
+        os.makedirs(target, exist_ok=True)
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
+        for name in files:
+            path = os.path.join(folder, name)
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                shutil.copyfile(path, os.path.join(target, name), follow_symlinks=False)
+
+
+_SANDBOXES: dict[int, Sandbox] = {}
+
+
 def _sandbox() -> Sandbox:
-    """One sandbox (and zygote) per worker process."""
-    return Sandbox()
+    """One sandbox (and zygote) per process: a worker forked from a process that had one
+    gets its own, and leaves the inherited one (its parent's zygote, its folders) alone."""
+    pid = os.getpid()
+    if pid not in _SANDBOXES:
+        _SANDBOXES.clear()
+        _SANDBOXES[pid] = Sandbox()
+    return _SANDBOXES[pid]
 
 
 @functools.cache
@@ -86,37 +117,61 @@ def _assignment(path: str) -> Assignment:
     return load_assignment(path)
 
 
-def grade_submission(assignment_path: str, submission: Submission) -> list[dict[str, Any]]:
-    """One record per check of the assignment, in order; never raises for the submission."""
+#: One check at a time per worker process: a Dask worker runs tasks on several threads,
+#: and the sandbox (its zygote, its user) serves one child at a time.
+_ONE_AT_A_TIME = threading.Lock()
+
+
+def grade_submission(
+    assignment_path: str, submission: Submission, hide: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """One record per check of the assignment, in order; never raises for the submission.
+
+    `hide` are folders of the grader's (its results) the submission must not see.
+    """
     assignment = _assignment(assignment_path)
+    hidden = (os.path.dirname(assignment.path), os.path.dirname(submission.path), *hide)
     deadline = time.monotonic() + assignment.submission_time_limit
-    return [grade_check(assignment, graded, submission, deadline) for graded in assignment.checks]
+    with _ONE_AT_A_TIME:
+        return [
+            grade_check(assignment, graded, submission, deadline, hidden)
+            for graded in assignment.checks
+        ]
 
 
 def grade_check(
-    assignment: Assignment, graded: GradedCheck, submission: Submission, deadline: float
+    assignment: Assignment,
+    graded: GradedCheck,
+    submission: Submission,
+    deadline: float,
+    hide: Sequence[str] = (),
 ) -> dict[str, Any]:
+    """The record of one check; any failure, of the submission or of the grader, is an ERROR."""
     started = time.perf_counter()
     case = draw(graded.spec, np.random.default_rng([assignment.seed, graded.number]))
     limit = min(graded.time_limit, max(deadline - time.monotonic(), 0.0))
-    sandbox = _sandbox()
-    child = sandbox.run(
-        lambda scratch: prepare(submission, assignment, scratch),
-        Limits(seconds=max(limit, 1e-3), memory=assignment.memory_limit),
-    )
+    sandbox, printed = _sandbox(), ""
     try:
-        result = _checked(child, graded, case, assignment.seed, time.monotonic() + limit, limit)
-        printed = child.output()
-    finally:
-        child.close()
-        sandbox.discard(child)
+        child = sandbox.run(
+            lambda scratch: prepare(submission, assignment, scratch),
+            Limits(seconds=max(limit, 1e-3), memory=assignment.memory_limit),
+            hide,
+        )
+        try:
+            result = _checked(child, graded, case, assignment.seed, time.monotonic() + limit, limit)
+            printed = child.output()
+        finally:
+            sandbox.discard(child)
+    except Exception as error:  # a hard boundary: one check, never the run
+        print(traceback.format_exc(), file=sys.stderr)
+        result = _error(graded, assignment.seed, f"the grader could not grade this check: {error}")
     return scoring.record(submission.name, graded, result, printed, time.perf_counter() - started)
 
 
 def _checked(
     child: Child, graded: GradedCheck, case: Case, seed: int, deadline: float, limit: float
 ) -> CheckResult:
-    """The check's result, with the reference comparison folded in; ERROR if it cannot run."""
+    """The check's result, held against the reference; ERROR if it cannot run."""
     arrays: list[np.ndarray] = []
     setup = {
         "op": "setup",
@@ -131,9 +186,18 @@ def _checked(
         reply, _ = child.request(setup, arrays, deadline)
     except SubmissionDied as died:
         return _error(graded, seed, f"the submission's process {died} loading {graded.module}")
-    if "error" in reply:
-        return _error(graded, seed, str(reply["error"].get("text", "failed"))[:4000])
-    view = RemoteAdapter(child, reply, deadline, limit)
+    except ProtocolError as broken:
+        return _error(graded, seed, f"the submission's process sent garbage ({broken})")
+    error = reply.get("error")
+    if error is not None:
+        text = error.get("text") if isinstance(error, dict) else error
+        return _error(graded, seed, str(text)[:4000])
+    kind = reply.get("kind")
+    if kind not in _GRADED_KINDS:
+        return _error(graded, seed, f"{graded.object} is not a layer or network ({kind!r})")
+    view = RemoteAdapter(
+        child, str(reply.get("name", graded.object)), _TRAITS[kind], deadline, limit
+    )
     try:
         result = check(
             view.target,
@@ -144,59 +208,12 @@ def _checked(
             seed=seed,
             **graded.options,
         )
-    except GradverifyError as error:  # e.g. params naming what the submission does not hold
-        return _error(graded, seed, str(error))
+    except GradverifyError as failed:  # e.g. params naming what the submission does not hold
+        return _error(graded, seed, str(failed))
     result = replace(result, reproduce="")  # the grader's inputs are not the student's to rerun
     if graded.reference is None or result.status is Status.ERROR:
         return result
-    return _against_reference(result, view, graded, case, seed)
-
-
-def _against_reference(
-    result: CheckResult, view: RemoteAdapter, graded: GradedCheck, case: Case, seed: int
-) -> CheckResult:
-    assert graded.reference is not None
-    inputs = [_copy(v) for v in case.inputs.values()]
-    try:
-        theirs = view.forward(inputs)
-    except (RemoteRaised, GradverifyError) as error:
-        return replace(result, status=Status.ERROR, error=str(error))
-    reference = _reference(*graded.reference)
-    saved = np.random.get_state()
-    np.random.seed(seed % 2**32)  # as the child does before every call
-    try:
-        trusted_object = reference(**{k: _copy(v) for k, v in case.init.items()})
-        arguments = [_copy(v) for v in case.inputs.values()]
-        trusted_view = resolve_adapter(trusted_object, arguments, graded.kwargs)
-        trusted = trusted_view.forward(arguments)
-    finally:
-        np.random.set_state(saved)
-    finding = forward_difference(view.label, theirs, trusted)
-    if finding is None:
-        return result
-    return replace(
-        result,
-        status=worst_status([result.status, Status.FAIL]),
-        findings=(*result.findings, finding),
-    )
-
-
-@functools.cache
-def _reference(file: str, attribute: str) -> Callable[..., Any]:
-    """The trusted object, imported once per worker under a name no submission uses."""
-    name = "gradverify_reference_" + hashlib.sha1(file.encode()).hexdigest()[:12]
-    spec = importlib.util.spec_from_file_location(name, file)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    found: Any = module
-    for part in attribute.split("."):
-        found = getattr(found, part)
-    return found
-
-
-def _copy(value: Any) -> Any:
-    return value.copy() if isinstance(value, np.ndarray) else value
+    return against_reference(result, view, graded, case, seed)
 
 
 def _error(graded: GradedCheck, seed: int, text: str) -> CheckResult:

@@ -20,7 +20,12 @@ def notebook_source(path: str) -> str:
     """The module a notebook's definitions make, with a comment per cell it skipped."""
     import nbformat  # only notebook submissions need it
 
-    notebook = nbformat.read(path, as_version=4)
+    try:
+        notebook = nbformat.read(path, as_version=4)
+    except Exception as error:  # not JSON, not a notebook, a version nbformat cannot read
+        raise ValueError(
+            f"the notebook {path.rsplit('/', 1)[-1]} cannot be read: {error}"
+        ) from None
     kept = [f"# definitions from {path.rsplit('/', 1)[-1]}"]
     for number, cell in enumerate(notebook.cells, start=1):
         if cell.cell_type == "code":
@@ -38,8 +43,18 @@ def _definitions(number: int, source: str) -> str:
         tree = ast.parse(text)
     except SyntaxError as error:
         return f"# cell {number} skipped: it does not parse ({error.msg}, line {error.lineno})"
+    except (ValueError, MemoryError, RecursionError):  # NUL bytes, absurd nesting
+        return f"# cell {number} skipped: it cannot be parsed"
     kept = [node for node in tree.body if isinstance(node, _DEFINITIONS) or _is_constant(node)]
-    return "\n\n".join(_guarded(ast.get_source_segment(text, node) or "", node) for node in kept)
+    return "\n\n".join(_guarded(_source(text, node), node) for node in kept)
+
+
+def _source(text: str, node: ast.stmt) -> str:
+    """A statement's source with its decorators (``@dataclass`` belongs to its class)."""
+    decorators = getattr(node, "decorator_list", [])
+    first = min([node.lineno, *(d.lineno for d in decorators)])
+    lines = text.splitlines()[first - 1 : node.end_lineno]
+    return "\n".join(lines)
 
 
 def _guarded(source: str, node: ast.stmt) -> str:

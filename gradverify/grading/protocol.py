@@ -16,8 +16,11 @@ those, and anything else as ``{"opaque": type name}``, so the grader can say
 from __future__ import annotations
 
 import json
+import math
+import re
 import socket
 import struct
+import time
 from typing import Any
 
 import numpy as np
@@ -66,20 +69,39 @@ def encode(value: Any, arrays: list[np.ndarray]) -> Any:
 
 
 def decode(descriptor: Any, arrays: list[np.ndarray]) -> Any:
-    """The value a descriptor stands for; opaque values become stand-ins of the same type name."""
+    """The value a descriptor stands for; opaque values become stand-ins of the same type name.
+
+    Each array of the frame may be used once, and a list of numbers is at most
+    `MAX_LIST` long: a small header cannot expand into gigabytes of Python objects.
+    """
+    return _decode(descriptor, arrays, set(), 0)
+
+
+#: Longest list of numbers (``dx.tolist()``) rebuilt as Python objects.
+MAX_LIST = 1 << 20
+_DEPTH = 32
+
+
+def _decode(descriptor: Any, arrays: list[np.ndarray], used: set[int], depth: int) -> Any:
     if descriptor is None:
         return None
-    if not isinstance(descriptor, dict) or len(descriptor) != 1:
+    if depth > _DEPTH or not isinstance(descriptor, dict) or len(descriptor) != 1:
         raise ProtocolError(f"not a value descriptor: {str(descriptor)[:80]}")
     ((kind, body),) = descriptor.items()
-    if kind == "tuple" and isinstance(body, list):
-        return tuple(decode(d, arrays) for d in body)
-    if kind == "list" and isinstance(body, list):
-        return [decode(d, arrays) for d in body]
+    if kind in ("tuple", "list") and isinstance(body, list):
+        items = [_decode(d, arrays, used, depth + 1) for d in body]
+        return tuple(items) if kind == "tuple" else items
     if kind == "dict" and isinstance(body, dict):
-        return {str(k): decode(d, arrays) for k, d in body.items()}
-    if kind in ("array", "numbers") and isinstance(body, int) and 0 <= body < len(arrays):
-        return arrays[body] if kind == "array" else arrays[body].tolist()
+        return {str(k): _decode(d, arrays, used, depth + 1) for k, d in body.items()}
+    if kind in ("array", "numbers") and type(body) is int and 0 <= body < len(arrays):
+        if body in used:
+            raise ProtocolError(f"array {body} used twice in one message")
+        used.add(body)
+        if kind == "array":
+            return arrays[body]
+        if arrays[body].size > MAX_LIST:
+            raise ProtocolError(f"a list of {arrays[body].size} numbers (at most {MAX_LIST})")
+        return arrays[body].tolist()
     if kind == "opaque" and isinstance(body, str):
         return stand_in(body)
     if kind == "json" and type(body) in (bool, int, float, str):
@@ -89,7 +111,8 @@ def decode(descriptor: Any, arrays: list[np.ndarray]) -> Any:
 
 def stand_in(type_name: str) -> Any:
     """An empty object whose type has the child's type name, for messages ("returned dict")."""
-    return type(type_name[:40] or "object", (), {})()
+    name = re.sub(r"[^A-Za-z0-9_.]", "", type_name)[:40] or "object"
+    return type(name, (), {})()
 
 
 def write_message(sock: socket.socket, header: dict[str, Any], arrays: list[np.ndarray]) -> None:
@@ -101,19 +124,22 @@ def write_message(sock: socket.socket, header: dict[str, Any], arrays: list[np.n
         sock.sendall(array.tobytes(order="C"))
 
 
-def read_message(sock: socket.socket) -> tuple[dict[str, Any], list[np.ndarray]]:
-    """Receive one frame, validating every size, dtype and shape before trusting it."""
-    (length,) = _LENGTH.unpack(_read_exactly(sock, _LENGTH.size))
+def read_message(
+    sock: socket.socket, deadline: float | None = None
+) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """Receive one frame by `deadline` (time.monotonic), validating every size, dtype and
+    shape before trusting it; anything malformed is a `ProtocolError`, a late one a timeout."""
+    (length,) = _LENGTH.unpack(_read_exactly(sock, _LENGTH.size, deadline))
     if length > MAX_HEADER:
         raise ProtocolError(f"a header of {length} bytes (at most {MAX_HEADER})")
     try:
-        header = json.loads(_read_exactly(sock, length))
-    except (UnicodeDecodeError, ValueError) as error:
-        raise ProtocolError(f"a header that is not JSON: {error}") from None
+        header = json.loads(_read_exactly(sock, length, deadline))
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise ProtocolError(f"a header that is not JSON: {str(error)[:80]}") from None
     if not isinstance(header, dict) or not isinstance(header.get("_arrays"), list):
         raise ProtocolError("a header without its list of arrays")
-    arrays = [_read_array(sock, layout) for layout in _checked_layouts(header.pop("_arrays"))]
-    return header, arrays
+    layouts = _checked_layouts(header.pop("_arrays"))
+    return header, [_read_array(sock, layout, deadline) for layout in layouts]
 
 
 def _checked_layouts(layouts: list[Any]) -> list[tuple[np.dtype, tuple[int, ...], int]]:
@@ -121,12 +147,13 @@ def _checked_layouts(layouts: list[Any]) -> list[tuple[np.dtype, tuple[int, ...]
     for layout in layouts:
         try:
             dtype_text, shape, nbytes = layout
-            dtype = np.dtype(dtype_text)
-            shape = tuple(int(n) for n in shape)
-            nbytes = int(nbytes)
+            dtype = np.dtype(str(dtype_text))
+            if not all(type(n) is int for n in shape) or type(nbytes) is not int:
+                raise TypeError("sizes must be integers")
+            shape = tuple(shape)
         except (TypeError, ValueError) as error:
             raise ProtocolError(f"an array layout {str(layout)[:80]}: {error}") from None
-        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        expected = math.prod(shape) * dtype.itemsize  # Python ints: no wrap-around
         if (
             dtype.kind not in _KINDS
             or dtype.hasobject
@@ -142,18 +169,41 @@ def _checked_layouts(layouts: list[Any]) -> list[tuple[np.dtype, tuple[int, ...]
     return checked
 
 
-def _read_array(sock: socket.socket, layout: tuple[np.dtype, tuple[int, ...], int]) -> np.ndarray:
+def _read_array(
+    sock: socket.socket, layout: tuple[np.dtype, tuple[int, ...], int], deadline: float | None
+) -> np.ndarray:
     dtype, shape, nbytes = layout
-    data = _read_exactly(sock, nbytes)
-    return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
+    array = np.empty(shape, dtype=dtype)
+    view = array.reshape(-1).view(np.uint8).data  # the bytes land in the array itself
+    received = 0
+    while received < nbytes:
+        _wait(sock, deadline)
+        count = sock.recv_into(view[received:], min(nbytes - received, 1 << 20))
+        if not count:
+            raise EOFError("the other side closed the connection")
+        received += count
+    return array
 
 
-def _read_exactly(sock: socket.socket, count: int) -> bytes:
+def _read_exactly(sock: socket.socket, count: int, deadline: float | None) -> bytes:
     chunks, left = [], count
     while left:
+        _wait(sock, deadline)
         chunk = sock.recv(min(left, 1 << 20))
         if not chunk:
             raise EOFError("the other side closed the connection")
         chunks.append(chunk)
         left -= len(chunk)
     return b"".join(chunks)
+
+
+def _wait(sock: socket.socket, deadline: float | None) -> None:
+    """The time left before `deadline` for the next receive: a peer that trickles bytes
+    cannot stretch a request past it."""
+    if deadline is None:
+        sock.settimeout(None)
+        return
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the deadline passed")
+    sock.settimeout(left)

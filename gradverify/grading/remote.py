@@ -10,7 +10,8 @@ back is only ever raw arrays, checked by `protocol` before they are used.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -49,14 +50,21 @@ class RemoteAdapter(Adapter):
     looks_for = "(never detected: a submission in a sandboxed child)"
 
     def __init__(
-        self, child: Child, description: dict[str, Any], deadline: float, limit: float
+        self,
+        child: Child,
+        name: str,
+        traits: tuple[bool, bool],
+        deadline: float,
+        limit: float,
     ) -> None:
-        super().__init__(RemoteTarget(str(description.get("name", "submission"))), {})
+        """`traits` (differentiates inputs, takes a cotangent) are the grader's to decide,
+        from the kind of target the assignment grades, never the child's to claim."""
+        name = "".join(c for c in name if c.isalnum() or c in "_.")[:80] or "submission"
+        super().__init__(RemoteTarget(name), {})
         self._child, self._deadline, self._limit = child, deadline, limit
-        self._name = str(description.get("name", "submission"))[:80]
-        self._label = str(description.get("label", self._name))[:80]
-        self.differentiates_inputs = bool(description.get("differentiates_inputs", True))
-        self.takes_cotangent = bool(description.get("takes_cotangent", True))
+        self._name = name
+        self.differentiates_inputs, self.takes_cotangent = traits
+        self._label = f"{name}.backward" if self.takes_cotangent else f"{name}.gradient"
         self._sent_args: dict[int, Any] = {}
         self._sent_params: dict[str, np.ndarray] = {}
         self._slots: list[ParamSlot] = []
@@ -77,11 +85,15 @@ class RemoteAdapter(Adapter):
     def forward(self, args: Sequence[Any]) -> Any:
         self.forward_calls += 1
         reply, arrays = self._call({"op": "forward"}, args)
-        return decode(reply.get("value"), arrays)
+        with self._reading():
+            return decode(reply.get("value"), arrays)
 
     def backward(self, args: Sequence[Any], cotangent: Any) -> Gradients:
         self.forward_calls += 1
-        return self._backward("backward", args, cotangent)
+        found = self._backward("backward", args, cotangent)
+        if found is None:
+            raise RemoteRaised(f"{self._label}: the submission's process sent no gradients")
+        return found
 
     def backward_again(self, cotangent: Any) -> Gradients | None:
         return self._backward("backward_again", None, cotangent)
@@ -89,43 +101,60 @@ class RemoteAdapter(Adapter):
     def parameters(self, declared: ParamDeclaration) -> list[ParamSlot]:
         wanted = dict(declared) if isinstance(declared, dict) else declared
         reply, arrays = self._call({"op": "parameters", "declared": wanted}, None)
-        self._slots = []
-        for slot in reply.get("slots", []):
-            name = str(slot["name"])[:80]
-            value = np.array(decode(slot["value"], arrays), dtype=np.float64)
-            self._sent_params[name] = value.copy()
-            note = str(slot.get("note", ""))[:400]
-            grad_name = str(slot["grad_name"])[:80]
-            self._slots.append(ParamSlot(name, grad_name, value, self._reader(name), note))
+        self._slots, self._sent_params = [], {}
+        with self._reading():
+            for slot in reply["slots"]:
+                name = str(slot["name"])[:80]
+                if name in self._sent_params:
+                    raise ProtocolError(f"two weights named {name!r}")
+                value = np.array(decode(slot["value"], arrays))  # its own dtype: float32 stays
+                if value.dtype.kind != "f":
+                    raise ProtocolError(f"a weight {name!r} of dtype {value.dtype}")
+                self._sent_params[name] = value.copy()
+                note = str(slot.get("note", ""))[:400]
+                grad_name = str(slot["grad_name"])[:80]
+                self._slots.append(ParamSlot(name, grad_name, value, self._reader(name), note))
         return self._slots
 
     def _reader(self, name: str) -> Callable[[], Any]:
         return lambda: self._gradient(name)
 
     def _gradient(self, name: str) -> Any:
+        """A weight's gradient as the target holds it now (after the last backward)."""
         if name not in self._gradients:
             reply, arrays = self._call({"op": "gradients"}, None)
-            self._gradients = {
-                str(k): decode(v, arrays) for k, v in dict(reply.get("params", {})).items()
-            }
+            with self._reading():
+                params = dict(reply["params"])
+                self._gradients = {str(k): decode(v, arrays) for k, v in params.items()}
         return self._gradients.get(name)
 
-    def _backward(self, op: str, args: Sequence[Any] | None, cotangent: Any) -> Gradients:
+    def _backward(self, op: str, args: Sequence[Any] | None, cotangent: Any) -> Gradients | None:
         self.backward_calls += 1
         out: list[np.ndarray] = []
         header = {"op": op, "cotangent": encode(cotangent, out)}
         reply, arrays = self._call(header, args, out)
-        found = reply.get("gradients")
-        if found is None:
-            return None  # type: ignore[return-value]  # backward_again of a network
-        params = {str(k): decode(v, arrays) for k, v in dict(found.get("params", {})).items()}
-        self._gradients = dict(params)
-        return Gradients(
-            tuple(decode(d, arrays) for d in found.get("inputs", [])),
-            params,
-            bool(found.get("dout_modified")),
-            bool(found.get("returned_none")),
-        )
+        with self._reading():
+            found = reply["gradients"]
+            if found is None:
+                return None  # backward_again of a network: it has no such call
+            params = {str(k): decode(v, arrays) for k, v in dict(found["params"]).items()}
+            self._gradients = dict(params)
+            return Gradients(
+                tuple(decode(d, arrays) for d in found["inputs"]),
+                params,
+                bool(found.get("dout_modified")),
+                bool(found.get("returned_none")),
+            )
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """A reply that does not have the shape it must have is garbage, and says so."""
+        try:
+            yield
+        except (ProtocolError, KeyError, TypeError, ValueError, AttributeError) as broken:
+            self._child.close()
+            text = f"{self._label}: the submission's process sent garbage ({broken})"
+            raise RemoteRaised(text) from None
 
     def _call(
         self,
@@ -136,6 +165,7 @@ class RemoteAdapter(Adapter):
         """One request with the changed inputs and weights; the reply, or the child's error."""
         arrays = [] if arrays is None else arrays
         updates = self._updates(args, arrays)
+        self._gradients = {}  # whatever the target holds may change with this call
         try:
             reply, received = self._child.request(
                 {**header, "updates": updates}, arrays, self._deadline
@@ -147,13 +177,14 @@ class RemoteAdapter(Adapter):
             text = f"{self._label}: the submission's process sent garbage ({broken})"
             raise RemoteRaised(text) from None
         error = reply.get("error")
-        if isinstance(error, dict):
-            text = str(error.get("text", "failed"))
-            if error.get("kind") == "contract":
+        if error is not None:
+            text = str(error.get("text", "failed") if isinstance(error, dict) else error)[:4000]
+            if isinstance(error, dict) and error.get("kind") == "contract":
                 raise TargetContractError(text)
             raise RemoteRaised(text)
         if args is not None:
-            self._mirror_input_writes(reply, received, args)
+            with self._reading():
+                self._mirror_input_writes(reply, received, args)
         return reply, received
 
     def _died(self, op: str, how: str) -> str:
@@ -188,8 +219,8 @@ class RemoteAdapter(Adapter):
         for change in reply.get("changed", []):
             position = int(change["key"])
             if 0 <= position < len(args) and isinstance(args[position], np.ndarray):
-                values = decode(change["values"], arrays)
-                if np.shape(values) == args[position].shape:
+                values = np.asarray(decode(change["values"], arrays))
+                if values.shape == args[position].shape and values.dtype.kind in "biuf":
                     np.copyto(args[position], values, casting="unsafe")
 
 

@@ -24,10 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from gradverify.errors import InvalidArgument
-from gradverify.grading import summary
+from gradverify.grading import scoring, summary
 from gradverify.grading.assignment import Assignment, load_assignment
 from gradverify.grading.grader import Submission, find_submissions, grade_submission
 from gradverify.grading.gradescope import results_json, write_atomically
+from gradverify.grading.sandbox import describe_isolation
+from gradverify.results import CheckResult, Status
 
 RESULTS = "results.jsonl"
 #: Times a submission is handed to a fresh worker after its worker died.
@@ -66,43 +68,77 @@ def grade(
         )
     os.makedirs(out, exist_ok=True)
     journal = os.path.join(out, RESULTS)
-    kept = _complete(journal) if resume else {}
+    kept = read_records(journal) if resume else {}
     _rewrite(journal, kept)
     todo = [s for s in found if s.name not in kept]
+    walls = describe_isolation()
+    print(f"gradverify: sandbox: {walls}", file=sys.stderr)
     show = sys.stderr.isatty() if progress is None else progress
+    hide = (os.path.abspath(out),)
     with _Progress(len(found), len(kept), show) as bar:
-        for submission, records, seconds in _graded(assignment, todo, workers, scheduler):
+        for submission, records, seconds in _graded(assignment, todo, workers, scheduler, hide):
             _write(out, journal, submission, records, seconds)
             bar.advance(any(r["score"] < r["max_score"] for r in records))
-    write_summary(assignment, out)
+    write_summary(assignment, out, walls)
     return GradingRun(len(todo), len(kept), out, time.perf_counter() - started)
 
 
 def _graded(
-    assignment: Assignment, todo: list[Submission], workers: int | None, scheduler: str | None
+    assignment: Assignment,
+    todo: list[Submission],
+    workers: int | None,
+    scheduler: str | None,
+    hide: tuple[str, ...],
 ) -> Iterator[tuple[Submission, list[dict[str, Any]], float]]:
-    """(submission, records, seconds) as each finishes; dead workers cost retries, not runs."""
+    """(submission, records, seconds) as each finishes.
+
+    A worker that dies costs retries, never the run: a task that fails on its own
+    (a Dask worker lost) is retried up to `RETRIES` times; a broken process pool
+    fails every submission in flight, so those are graded again one at a time,
+    alone, and only a submission that breaks a worker alone is charged for it.
+    """
     attempts = dict.fromkeys((s.name for s in todo), 0)
     pending = list(todo)
     while pending:
-        retry = []
+        retry, broken = [], []
         with _executor(workers, scheduler) as executor:
             futures: dict[Future[list[dict[str, Any]]], tuple[Submission, float]] = {
-                executor.submit(grade_submission, assignment.path, s): (s, time.perf_counter())
+                executor.submit(grade_submission, assignment.path, s, hide): (s, time.monotonic())
                 for s in pending
             }
             for future in as_completed(futures):
                 submission, submitted = futures[future]
                 try:
                     records = future.result()
-                except (BrokenProcessPool, OSError) as died:
+                except BrokenProcessPool:
+                    broken.append(submission)
+                    continue
+                except Exception as died:  # a lost Dask worker, a cancelled task: this one alone
                     attempts[submission.name] += 1
                     if attempts[submission.name] <= RETRIES:
                         retry.append(submission)
                         continue
                     records = _worker_died(assignment, submission, died)
-                yield submission, records, time.perf_counter() - submitted
+                yield submission, records, time.monotonic() - submitted
+        for submission in broken:
+            yield _alone(assignment, submission, hide)
         pending = retry
+
+
+def _alone(
+    assignment: Assignment, submission: Submission, hide: tuple[str, ...]
+) -> tuple[Submission, list[dict[str, Any]], float]:
+    """One submission in a pool of its own, up to `RETRIES` + 1 times."""
+    started = time.monotonic()
+    for _ in range(RETRIES + 1):
+        with ProcessPoolExecutor(max_workers=1) as pool:
+            try:
+                records = pool.submit(grade_submission, assignment.path, submission, hide).result()
+            except BrokenProcessPool as died:
+                failure: BaseException = died
+                continue
+        return submission, records, time.monotonic() - started
+    return submission, _worker_died(assignment, submission, failure), time.monotonic() - started
 
 
 @contextlib.contextmanager
@@ -128,22 +164,15 @@ def _executor(workers: int | None, scheduler: str | None) -> Iterator[Executor]:
 def _worker_died(
     assignment: Assignment, submission: Submission, died: BaseException
 ) -> list[dict[str, Any]]:
-    text = f"the grading worker died {RETRIES + 1} times on this submission ({died})"
+    text = f"the grading worker died {RETRIES + 1} times on this submission ({died!r})"
     return [
-        {
-            "submission": submission.name,
-            "check": check.name,
-            "number": str(check.number),
-            "score": 0.0,
-            "max_score": check.points,
-            "status": "error",
-            "visibility": check.visibility,
-            "output": text,
-            "hints": [],
-            "findings": [],
-            "error": text,
-            "seconds": 0.0,
-        }
+        scoring.record(
+            submission.name,
+            check,
+            CheckResult(check.object, check.name, Status.ERROR, assignment.seed, error=text),
+            "",
+            0.0,
+        )
         for check in assignment.checks
     ]
 
@@ -151,22 +180,15 @@ def _worker_died(
 def _write(
     out: str, journal: str, submission: Submission, records: list[dict[str, Any]], seconds: float
 ) -> None:
-    document = results_json(records, seconds)
-    write_atomically(os.path.join(out, submission.name, "results.json"), document)
-    lines = [json.dumps(r, sort_keys=True) for r in records]
-    lines.append(
-        json.dumps({"submission": submission.name, "complete": True, "score": document["score"]})
+    write_atomically(
+        os.path.join(out, submission.name, "results.json"), results_json(records, seconds)
     )
     with open(journal, "a", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
+        handle.write(_lines(submission.name, records))
 
 
 def read_records(journal: str) -> dict[str, list[dict[str, Any]]]:
     """The check records of every complete submission in a results.jsonl, by submission."""
-    return _complete(journal)
-
-
-def _complete(journal: str) -> dict[str, list[dict[str, Any]]]:
     done: dict[str, list[dict[str, Any]]] = {}
     partial: dict[str, list[dict[str, Any]]] = {}
     if not os.path.exists(journal):
@@ -188,19 +210,25 @@ def _complete(journal: str) -> dict[str, list[dict[str, Any]]]:
 
 
 def _rewrite(journal: str, kept: dict[str, list[dict[str, Any]]]) -> None:
-    """Start results.jsonl over with only the complete submissions being kept."""
-    with open(journal, "w", encoding="utf-8") as handle:
-        for name, records in kept.items():
-            for record in records:
-                handle.write(json.dumps(record, sort_keys=True) + "\n")
-            score = sum(r["score"] for r in records)
-            handle.write(json.dumps({"submission": name, "complete": True, "score": score}) + "\n")
+    """Start results.jsonl over with only the complete submissions being kept (through a
+    temporary file and a rename: a kill here loses nothing)."""
+    temporary = journal + ".tmp"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.writelines(_lines(name, records) for name, records in kept.items())
+    os.replace(temporary, journal)
 
 
-def write_summary(assignment: Assignment, out: str) -> summary.ClassSummary:
-    """summary.md and summary.html from the results.jsonl in `out`."""
+def _lines(name: str, records: list[dict[str, Any]]) -> str:
+    """A submission's lines: one per check, then the line that marks it complete."""
+    complete = {"submission": name, "complete": True, "score": sum(r["score"] for r in records)}
+    return "".join(json.dumps(r, sort_keys=True) + "\n" for r in [*records, complete])
+
+
+def write_summary(assignment: Assignment, out: str, walls: str = "") -> summary.ClassSummary:
+    """summary.md and summary.html from the results.jsonl in `out`; `walls` says how the
+    submissions were isolated."""
     records = [r for rs in read_records(os.path.join(out, RESULTS)).values() for r in rs]
-    made = summary.summarize(assignment.name, records, assignment.max_score)
+    made = summary.summarize(assignment.name, records, assignment.max_score, walls)
     with open(os.path.join(out, "summary.md"), "w", encoding="utf-8") as handle:
         handle.write(summary.markdown(made))
     with open(os.path.join(out, "summary.html"), "w", encoding="utf-8") as handle:
@@ -215,7 +243,9 @@ def grade_one(assignment_path: str, submission_folder: str, results: str) -> dic
     submission = Submission(
         os.path.basename(os.path.normpath(submission_folder)), submission_folder
     )
-    records = grade_submission(assignment_path, submission)
+    print(f"gradverify: sandbox: {describe_isolation()}")  # Gradescope's stdout: instructors'
+    hide = (os.path.dirname(os.path.abspath(results)),)
+    records = grade_submission(assignment_path, submission, hide)
     document = results_json(records, time.perf_counter() - started)
     write_atomically(results, document)
     return document

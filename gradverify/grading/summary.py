@@ -30,6 +30,7 @@ class ClassSummary:
     scores: dict[str, float]  # by submission
     pass_rates: list[tuple[str, int, int]]  # check, passed, graded
     failures: list[tuple[str, str, int]]  # check, what went wrong, submissions
+    walls: str = ""  # how the submissions were isolated
 
     @property
     def histogram(self) -> list[tuple[str, int]]:
@@ -42,7 +43,10 @@ class ClassSummary:
         return [(f"{i * step}-{(i + 1) * step}%", n) for i, n in enumerate(counts)]
 
 
-def summarize(title: str, records: Sequence[dict[str, Any]], max_score: float) -> ClassSummary:
+def summarize(
+    title: str, records: Sequence[dict[str, Any]], max_score: float, walls: str = ""
+) -> ClassSummary:
+    """The numbers of a class from its check records."""
     scores: dict[str, float] = defaultdict(float)
     passed: Counter[str] = Counter()
     graded: Counter[str] = Counter()
@@ -55,7 +59,7 @@ def summarize(title: str, records: Sequence[dict[str, Any]], max_score: float) -
             failures[(record["check"], reason)] += 1
     rates = [(check, passed[check], graded[check]) for check in graded]
     common = [(check, reason, n) for (check, reason), n in failures.most_common(TOP_FAILURES)]
-    return ClassSummary(title, max_score, dict(scores), rates, common)
+    return ClassSummary(title, max_score, dict(scores), rates, common, walls)
 
 
 def _reasons(record: dict[str, Any]) -> list[str]:
@@ -74,9 +78,15 @@ def _general(error: str) -> str:
     return text[:160]
 
 
+def _plain(text: str) -> str:
+    """Text from a submission's report, safe inside Markdown (no links, images or tables)."""
+    return re.sub(r"([\\`*_\[\]()<>|!#])", r"\\\1", text)
+
+
 def markdown(summary: ClassSummary) -> str:
+    """The summary as Markdown."""
     count = len(summary.scores)
-    lines = [f"# {summary.title}: class summary", "", f"{count} submissions graded."]
+    lines = [f"# {_plain(summary.title)}: class summary", "", f"{count} submissions graded."]
     if count:
         mean = sum(summary.scores.values()) / count
         lines.append(f"Mean score {mean:.2f} / {summary.max_score:g}.")
@@ -89,9 +99,12 @@ def markdown(summary: ClassSummary) -> str:
     ]
     lines += ["", "## Most common failures", ""]
     lines += [
-        f"- **{check}**: {reason} — {n} submission(s) ({100 * n / max(count, 1):.0f}%)"
+        f"- **{_plain(check)}**: {_plain(reason)} — {n} submission(s) "
+        f"({100 * n / max(count, 1):.0f}%)"
         for check, reason, n in summary.failures
     ] or ["- none"]
+    if summary.walls:
+        lines += ["", f"Sandbox: {_plain(summary.walls)}."]
     return "\n".join(lines) + "\n"
 
 
@@ -134,5 +147,6 @@ def page(summary: ClassSummary) -> str:
         f"<h2>Scores</h2><table><tr><th>score</th><th>submissions</th></tr>{histogram}</table>"
         f"<h2>Checks</h2><table><tr><th>check</th><th>passed</th><th>graded</th>"
         f"<th>rate</th></tr>{rates}</table>"
-        f"<h2>Most common failures</h2><ul>{failures}</ul></body></html>\n"
+        f"<h2>Most common failures</h2><ul>{failures}</ul>"
+        f"<p>Sandbox: {html.escape(summary.walls)}.</p></body></html>\n"
     )

@@ -9,48 +9,46 @@ submission leaves behind (a daemon that double-forked, a sleeping grandchild) is
 re-parented to it and killed when the check ends.
 
 The forked child, before any submission code runs: starts its own session, sets
-its resource limits, and, as root, leaves the network and drops to an
-unprivileged user (see `isolation`), moves into its scratch copy of the
-submission, and sends its output to a capped file there.  Then it serves the
-grader's requests (`child.serve`).
+its resource limits, and, as root, leaves the network, hides the grader's
+folders and drops to an unprivileged user (see `isolation`); it moves into its
+scratch copy of the submission and writes its output to the file the grader
+opened for it.  Then it serves the grader's requests (`child.serve`).
 
-Run as ``python -m gradverify.grading.zygote FD`` with FD one end of a
-``SOCK_SEQPACKET`` socket pair, and one BLAS thread set in its environment (the
-children inherit both); requests are JSON, the child's socket travels as an
-ancillary file descriptor.
+Run as ``python -m gradverify.grading.zygote FD ROOT`` with FD one end of a
+``SOCK_SEQPACKET`` socket pair and ROOT the grader's scratch folder (removed when
+the zygote ends), with one BLAS thread set in its environment.  Requests are
+JSON; a child's socket and output file travel as ancillary file descriptors.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import io
 import json
 import os
 import resource
+import shutil
 import signal
 import socket
 import sys
 import tempfile
+import time
 from typing import Any
 
 import numpy  # noqa: F401  (imported once here, shared by every fork)
 
 from gradverify.grading import child, isolation
-from gradverify.grading.protocol import OUTPUT_FILE
 
 _PR_SET_CHILD_SUBREAPER = 36
-#: Bytes of output a child may write before further writes are dropped.
+#: Bytes of output a child may write through Python before further writes are dropped.
 OUTPUT_LIMIT = 1 << 20
+#: Exit status of a child whose sandbox could not be set up (the reason is in its output).
+SETUP_FAILED = 70
+#: Seconds the zygote waits for killed processes to be reaped.
+REAP_SECONDS = 5.0
 
-
-def _libc() -> Any:
-    return ctypes.CDLL(None, use_errno=True)
-
-
-#: Standard modules layers and their authors commonly import, loaded once here: a child
-#: that runs as another user may not be able to read Python's files (a Python under
-#: /root), and then only what is already loaded imports.
+#: Standard modules layers and their authors commonly import, loaded once here: they
+#: are then there for every child, whatever the sandbox user may read.
 PRELOAD = [
     "abc",
     "array",
@@ -86,58 +84,79 @@ PRELOAD = [
     "threading",
     "time",
     "typing",
+    "unittest",
     "warnings",
 ]
 
 
-def main(fd: int) -> None:
+def main(fd: int, root: str) -> None:
     for module in PRELOAD:
         with contextlib.suppress(ImportError):
             __import__(module)
     walls = isolation.probe()
-    staging = tempfile.mkdtemp(prefix="gradverify-staging-")
+    staging = tempfile.mkdtemp(prefix="staging-", dir=root)  # beside the scratch folders
     control = socket.socket(fileno=fd)
-    _libc().prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    isolation.libc().prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    try:
+        _serve(control, walls, staging)
+    finally:
+        _kill_all_children()
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _serve(control: socket.socket, walls: isolation.Isolation, staging: str) -> None:
     while True:
         try:
-            message, fds, _, _ = socket.recv_fds(control, 1 << 16, 1)
+            message, fds, _, _ = socket.recv_fds(control, 1 << 16, 2)
         except OSError:
-            message, fds = b"", []
-        if not message:
-            _kill_all_children()
             return
+        if not message:
+            return  # the grader is gone
         request = json.loads(message)
-        if request["op"] == "fork":
+        if request["op"] == "fork" and len(fds) == 2:
             pid = os.fork()
             if pid == 0:
                 control.close()
-                _child(fds[0], request, walls, staging)  # never returns
-            os.close(fds[0])
-            control.send(json.dumps({"pid": pid}).encode())
+                _child(fds[0], fds[1], request, walls, staging)  # never returns
+            for descriptor in fds:
+                os.close(descriptor)
+            reply: dict[str, Any] = {"pid": pid}
         elif request["op"] == "describe":
-            control.send(json.dumps({"isolation": walls.describe()}).encode())
-        else:  # "reap"
-            control.send(json.dumps(_reap(request)).encode())
+            reply = {"isolation": walls.describe()}
+        elif request["op"] == "reap":
+            reply = _reap(request)
+        else:
+            reply = {"error": f"unknown request {request['op']!r}"}
+        control.send(json.dumps(reply).encode())
 
 
-def _child(fd: int, request: dict[str, Any], walls: isolation.Isolation, staging: str) -> None:
+def _child(
+    sock: int, output: int, request: dict[str, Any], walls: isolation.Isolation, staging: str
+) -> None:
     """Become the sandboxed child and serve; exits the process whatever happens."""
     try:
         os.setsid()
-        os.closerange(3, fd)  # nothing of the zygote's stays open in the child
-        os.closerange(fd + 1, 1 << 16)
+        os.dup2(output, 1)
+        os.dup2(output, 2)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.closerange(3, sock)  # nothing of the zygote's stays open in the child
+        os.closerange(sock + 1, os.sysconf("SC_OPEN_MAX"))
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a full output file drops, not kills
         _limit(request)
         uid = request.get("uid")
-        if uid is not None:  # root: what the platform permits, then an unprivileged user
-            isolation.enter(walls, staging)
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-        os.chdir(request["scratch"])
-        _capture_output()
-        child.serve(socket.socket(fileno=fd))
+        if uid is None:
+            os.chdir(request["scratch"])
+        else:  # root: what the platform permits, then an unprivileged user
+            isolation.enter(walls, staging, request["scratch"], request.get("hide", []))
+            isolation.drop_to(int(uid))
+        sys.stdout = sys.stderr = _Capped(io.FileIO(1, "w", closefd=False), OUTPUT_LIMIT)
+    except BaseException as error:
+        os.write(2, f"gradverify: the sandbox could not be set up: {error}\n".encode())
+        os._exit(SETUP_FAILED)
+    try:
+        child.serve(socket.socket(fileno=sock))
     finally:
         os._exit(0)
 
@@ -156,16 +175,6 @@ def _limit(request: dict[str, Any]) -> None:
     }
     for which, value in limits.items():
         resource.setrlimit(which, (value, value))
-
-
-def _capture_output() -> None:
-    """Standard output and error into a file of the scratch folder, capped at OUTPUT_LIMIT."""
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    output = os.open(OUTPUT_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(output, 1)
-    os.dup2(output, 2)
-    sys.stdout = sys.stderr = _Capped(io.FileIO(1, "w", closefd=False), OUTPUT_LIMIT)
 
 
 class _Capped(io.TextIOBase):
@@ -193,14 +202,12 @@ def _reap(request: dict[str, Any]) -> dict[str, Any]:
     uid = request.get("uid")
     if uid is not None:
         _kill_user(int(uid))
-    try:
-        _, status = os.waitpid(pid, 0)
-    except ChildProcessError:
-        status = 0
-    _kill_all_children()
-    if os.WIFSIGNALED(status):
+    status = _kill_all_children(pid)
+    if status is not None and os.WIFSIGNALED(status):
         return {"signal": os.WTERMSIG(status)}
-    return {"exit": os.WEXITSTATUS(status)}
+    if status is not None and os.WIFEXITED(status):
+        return {"exit": os.WEXITSTATUS(status)}
+    return {"exit": -1}
 
 
 def _kill_user(uid: int) -> None:
@@ -215,24 +222,41 @@ def _kill_user(uid: int) -> None:
     os.waitpid(helper, 0)
 
 
-def _kill_all_children() -> None:
-    """Kill and reap everything re-parented to the zygote (it serves one check at a time)."""
-    mine = str(os.getpid())
+def _kill_all_children(wanted: int | None = None) -> int | None:
+    """Kill and reap everything re-parented to the zygote (it serves one check at a time);
+    the exit status of `wanted`, if it was among them."""
+    status = None
+    deadline = time.monotonic() + REAP_SECONDS
+    while time.monotonic() < deadline:
+        for pid in _children():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        try:
+            pid, code = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return status  # none left
+        if pid == wanted:
+            status = code
+        if pid == 0:
+            time.sleep(0.001)
+    return status
+
+
+def _children() -> list[int]:
+    """The zygote's children, from /proc (orphans land here: it is their subreaper)."""
+    mine, found = str(os.getpid()), []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat:
                 parent = stat.read().rsplit(")", 1)[1].split()[1]
-        except OSError:
+        except (OSError, IndexError):
             continue
         if parent == mine:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(int(entry), signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
-        while os.waitpid(-1, 0)[0]:
-            pass
+            found.append(int(entry))
+    return found
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    main(int(sys.argv[1]), sys.argv[2])
