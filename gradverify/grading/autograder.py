@@ -13,6 +13,7 @@ its own unprivileged user, cannot read the reference solution.
 from __future__ import annotations
 
 import os
+import shlex
 import zipfile
 
 import gradverify
@@ -49,7 +50,7 @@ def write_zip(assignment_path: str, output: str) -> str:
     references = sorted({c.reference[0] for c in assignment.checks if c.reference is not None})
     with zipfile.ZipFile(output, "w", zipfile.ZIP_DEFLATED) as archive:
         _text(archive, "setup.sh", SETUP)
-        _text(archive, "run_autograder", RUN.format(assignment=name))
+        _text(archive, "run_autograder", RUN.format(assignment=shlex.quote(name)))
         archive.write(assignment.path, name)
         for file in references:
             inside = os.path.relpath(file, folder)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 _CLONE_NEWNS = 0x00020000
+_CLONE_NEWIPC = 0x08000000
 _CLONE_NEWNET = 0x40000000
 _MS_BIND, _MS_REC, _MS_MOVE, _MS_PRIVATE = 4096, 16384, 8192, 1 << 18
 _PR_SET_NO_NEW_PRIVS = 38
@@ -56,6 +57,8 @@ class Isolation:
     mounts: bool  # a mount namespace of its own
     #: (private folder, the exact folders below it Python needs), shallowest first
     covers: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: The folders Python needs (never hidden, whatever asks)
+    needed: tuple[str, ...] = ()
 
     def describe(self) -> str:
         network = "no network" if self.network else "network NOT cut (namespaces not permitted)"
@@ -72,7 +75,8 @@ def probe() -> Isolation:
     if os.geteuid() != 0:
         return Isolation(False, False)
     mounts = _permitted(_CLONE_NEWNS)
-    return Isolation(_permitted(_CLONE_NEWNET), mounts, _covers() if mounts else ())
+    network = _permitted(_CLONE_NEWNET | _CLONE_NEWIPC)
+    return Isolation(network, mounts, _covers() if mounts else (), tuple(needed()))
 
 
 def _permitted(flag: int) -> bool:
@@ -121,11 +125,12 @@ def enter(isolation: Isolation, staging: str, scratch: str, hide: Sequence[str])
     grader's folders, get private temporary folders, and move into `scratch`.
 
     `staging` is an empty folder the zygote owns, for moving mounts; `hide` are the
-    assignment's, the submissions' and the results' folders.  The scratch folder must
-    not be inside any of them (the sandbox keeps it under ``/run``).
+    assignment's, the submissions' and the results' folders.  A folder holding the
+    scratch folder or anything Python needs is not hidden (the sandbox keeps scratch
+    folders under ``/run``; a private folder around Python is covered instead).
     """
-    if isolation.network:
-        _call(libc().unshare(_CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+    if isolation.network:  # (and System V shared memory: a namespace of its own too)
+        _call(libc().unshare(_CLONE_NEWNET | _CLONE_NEWIPC), "unshare(CLONE_NEWNET)")
     if not isolation.mounts:
         os.chdir(scratch)
         return
@@ -134,8 +139,9 @@ def enter(isolation: Isolation, staging: str, scratch: str, hide: Sequence[str])
     _call(lib.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None), "make / private")
     for number, (folder, keep) in enumerate(isolation.covers):
         _cover(lib, folder, keep, os.path.join(staging, str(number)))
+    kept = [scratch, staging, *isolation.needed]
     for folder in [*hide, *TEMPORARY]:
-        if os.path.isdir(folder) and not _inside(scratch, folder) and not _inside(staging, folder):
+        if os.path.isdir(folder) and not any(_inside(path, folder) for path in kept):
             _call(lib.mount(b"tmpfs", folder.encode(), b"tmpfs", 0, _TEMPORARY_SIZE), folder)
     os.chdir(scratch)
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from gradverify.adapters import Adapter, Gradients, ParamDeclaration, ParamSlot, TargetRaised
+from gradverify.adapters.base import private_copy
 from gradverify.errors import TargetContractError
 from gradverify.grading.protocol import ProtocolError, decode, encode
 from gradverify.grading.sandbox import Child, SubmissionDied
@@ -204,7 +205,7 @@ class RemoteAdapter(Adapter):
                 update = _diff(self._sent_args.get(position), value, arrays)
                 if update is not None:
                     updates.append({"where": "arg", "key": position, **update})
-                    self._sent_args[position] = _copy(value)
+                    self._sent_args[position] = private_copy(value)
         for slot in self._slots:
             update = _diff(self._sent_params.get(slot.name), slot.array, arrays)
             if update is not None:
@@ -222,10 +223,6 @@ class RemoteAdapter(Adapter):
                 values = np.asarray(decode(change["values"], arrays))
                 if values.shape == args[position].shape and values.dtype.kind in "biuf":
                     np.copyto(args[position], values, casting="unsafe")
-
-
-def _copy(value: Any) -> Any:
-    return value.copy() if isinstance(value, np.ndarray) else value
 
 
 def _diff(sent: Any, value: Any, arrays: list[np.ndarray]) -> dict[str, Any] | None:

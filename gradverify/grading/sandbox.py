@@ -27,6 +27,7 @@ submission runs as the grader's user: the limits hold, the walls do not, and
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -128,6 +129,12 @@ class Sandbox:
         self._zygote: subprocess.Popen[bytes] | None = None
         self._root = ""  # made with each zygote, which removes it when it ends
         self.uid = UID_BASE + os.getpid() if os.geteuid() == 0 else None
+        self._owner = os.getpid()
+        atexit.register(self._at_exit)
+
+    def _at_exit(self) -> None:
+        if os.getpid() == self._owner:  # not in a forked worker: its zygote is its parent's
+            self.shutdown()
 
     def run(self, prepare: Callable[[str], None], limits: Limits, hide: Sequence[str]) -> Child:
         """A child in a fresh scratch folder that `prepare` fills with the submission;
