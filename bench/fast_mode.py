@@ -19,6 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 import gradverify
+from gradverify.numerics import LADDER_LEVELS
 from layers_under_test.reference import TwoLayerNet
 
 REPEATS = 7
@@ -65,7 +66,7 @@ def main() -> None:
     clean = gradverify.check(net, data, mode="fast")
     w1 = next(r for r in caught.tensors if r.name == "params['W1']")
     extra = caught.forward_calls - clean.forward_calls
-    ladder = 1 + 2 * 5  # numerics.reestimate: centre + 5 rungs
+    ladder = 1 + 2 * LADDER_LEVELS  # numerics.reestimate: the centre and two calls a rung
     print(
         f"single wrong element of W1 at {WRONG_INDEX}: {w1.status.name}, named "
         f"{[row.index for row in w1.rows]}"

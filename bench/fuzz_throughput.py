@@ -2,7 +2,8 @@
 
 Two layer sizes: an Affine over small varying shapes, and a TwoLayerNet whose sizes
 are drawn up to the textbook's MNIST scale (input 784, hidden 50, 10 classes) with a
-small batch, checked in the default auto mode (W1 by projections).
+small batch, checked in the default auto mode (each case with `fuzzing.CASE_BUDGET`
+seconds of full checking; W1 mostly by projections).
 
     python bench/fuzz_throughput.py
 """

@@ -111,8 +111,9 @@ def directions(
         slices = positions[axis]
         signs = gradient_signs * per_slice[slices]
         order = np.argsort(slices, kind="stable")  # members by slice: bisection takes whole slices
+        bounds = np.searchsorted(slices[order], np.arange(length + 1))  # where each slice starts
         for block in np.array_split(np.arange(length), min(blocks, length)):
-            members = order[np.isin(slices[order], block)]
+            members = order[bounds[block[0]] : bounds[block[-1] + 1]]
             found.append(Direction(f"axis {axis}", signs, slices, members))
     return found
 
@@ -206,11 +207,11 @@ class _Probe:
 
 
 def _grouped_norm(values: Floats, groups: np.ndarray) -> float:
-    """``sqrt(sum over groups of (sum of values in the group)**2)``."""
+    """``sqrt(sum over groups of (sum of values in the group)**2)``; groups are small
+    non-negative integers (slice numbers, element numbers, or all 0)."""
     if values.size == 0:
         return 0.0
-    _, labels = np.unique(groups, return_inverse=True)
-    sums = np.bincount(labels, weights=values)
+    sums = np.bincount(groups, weights=values)
     return math.sqrt(numerics.inner(sums, sums))
 
 

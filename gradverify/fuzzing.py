@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 
 from gradverify.checks import check
-from gradverify.config import CheckConfig
+from gradverify.config import DEFAULT_BUDGET, CheckConfig
 from gradverify.errors import InvalidArgument
 from gradverify.results import CheckResult, Status
 from gradverify.specs import Case, Spec, parse_spec
@@ -84,6 +84,11 @@ class FuzzResult:
         )
 
 
+#: Seconds of full checking each fuzzed case may take in mode "auto" (a tenth of a
+#: single check's default): 100 cases of a large layer take a minute or two, not ten.
+CASE_BUDGET = DEFAULT_BUDGET / 10
+
+
 class _Failed(Exception):
     """Raised inside the hypothesis test so that it shrinks the case."""
 
@@ -111,7 +116,9 @@ def fuzz(
         Seeds the drawing and every check: the same seed, the same verdict.
     **options
         Passed to every `gradverify.check` (``rtol``, ``mode``, ...); a ``nondiff``
-        adds to the spec's labels (constants the layer holds, ``running_mean``).
+        adds to the spec's labels (constants the layer holds, ``running_mean``).  Each
+        case gets ``budget=`` `CASE_BUDGET` seconds unless given: a fuzz run checks
+        many cases, and what it is for is their shapes, not each one's last digit.
 
     Returns
     -------
@@ -121,6 +128,7 @@ def fuzz(
     """
     parsed = parse_spec(spec)
     CheckConfig(seed=seed)  # validates the seed before anything runs
+    options.setdefault("budget", CASE_BUDGET)
     if isinstance(examples, bool) or not isinstance(examples, int) or examples < 1:
         raise InvalidArgument(f"`examples` must be a positive int, got examples={examples!r}.")
     seen = {"examples": 0, "inconclusive": 0}

@@ -209,8 +209,22 @@ class CheckRun:
     ) -> LossContext:
         """The scalar loss the numerics differentiate, and the precision to judge it at."""
         scalarize, forward = cotangent.scalarize, view.forward
+
+        def batch(tensor: TensorToCheck) -> numerics.BatchLoss | None:
+            if not view.batches:
+                return None
+            where = (
+                ("arg", self.names.index(tensor.name))
+                if tensor.role == "input"
+                else ("param", tensor.name)
+            )
+            return lambda positions, values: [
+                scalarize(raw) for raw in view.forward_many(work, where, positions, values)
+            ]
+
         return LossContext(
             loss=lambda: scalarize(forward(work)),
+            batch=batch,
             changed=lambda: cotangent.changed_magnitude(forward(work)),
             output_dtypes=(*outputs.dtypes, *([computed] if computed is not None else [])),
             magnitude=cotangent.magnitude(outputs),

@@ -49,6 +49,8 @@ class LossContext:
     rng: np.random.Generator  # directions of fast mode; separate from the cotangent's
     dout: np.ndarray | None = None  # the cotangent of a single-output target, for hints
     seconds_per_call: float = math.nan  # measured time of one loss(), for cost estimates
+    #: The loss at many element settings of a tensor at once, where the target offers it
+    batch: Callable[[TensorToCheck], numerics.BatchLoss | None] = lambda tensor: None
     projection_calls: int = 0  # forward calls fast mode may spend per tensor (auto's budget)
 
 
@@ -133,7 +135,7 @@ def check_tensor(tensor: TensorToCheck, context: LossContext) -> TensorOutcome:
         return analytic
     settings = settings_for(tensor, context, analytic)
     steps = settings.steps
-    numeric = numerics.central_differences(tensor.array, steps, context.loss)
+    numeric = numerics.central_differences(tensor.array, steps, context.loss, context.batch(tensor))
     noise = numerics.rounding_noise(steps, settings.noise_unit)
     tol = compare.tolerance(numeric, settings.rtol, settings.atol, noise)
     statuses, notes = _reestimate_suspects(tensor, analytic, numeric, tol, steps, settings, context)

@@ -115,7 +115,7 @@ def _grade(tmp_path, **act):
 ERRORS = {
     "infinite loop": ({"forward": "while True: pass"}, "no answer within the time limit of 1.5 s"),
     "sleep": ({"forward": "import time; time.sleep(60)"}, "no answer within the time limit"),
-    "memory bomb": ({"forward": "[bytearray(2**20) for _ in range(10**6)]"}, "MemoryError"),
+    "memory bomb": ({"forward": "[bytearray(2**26) for _ in range(10**4)]"}, "MemoryError"),
     "sys.exit(0) in forward": ({"forward": "import sys; sys.exit(0)"}, "SystemExit"),
     "os._exit(0) in forward": ({"forward": "import os; os._exit(0)"}, "exited with status 0"),
     "KeyboardInterrupt in backward": ({"backward": "raise KeyboardInterrupt"}, "KeyboardInterrupt"),

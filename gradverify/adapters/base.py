@@ -260,6 +260,17 @@ class Adapter(ABC):
         call (a network's ``gradient`` always runs its own forward)."""
         return None
 
+    #: True when `forward_many` answers (a target in another process: one message, many
+    #: evaluations); otherwise the numerics call `forward` once per evaluation.
+    batches: bool = False
+
+    def forward_many(
+        self, args: Sequence[Any], where: tuple[str, Any], positions: Any, values: Any
+    ) -> list[Any]:
+        """The raw output of forward with one element of an input (``("arg", position)``)
+        or a weight (``("param", name)``) set to each of `values` in turn, then restored."""
+        raise NotImplementedError(f"{type(self).__name__} does not batch evaluations")
+
     def parameters(self, declared: ParamDeclaration) -> list[ParamSlot]:
         """Arrays held by the target to differentiate (none by default).
 

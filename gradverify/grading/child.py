@@ -129,6 +129,28 @@ def _setup(header: dict[str, Any], arrays: list[np.ndarray]) -> tuple[Session, d
     return session, reply
 
 
+def _forward_many(
+    session: Session, header: dict[str, Any], arrays: list[np.ndarray], out: list[np.ndarray]
+) -> list[Any]:
+    """Forward with one element of an input or a weight set to each value in turn."""
+    kind, key = header["where"]
+    if kind == "arg":
+        destination = session.args[key]
+    else:
+        destination = next(s.array for s in session.slots if s.name == key)
+    positions, values = decode(header["positions"], arrays), decode(header["values"], arrays)
+    outputs = []
+    for position, value in zip(positions.tolist(), values.tolist()):
+        index = np.unravel_index(position, destination.shape)
+        original = destination[index]
+        destination[index] = value
+        try:
+            outputs.append(encode(session.view.forward(session.call_arguments()), out))
+        finally:
+            destination[index] = original
+    return outputs
+
+
 def _gradients(gradients: Gradients, arrays: list[np.ndarray]) -> dict[str, Any]:
     return {
         "inputs": [encode(g, arrays) for g in gradients.inputs],
@@ -154,6 +176,8 @@ def handle(
         passed = session.call_arguments()
         value = session.view.forward(passed)
         reply = {"value": encode(value, out), "changed": session.changed_inputs(passed, out)}
+    elif op == "forward_many":
+        reply = {"values": _forward_many(session, header, arrays, out)}
     elif op in ("backward", "backward_again"):
         cotangent = decode(header["cotangent"], arrays)
         passed = session.call_arguments()

@@ -89,6 +89,37 @@ class RemoteAdapter(Adapter):
         with self._reading():
             return decode(reply.get("value"), arrays)
 
+    batches = True
+    #: Bytes of outputs one batch of evaluations may send back.
+    BATCH_BYTES = 8 << 20
+
+    def forward_many(
+        self, args: Sequence[Any], where: tuple[str, Any], positions: Any, values: Any
+    ) -> list[Any]:
+        """Many evaluations a message, sized so that their outputs stay under `BATCH_BYTES`."""
+        results: list[Any] = []
+        size, start = 16, 0
+        while start < len(positions):
+            chunk = slice(start, start + size)
+            out: list[np.ndarray] = []
+            header = {
+                "op": "forward_many",
+                "where": list(where),
+                "positions": encode(np.asarray(positions[chunk]), out),
+                "values": encode(np.asarray(values[chunk]), out),
+            }
+            reply, arrays = self._call(header, args, out)
+            with self._reading():
+                outputs = [decode(d, arrays) for d in reply["values"]]
+                if len(outputs) != len(positions[chunk]):
+                    raise ProtocolError("a batch of evaluations came back short")
+            self.forward_calls += len(outputs)
+            results += outputs
+            start += size
+            each = max(1, sum(a.nbytes for a in arrays) // max(len(outputs), 1))
+            size = int(min(4096, max(1, self.BATCH_BYTES // each)))
+        return results
+
     def backward(self, args: Sequence[Any], cotangent: Any) -> Gradients:
         self.forward_calls += 1
         found = self._backward("backward", args, cotangent)

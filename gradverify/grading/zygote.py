@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy  # noqa: F401  (imported once here, shared by every fork)
 
+from gradverify.adapters import available_adapters
 from gradverify.grading import child, isolation
 
 _PR_SET_CHILD_SUBREAPER = 36
@@ -93,6 +94,7 @@ def main(fd: int, root: str) -> None:
     for module in PRELOAD:
         with contextlib.suppress(ImportError):
             __import__(module)
+    available_adapters()  # the entry-point scan, once here rather than in every child
     walls = isolation.probe()
     staging = tempfile.mkdtemp(prefix="staging-", dir=root)  # beside the scratch folders
     control = socket.socket(fileno=fd)
@@ -202,7 +204,7 @@ def _reap(request: dict[str, Any]) -> dict[str, Any]:
     uid = request.get("uid")
     if uid is not None:
         _kill_user(int(uid))
-    status = _kill_all_children(pid)
+    status = _kill_all_children(pid, scan=uid is None)
     if status is not None and os.WIFSIGNALED(status):
         return {"signal": os.WTERMSIG(status)}
     if status is not None and os.WIFEXITED(status):
@@ -222,13 +224,17 @@ def _kill_user(uid: int) -> None:
     os.waitpid(helper, 0)
 
 
-def _kill_all_children(wanted: int | None = None) -> int | None:
+def _kill_all_children(wanted: int | None = None, scan: bool = True) -> int | None:
     """Kill and reap everything re-parented to the zygote (it serves one check at a time);
-    the exit status of `wanted`, if it was among them."""
+    the exit status of `wanted`, if it was among them.
+
+    With `scan`, the zygote's children are found in /proc and killed; without (as root,
+    once the sandbox user's processes are all killed), they are only reaped.
+    """
     status = None
     deadline = time.monotonic() + REAP_SECONDS
     while time.monotonic() < deadline:
-        for pid in _children():
+        for pid in _children() if scan else ():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         try:
