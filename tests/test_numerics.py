@@ -82,3 +82,28 @@ def test_reestimate_steps_past_a_kink_a_little_away():
 def test_reestimate_reports_non_finite():
     again = numerics.reestimate(lambda v: (float(np.log(v)) if v > 0 else np.nan, v), 0.0, 1e-3, 0)
     assert not again.finite
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_batched_differences_are_the_loop_to_the_bit(dtype):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 4)).astype(dtype)[:, ::-1]  # strided, like a target may hold
+    weights = rng.standard_normal((3, 4))
+
+    def loss():
+        return float(np.sum(weights * np.tanh(x)))
+
+    def batch(positions, values):
+        losses = []
+        for position, value in zip(positions, values):
+            index = np.unravel_index(position, x.shape)
+            original = x[index]
+            x[index] = value
+            losses.append(loss())
+            x[index] = original
+        return losses
+
+    steps = numerics.step_sizes(x, float(np.finfo(dtype).eps))
+    looped = numerics.central_differences(x, steps, loss)
+    batched = numerics.central_differences(x, steps, loss, batch)
+    assert looped.tobytes() == batched.tobytes()
