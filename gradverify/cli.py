@@ -10,10 +10,7 @@ only if every check passed; 2 means the command itself was wrong.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -21,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gradverify.adapters import TargetRaised
 from gradverify.checks import check
 from gradverify.config import DEFAULT_BUDGET, CheckConfig
 from gradverify.errors import GradverifyError, InvalidArgument
 from gradverify.grading.commands import add_commands
 from gradverify.grading.commands import run as run_command
+from gradverify.loading import import_target
 from gradverify.report import format_result, projection_notes
 from gradverify.results import CheckResult, Status, worst_status
 
@@ -258,7 +255,7 @@ def _jobs(arguments: argparse.Namespace) -> list[Job]:
                 )
             jobs.append(_case_job(cases[spec], rng))
             continue
-        obj = _import(spec)
+        obj = import_target(spec)
         case = find_case(obj)
         if case is not None and not arguments.input:
             jobs.append(_case_job(case, rng))
@@ -324,51 +321,6 @@ def _read_spec(path: str | None) -> Any:
             return json.load(handle)
     except (OSError, ValueError) as error:
         raise InvalidArgument(f"--spec {path!r} could not be read as JSON: {error}.") from None
-
-
-def _import(spec: str) -> Any:
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise InvalidArgument(
-            f"a target must be MODULE:OBJECT, got {spec!r}; "
-            f"e.g. layers_under_test.reference:Affine."
-        )
-    if os.getcwd() not in sys.path:  # like `python -m`: modules in this directory import
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = _module(module_name)
-    except ImportError as error:
-        raise InvalidArgument(
-            f"cannot import module {module_name!r} of target {spec!r}: {error}. "
-            f"Run from the directory that contains it, or install it."
-        ) from None
-    except Exception as error:  # the module's own code failed: its line, not ours
-        raise InvalidArgument(
-            f"importing {module_name!r} (target {spec!r}) raised "
-            f"{TargetRaised('import', error).describe().split(' raised ', 1)[1]}"
-        ) from None
-    obj: Any = module
-    for part in attribute.split("."):
-        if not hasattr(obj, part):
-            raise InvalidArgument(f"module {module_name!r} has no {attribute!r} (target {spec!r}).")
-        obj = getattr(obj, part)
-    return obj
-
-
-def _module(name: str) -> Any:
-    """A module by dotted name, or by file path (``layers.py``, ``./lib/layers.py``)."""
-    if not name.endswith(".py") and os.sep not in name:
-        return importlib.import_module(name)
-    path = os.path.abspath(name if name.endswith(".py") else name + ".py")
-    if not os.path.isfile(path):
-        raise ImportError(f"no file {path}")
-    spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"{path} is not a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _shapes(flag: str, specs: list[str]) -> list[tuple[str, tuple[int, ...]]]:

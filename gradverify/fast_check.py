@@ -24,8 +24,8 @@ Two tolerances per projection:
   judged as a derivative along ``v``, by the one rule,
   ``|analytic - numeric| <= rtol * |numeric| + atol-spread + noise (+ truncation)``,
   with the truncation error measured from two step sizes and ``atol`` spread as a
-  random walk over the elements.  A false nomination
-  costs forward calls, never a verdict;
+  random walk over the elements.  A false nomination costs forward calls, never a
+  verdict;
 * the *bound*, what errors that each stay inside their own element tolerance
   ``t_i = atol + rtol * |g_i|`` can add up to: in full inside a group of
   coherent signs, as a random walk across groups (``Z`` standard deviations:
@@ -36,12 +36,12 @@ Two tolerances per projection:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradverify import compare, numerics
+from gradverify import compare
+from gradverify.projections import Direction, Measurement, Probe, directions
 from gradverify.results import ElementRow, Status, TensorResult, worst_status
 from gradverify.tensor_check import (
     Floats,
@@ -56,163 +56,11 @@ from gradverify.tensor_check import (
     unusable_gradient,
 )
 
-#: Standard deviations of the random-walk bound on a projection (see above).
-Z = 6.0
-
 #: A projection beyond its screen is measured again with steps this many times
 #: smaller: a disagreement caused by curvature shrinks with the step (by 16), one
 #: caused by a wrong gradient does not; the change between the two measures the
 #: truncation error that is left.
 RECHECK_SHRINK = 4.0
-
-
-@dataclass(frozen=True)
-class Direction:
-    """One projection: a sign per element, and the groups whose signs are coherent."""
-
-    label: str  # what it is for, in the report
-    signs: Floats  # flat, +1 or -1
-    groups: np.ndarray  # flat group index per element; errors add up in full inside one
-    members: np.ndarray  # the flat indices it moves (a block of slices, or all)
-
-
-def directions(
-    analytic: Floats,
-    shape: tuple[int, ...],
-    count: int,
-    rng: np.random.Generator,
-    blocks: int = 1,
-) -> list[Direction]:
-    """The gradient's signs, ``count - 1`` random ones, then, for a 2-D+ tensor, each axis
-    split into up to `blocks` blocks of slices, one projection per block.
-
-    More blocks see a smaller error in one slice (the other slices of its block add
-    up as a random walk beside it) for two forward calls each.
-    """
-    size = analytic.size
-    random = _random_signs(rng, size)
-    gradient_signs = np.where(analytic != 0, np.sign(analytic), random)
-    everyone = np.arange(size)
-    found = [
-        Direction("the gradient's signs", gradient_signs, np.zeros(size, dtype=np.intp), everyone)
-    ]
-    found += [
-        Direction("random signs", _random_signs(rng, size), everyone, everyone)
-        for _ in range(count - 1)
-    ]
-    if len(shape) < 2:
-        return found
-    positions = np.indices(shape).reshape(len(shape), -1)
-    for axis, length in enumerate(shape):
-        if length < 2:
-            continue
-        per_slice = _random_signs(rng, length)
-        per_slice[-1] = per_slice[0]  # a border error (both ends) must not cancel itself
-        slices = positions[axis]
-        signs = gradient_signs * per_slice[slices]
-        order = np.argsort(slices, kind="stable")  # members by slice: bisection takes whole slices
-        bounds = np.searchsorted(slices[order], np.arange(length + 1))  # where each slice starts
-        for block in np.array_split(np.arange(length), min(blocks, length)):
-            members = order[bounds[block[0]] : bounds[block[-1] + 1]]
-            found.append(Direction(f"axis {axis}", signs, slices, members))
-    return found
-
-
-def _random_signs(rng: np.random.Generator, size: int) -> Floats:
-    return (2 * rng.integers(0, 2, size=size) - 1).astype(np.float64)
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """A projection restricted to some members, per unit of step length."""
-
-    difference: float  # analytic minus numeric
-    derivative: float  # numeric
-    screen: float  # nominating tolerance (see the module docstring)
-    bound: float  # what within-tolerance element errors can add up to
-    noise: float  # rounding of the loss evaluations behind it
-
-
-@dataclass
-class _Probe:
-    """Measures the disagreement of one tensor's gradient along one masked direction.
-
-    Measurements are normalised by the step length, so that the disagreement of
-    a group is the sum of its members' ``2 * sign_i * scale_i * (g_i - true_i)``
-    whatever the step: that additivity is what lets bisection subtract.
-    """
-
-    tensor: TensorToCheck
-    analytic: Floats  # flat
-    direction: Direction
-    scale: Floats  # max(1, |x|) per element: steps follow each element's magnitude
-    settings: Settings
-    loss: Callable[[], float]
-    step: float
-
-    def length(self, members: np.ndarray) -> float:
-        """Per-element step: the direction has the Euclidean length of one element's step,
-        so a projection perturbs the output no more than one element does (nor crosses
-        more kinks)."""
-        return self.step / math.sqrt(max(members.size, 1))
-
-    def measure(self, members: np.ndarray) -> Measurement:
-        length = self.length(members)
-        signs = self.direction.signs
-        if members.size == signs.size:  # the whole tensor: no masking needed
-            offsets = signs * self.scale * length
-        else:
-            offsets = np.zeros(signs.size)
-            offsets[members] = signs[members] * self.scale[members] * length
-        numeric, widths = numerics.directional_difference(
-            self.tensor.array, offsets.reshape(self.tensor.array.shape), self.loss
-        )
-        flat_widths = np.abs(widths.reshape(-1)[members]) / length
-        predicted = numerics.inner(self.analytic, widths.reshape(-1)) / length
-        noise = 2.0 * self.settings.noise_unit / length
-        return self._judged(
-            members, predicted - numeric / length, numeric / length, flat_widths, noise
-        )
-
-    def rest(self, whole: Measurement, part: Measurement, rest: np.ndarray) -> Measurement:
-        """The measurement of a group minus its ``part``, by subtraction (no forward call)."""
-        widths = 2.0 * self.scale[rest]  # nominal: the realized ones were not read for the rest
-        noise = whole.noise + part.noise
-        return self._judged(
-            rest,
-            whole.difference - part.difference,
-            whole.derivative - part.derivative,
-            widths,
-            noise,
-        )
-
-    def _judged(
-        self,
-        members: np.ndarray,
-        difference: float,
-        derivative: float,
-        widths: Floats,
-        noise: float,
-    ) -> Measurement:
-        atol, rtol = self.settings.atol, self.settings.rtol
-        groups = self.direction.groups[members]
-        # atol stands for the noise of elements that are sums of cancelling terms: it
-        # has no sign of its own, so it spreads as a random walk whatever the direction
-        spread = atol * math.sqrt(numerics.inner(widths, widths))
-        per_element = widths * (atol + rtol * np.abs(self.analytic[members]))
-        # in full inside a coherent group, as a random walk across groups; never beyond the sum
-        bound = min(float(np.sum(per_element)), Z * _grouped_norm(per_element, groups))
-        screen = rtol * abs(derivative) + spread + noise
-        return Measurement(difference, derivative, screen, bound + noise, noise)
-
-
-def _grouped_norm(values: Floats, groups: np.ndarray) -> float:
-    """``sqrt(sum over groups of (sum of values in the group)**2)``; groups are small
-    non-negative integers (slice numbers, element numbers, or all 0)."""
-    if values.size == 0:
-        return 0.0
-    sums = np.bincount(groups, weights=values)
-    return math.sqrt(numerics.inner(sums, sums))
 
 
 def check_tensor_fast(tensor: TensorToCheck, context: LossContext) -> TensorOutcome:
@@ -234,7 +82,7 @@ def check_tensor_fast(tensor: TensorToCheck, context: LossContext) -> TensorOutc
     search = _Search(len(planned))
     screens = []
     for direction in planned:
-        probe = _Probe(tensor, flat_analytic, direction, scale, settings, context.loss, step)
+        probe = Probe(tensor, flat_analytic, direction, scale, settings, context.loss, step)
         whole = probe.measure(direction.members)
         if abs(whole.difference) > whole.screen:
             whole = _recheck(probe, direction.members, whole)
@@ -271,7 +119,7 @@ def _blocks(shape: tuple[int, ...], count: int, calls: int) -> int:
     return max(1, (calls // 2 - count) // axes)
 
 
-def _recheck(probe: _Probe, members: np.ndarray, first: Measurement) -> Measurement:
+def _recheck(probe: Probe, members: np.ndarray, first: Measurement) -> Measurement:
     """Measure again with a smaller step; the change bounds the truncation error left."""
     probe.step /= RECHECK_SHRINK
     again = probe.measure(members)
@@ -291,7 +139,7 @@ def _ratio(difference: float, tol: float) -> float:
     return 0.0 if difference == 0 else math.inf
 
 
-def _localize(probe: _Probe, members: np.ndarray, whole: Measurement, limit: int) -> list[int]:
+def _localize(probe: Probe, members: np.ndarray, whole: Measurement, limit: int) -> list[int]:
     """Bisect down to single elements whose share of the disagreement stays beyond its screen."""
     found: list[int] = []
     pending = [(members, whole)]
