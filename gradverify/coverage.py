@@ -22,7 +22,7 @@ import numpy as np
 
 from gradverify.adapters import Adapter, ParamSlot
 from gradverify.adapters.base import is_float_array
-from gradverify.objects import Holding, attributes, holdings, rebind
+from gradverify.objects import Holding, attributes, gradient_path, holdings, rebind
 from gradverify.results import NOT_CHECKED, Status, TensorResult
 
 #: Relative size of the nudge that tells whether forward reads an array: far above
@@ -121,24 +121,26 @@ def _moves_loss(target: Any, holding: Holding, loss: Callable[[], float], centre
 
 
 def results(
-    uncovered: list[Uncovered], slots: Sequence[ParamSlot], suggestions: dict[str, str]
+    view: Adapter,
+    uncovered: list[Uncovered],
+    slots: Sequence[ParamSlot],
+    suggestions: dict[str, str],
 ) -> list[TensorResult]:
     """One INCONCLUSIVE result per uncovered array, with the declaration that checks it."""
     declared = {s.name: s.grad_name for s in slots}
     for item in uncovered:
-        declared[item.path] = suggestions.get(item.path, f"<gradient of {item.path}>")
-    declaration = "params={" + ", ".join(f"{k!r}: {v!r}" for k, v in declared.items()) + "}"
+        declared[item.path] = suggestions.get(item.path, gradient_path(item.path))
     out = []
     for item in uncovered:
         shape = tuple(getattr(item.value, "shape", ()))
         fix = (
-            f"declare the weights and where backward puts their gradients: {declaration}; "
-            f"or, if {item.path} is a constant (running statistics), nondiff=[{item.path!r}]."
+            f"{view.declaration_hint(item.path, declared)}; or, if {item.path} is a constant "
+            f"(running statistics), nondiff=[{item.path!r}]."
         )
         out.append(
             TensorResult(
                 name=item.path,
-                grad_name=suggestions.get(item.path, _gradient_name(item.path)),
+                grad_name=suggestions.get(item.path, gradient_path(item.path)),
                 role="parameter",
                 shape=shape,
                 dtype=str(getattr(item.value, "dtype", "?")),
@@ -149,12 +151,6 @@ def results(
             )
         )
     return out
-
-
-def _gradient_name(path: str) -> str:
-    """``W`` -> ``dW``, ``fc.W`` -> ``fc.dW``: what the report calls a gradient not found."""
-    head, dot, last = path.rpartition(".")
-    return f"{head}{dot}d{last}"
 
 
 def gradient_suggestions(

@@ -169,7 +169,8 @@ def holdings(target: Any) -> list[Holding]:
             for kind, key, value in children(obj):
                 path = _join(prefix, kind, key)
                 found.append(Holding(path, value, obj, key, kind))
-                if id(value) not in entered and (has_state(value) or type(value) in _CONTAINERS):
+                walked = has_state(value) or isinstance(value, _CONTAINERS)
+                if walked and id(value) not in entered:
                     entered.add(id(value))
                     following.append((path, value))
         level = following
@@ -234,3 +235,13 @@ def valid_path(path: str) -> bool:
                 return False
         position = match.end()
     return bool(path)
+
+
+def gradient_path(path: str) -> str:
+    """``W`` -> ``dW``, ``fc.W`` -> ``fc.dW``: the textbook's name for the gradient of the
+    attribute at `path`.  An item (``params['W1']``) has no such name: its gradient's place
+    must be declared, and the answer says so."""
+    if path.endswith("]"):
+        return f"<gradient of {path}>"
+    head, dot, last = path.rpartition(".")
+    return f"{head}{dot}d{last}"

@@ -3,6 +3,8 @@ forward reads without a gradient the check can find makes it INCONCLUSIVE, never
 
 from __future__ import annotations
 
+from collections import OrderedDict, namedtuple
+
 import numpy as np
 import pytest
 
@@ -94,11 +96,43 @@ def test_weights_of_a_nested_layer_are_found_by_path():
     assert result.status is Status.FAIL
 
 
-class UnknownGradientName:
-    def __init__(self, W):
-        self.W = W
+class HeldInContainer:
+    """The weights one object down inside a dict subclass or a namedtuple, with a wrong db."""
+
+    def __init__(self, W, b, container):
+        from layers_under_test.broken import AffineDbMean
+
+        layer = AffineDbMean(W, b)
+        self.layers = OrderedDict(fc=layer) if container == "OrderedDict" else Pair(layer, None)
 
     def forward(self, x):
+        return self.layers[0 if isinstance(self.layers, tuple) else "fc"].forward(x)
+
+    def backward(self, dout):
+        return self.layers[0 if isinstance(self.layers, tuple) else "fc"].backward(dout)
+
+
+Pair = namedtuple("Pair", "first second")
+
+
+@pytest.mark.parametrize("container", ["OrderedDict", "namedtuple"])
+def test_weights_inside_dict_and_tuple_subclasses_are_found(container):
+    result = gradverify.check(HeldInContainer(*_weights(), container), _x())
+    assert result.status is Status.FAIL, str(result)
+    where = "layers['fc']" if container == "OrderedDict" else "layers[0]"
+    assert [t.name for t in result.tensors] == ["x", f"{where}.W", f"{where}.b"]
+
+
+class UnknownGradientName:
+    def __init__(self, W, draws=False, writes_input=False):
+        self.W = W
+        self.draws, self.writes_input = draws, writes_input
+
+    def forward(self, x):
+        if self.draws:
+            np.random.rand()  # a draw whose value is unused (a dropout with p = 0)
+        if self.writes_input:
+            x += 0.0  # a write that changes nothing, but writes into the caller's array
         self.x = x
         return x @ self.W
 
@@ -115,6 +149,16 @@ def test_a_weight_whose_gradient_is_not_found_is_inconclusive_with_the_fix():
     assert "W changes the output, but no gradient for it was found" in w.problem
     assert "params={'W': 'grad_of_weights'}" in w.hint
     assert "not differentiated: W" in str(result)
+
+
+@pytest.mark.parametrize("quirk", ["draws", "writes_input"])
+def test_a_guarded_target_is_still_inconclusive_on_a_weight_without_gradient(quirk):
+    # drawing random numbers or writing into inputs makes the check protect each call;
+    # the protection must not hide the target's weights from the coverage check
+    layer = UnknownGradientName(_weights()[0], **{quirk: True})
+    result = gradverify.check(layer, _x())
+    assert result.status is not Status.PASS
+    assert result.tensors[-1].name == "W" and result.tensors[-1].status is Status.INCONCLUSIVE
 
 
 def test_the_suggested_declaration_checks_it():
@@ -313,3 +357,25 @@ def test_every_check_lists_what_it_differentiated_and_what_not():
     result = gradverify.check(SoftmaxWithLoss(), {"x": x, "t": t})
     assert result.undifferentiated == ("t (int64)",)
     assert "  checked: x | not differentiated: t (int64)" in str(result).splitlines()
+
+
+def test_a_read_only_network_parameter_is_checked_through_every_place_holding_it():
+    from layers_under_test.reference import TwoLayerNet
+
+    net = TwoLayerNet(4, 5, 3, weight_init_std=1.0, rng=np.random.default_rng(0))
+    net.params["W1"].setflags(write=False)
+    inputs = {"x": RNG.standard_normal((2, 4)), "t": np.eye(3)[[0, 2]]}
+    result = gradverify.check(net, inputs, nondiff=["t"])
+    assert result.status is Status.PASS, str(result)
+    assert net.layers["Affine1"].W is net.params["W1"] and not net.params["W1"].flags.writeable
+
+
+def test_a_network_is_told_to_put_an_unchecked_array_into_params():
+    from layers_under_test.broken import TwoLayerNetCopiedParams
+
+    net = TwoLayerNetCopiedParams(4, 5, 3, rng=np.random.default_rng(0))
+    inputs = {"x": RNG.standard_normal((2, 4)), "t": np.eye(3)[[0, 2]]}
+    result = gradverify.check(net, inputs, nondiff=["t"])
+    unchecked = [t for t in result.tensors if t.status is Status.INCONCLUSIVE]
+    assert unchecked and result.status is not Status.PASS
+    assert "an entry of TwoLayerNetCopiedParams.params" in unchecked[0].hint

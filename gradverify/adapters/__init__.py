@@ -75,7 +75,8 @@ def resolve_adapter(
 ) -> Adapter:
     """Wrap `target` in the adapter named by `adapter`, or the first one that accepts it.
 
-    An `Adapter` instance is used as it is (the grader's view of a sandboxed submission).
+    An `Adapter` instance is used as it is (the grader's view of a sandboxed submission);
+    it serves one check, since it counts that check's calls and remembers its weights.
     """
     if isinstance(adapter, Adapter):
         return adapter

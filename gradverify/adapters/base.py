@@ -282,6 +282,11 @@ class Adapter(ABC):
     def input_grad_names(self, names: Sequence[str]) -> list[str]:
         return [f"d{name}" for name in names]
 
+    def declaration_hint(self, uncovered: str, declared: Mapping[str, str]) -> str:
+        """How to have `uncovered` checked, given every weight and its gradient's place."""
+        listed = ", ".join(f"{k!r}: {v!r}" for k, v in declared.items())
+        return f"declare the weights and where backward puts their gradients: params={{{listed}}}"
+
 
 #: Parameters the user declared: None (discover), names, or name -> gradient attribute.
 ParamDeclaration = Sequence[str] | Mapping[str, str] | None

@@ -11,10 +11,11 @@ the hot loop of a well-behaved target pays nothing:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gradverify.adapters.base import Adapter, Gradients, ParamDeclaration, ParamSlot, private_copy
+from gradverify.objects import Holding
 
 
 class Guarded(Adapter):
@@ -68,3 +69,9 @@ class Guarded(Adapter):
 
     def input_grad_names(self, names: Sequence[str]) -> list[str]:
         return self.inner.input_grad_names(names)
+
+    def held_arrays(self) -> list[Holding]:
+        return self.inner.held_arrays()
+
+    def declaration_hint(self, uncovered: str, declared: Mapping[str, str]) -> str:
+        return self.inner.declaration_hint(uncovered, declared)

@@ -31,7 +31,7 @@ from gradverify.adapters.base import (
     writable,
 )
 from gradverify.errors import InvalidArgument
-from gradverify.objects import attributes, lookup, valid_path
+from gradverify.objects import attributes, gradient_path, lookup, valid_path
 
 
 class LayerAdapter(Adapter):
@@ -85,7 +85,7 @@ class LayerAdapter(Adapter):
         if isinstance(declared, Mapping):
             pairs = [(str(k), str(v)) for k, v in declared.items()]
         elif isinstance(declared, (list, tuple)) and all(isinstance(n, str) for n in declared):
-            pairs = [(name, _gradient_path(name)) for name in declared]
+            pairs = [(name, gradient_path(name)) for name in declared]
         else:
             raise InvalidArgument(
                 f"`params` must be a list of attribute names or a mapping name -> gradient "
@@ -94,6 +94,12 @@ class LayerAdapter(Adapter):
             )
         slots = []
         for name, grad_name in pairs:
+            if grad_name.startswith("<"):
+                raise InvalidArgument(
+                    f"`params` names the item {name!r}, whose gradient has no textbook name; "
+                    f"say where backward puts it, e.g. params={{{name!r}: "
+                    f"{name.replace('params', 'grads', 1)!r}}}."
+                )
             value = lookup(self.target, name) if valid_path(name) else None
             if not (isinstance(value, np.ndarray) and is_float_array(value)):
                 raise InvalidArgument(
@@ -125,12 +131,6 @@ class LayerAdapter(Adapter):
 
     def _reader(self, path: str) -> Callable[[], Any]:
         return lambda: lookup(self.target, path)
-
-
-def _gradient_path(path: str) -> str:
-    """``W`` -> ``dW``, ``fc.W`` -> ``fc.dW``: the textbook's gradient attribute."""
-    head, dot, last = path.rpartition(".")
-    return f"{head}{dot}d{last}"
 
 
 def _params_and_grads(target: Any) -> list[ParamSlot]:

@@ -85,6 +85,12 @@ class NetworkAdapter(Adapter):
             slots.append(writable(self.target, slot))
         return slots
 
+    def declaration_hint(self, uncovered: str, declared: Mapping[str, str]) -> str:
+        return (
+            f"make {uncovered} an entry of {self.name}.params (the layers must read that very "
+            f"array) and return its gradient from gradient() under the same key"
+        )
+
 
 def _accepted(function: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The keywords `function` takes: ``loss(x, t, train_flg=True)`` gets the switch, while
