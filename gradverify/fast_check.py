@@ -25,7 +25,8 @@ Two tolerances per projection:
   ``|analytic - numeric| <= rtol * |numeric| + atol-spread + noise (+ truncation)``,
   with the truncation error measured from two step sizes and ``atol`` spread as a
   random walk over the elements.  A false nomination costs forward calls, never a
-  verdict;
+  verdict: the nominated elements are judged on the ladder at once, and cleared
+  ones are left out of the remaining projections;
 * the *bound*, what errors that each stay inside their own element tolerance
   ``t_i = atol + rtol * |g_i|`` can add up to: in full inside a group of
   coherent signs, as a random walk across groups (``Z`` standard deviations:
@@ -41,6 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gradverify import compare
+from gradverify.planning import full_calls
 from gradverify.projections import Direction, Measurement, Probe, directions
 from gradverify.results import ElementRow, Status, TensorResult, worst_status
 from gradverify.tensor_check import (
@@ -79,36 +81,65 @@ def check_tensor_fast(tensor: TensorToCheck, context: LossContext) -> TensorOutc
         context.rng,
         _blocks(tensor.array.shape, context.config.directions, context.projection_calls),
     )
-    search = _Search(len(planned))
+    search = _Search()
     screens = []
     for direction in planned:
+        members = np.setdiff1d(direction.members, list(search.verdicts), assume_unique=True)
+        if members.size == 0:
+            continue
         probe = Probe(tensor, flat_analytic, direction, scale, settings, context.loss, step)
-        whole = probe.measure(direction.members)
+        whole = probe.measure(members)
+        search.measured += 1
         if abs(whole.difference) > whole.screen:
-            whole = _recheck(probe, direction.members, whole)
+            whole = _recheck(probe, members, whole)
         screens.append((direction, whole))
         search.margin = max(search.margin, _ratio(whole.difference, whole.bound))
         if abs(whole.difference) <= whole.screen:
             continue
-        found = _localize(probe, direction.members, whole, context.config.max_reestimate)
-        search.blamed += found
+        found = _localize(probe, members, whole, context.config.max_reestimate)
         if not found and abs(whole.difference) > whole.bound:
             search.unexplained = True
-        if found:
-            break  # the elements are named; another direction would name them again
+        search.judge(found, tensor, flat_analytic, settings, context)
+        if search.failed:
+            break  # confirmed; another direction would name the same elements again
     search.sensitivity = _sensitivity(tensor, screens, flat_analytic, scale)
     return _outcome(tensor, analytic, settings, context, search)
 
 
 @dataclass
 class _Search:
-    """What the projections of one tensor found."""
+    """What the projections of one tensor found.
 
-    count: int  # projections planned
-    blamed: list[int] = field(default_factory=list)  # elements nominated by bisection
+    Elements that bisection blames are judged on the ladder at once: a confirmed
+    failure ends the search, and cleared elements (an input at a kink, say) are
+    left out of later projections, so that a false nomination never hides a real
+    error in a direction not yet measured.
+    """
+
+    measured: int = 0  # projections actually measured
+    verdicts: dict[int, compare.ElementVerdict] = field(default_factory=dict)  # blamed elements
     margin: float = 0.0  # the largest disagreement over its bound
     unexplained: bool = False  # beyond the bound, and no element to blame
     sensitivity: str = ""  # what the projections could see, for the report
+
+    def judge(
+        self,
+        blamed: list[int],
+        tensor: TensorToCheck,
+        analytic: Floats,
+        settings: Settings,
+        context: LossContext,
+    ) -> None:
+        steps = settings.steps.reshape(-1)
+        for i in blamed:
+            if i not in self.verdicts:
+                self.verdicts[i] = reestimate_element(
+                    tensor, i, float(analytic[i]), steps[i], settings, context.loss
+                )
+
+    @property
+    def failed(self) -> bool:
+        return any(v.status is not Status.PASS for v in self.verdicts.values())
 
 
 def _blocks(shape: tuple[int, ...], count: int, calls: int) -> int:
@@ -195,15 +226,10 @@ def _outcome(
     context: LossContext,
     search: _Search,
 ) -> TensorOutcome:
-    """Judge the blamed elements on the ladder and summarize the tensor."""
-    blamed = sorted(set(search.blamed))
+    """Summarize the tensor from its projections and the verdicts on the blamed elements."""
+    verdicts = search.verdicts
     flat_analytic = analytic.reshape(-1)
     base_step = settings.eps ** (1.0 / 3.0)
-    steps = settings.steps.reshape(-1)
-    verdicts = {
-        i: reestimate_element(tensor, i, float(flat_analytic[i]), steps[i], settings, context.loss)
-        for i in blamed
-    }
     judged = sorted(
         ((_row(tensor, i, float(flat_analytic[i]), v), v) for i, v in verdicts.items()),
         key=lambda pair: (pair[1].status is Status.PASS, -pair[0].abs_err),  # failures first
@@ -211,13 +237,13 @@ def _outcome(
     rows = [row for row, _ in judged]
     failing = [row for row, verdict in judged if verdict.status is not Status.PASS]
     statuses = [v.status for v in verdicts.values()]
-    count = search.count
+    count = search.measured
     seen = f", which see {search.sensitivity}" if search.sensitivity else ""
     notes = [f"checked by {count} projections{seen}", _full_mode_cost(tensor.array.size, context)]
     if search.unexplained:
         statuses.append(Status.INCONCLUSIVE)
         notes.append("a projection disagreed but no element could be blamed: rerun mode='full'")
-    elif blamed and not failing:
+    elif verdicts and not failing:
         notes.append("the projections' disagreement was not confirmed element by element")
     worst = max(failing, key=lambda r: r.abs_err, default=None)
     element_margins = [
@@ -233,7 +259,7 @@ def _outcome(
         max_noise=settings.noise_unit / base_step,
         checked=int(analytic.size),
         mismatched=len(failing),
-        reestimated=len(blamed),
+        reestimated=len(verdicts),
         max_abs_err=worst.abs_err if worst else 0.0,
         max_abs_index=worst.index if worst else None,
         max_rel_err=max((r.rel_err for r in failing), default=0.0),
@@ -245,7 +271,7 @@ def _outcome(
 
 
 def _full_mode_cost(size: int, context: LossContext) -> str:
-    calls = 2 * size
+    calls = full_calls(size)
     seconds = calls * context.seconds_per_call
     estimate = f", ~{_duration(seconds)}" if math.isfinite(seconds) else ""
     return f"mode='full' checks every element ({calls:,} forward calls{estimate})"

@@ -2,10 +2,11 @@
 
 A full check costs two forward calls per element; its time is known before it
 starts from the measured time of one call (the fastest of the first few calls a
-check makes anyway).  In mode ``auto`` every tensor whose
-full check fits in the time budget gets one, smallest first (they buy the most
-coverage per second), and only what does not fit is checked by projections,
-whose blind spots each report states.  Pure functions.
+check makes anyway).  In mode ``auto`` the tensors get full checks smallest
+first (so that as many tensors as possible are checked in full) while their
+summed cost fits in the time budget; only what does not fit is checked by
+projections, whose blind spots each report states.  An empty tensor is always
+"checked in full": it costs nothing and has no element to project.  Pure functions.
 """
 
 from __future__ import annotations
@@ -29,10 +30,6 @@ class Plan:
     #: left after the full checks, shared out (more projections see smaller errors).
     projection_calls: int = 0
 
-    def full_seconds(self, size: int) -> float:
-        """Estimated seconds of a full check of a tensor of `size` elements."""
-        return full_calls(size) * self.seconds_per_call
-
 
 def full_calls(size: int) -> int:
     return 2 * size + _PER_TENSOR_CALLS
@@ -42,12 +39,12 @@ def plan(sizes: Sequence[int], seconds_per_call: float, config: CheckConfig) -> 
     """Full for every tensor in mode ``full``, none in ``fast``; in ``auto``, the smallest
     tensors while their summed full checks fit in ``config.budget`` seconds."""
     if config.mode != "auto":
-        return Plan(tuple(config.mode == "full" for _ in sizes), seconds_per_call)
+        return Plan(tuple(config.mode == "full" or n == 0 for n in sizes), seconds_per_call)
     full = [False] * len(sizes)
     spent = 0.0
     for position in sorted(range(len(sizes)), key=lambda i: sizes[i]):
         cost = full_calls(sizes[position]) * seconds_per_call
-        if spent + cost > config.budget:
+        if sizes[position] and spent + cost > config.budget:
             break
         full[position] = True
         spent += cost

@@ -67,7 +67,7 @@ def directions(
         per_slice[-1] = per_slice[0]  # a border error (both ends) must not cancel itself
         slices = positions[axis]
         signs = gradient_signs * per_slice[slices]
-        order = np.argsort(slices, kind="stable")  # members by slice: bisection takes whole slices
+        order = np.argsort(slices, kind="stable")  # by slice: bisection halves are neighbour runs
         bounds = np.searchsorted(slices[order], np.arange(length + 1))  # where each slice starts
         for block in np.array_split(np.arange(length), min(blocks, length)):
             members = order[bounds[block[0]] : bounds[block[-1] + 1]]

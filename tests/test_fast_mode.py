@@ -68,5 +68,40 @@ def test_fast_mode_states_what_it_can_see_and_how_to_see_everything():
     sees, full = tensor.notes[:2]
     assert sees.startswith("checked by 4 projections, which see one element off by more than")
     assert "one row scaled by more than" in sees and "one column scaled by more than" in sees
-    assert full.startswith("mode='full' checks every element (20,000 forward calls, ~")
+    assert full.startswith("mode='full' checks every element (20,003 forward calls, ~")
     assert "by projections" in str(result) and result.coverage == "projections: dx"
+
+
+class ScaledRelu:
+    """ReLU times a weight per column; `wrong` scales the gradient of rows 5 and 6 by
+    +-`wrong`, balanced so that the sum along the gradient's signs is unchanged and only
+    the random and per-axis directions can see it."""
+
+    def __init__(self, columns, wrong):
+        self.w = np.linspace(0.5, 1.5, columns)
+        self.w[0] = 20.0  # the kink below then disagrees loudly
+        self.wrong = wrong
+
+    def forward(self, x):
+        self.x = x
+        return np.maximum(x, 0) * self.w
+
+    def backward(self, dout):
+        dx = (self.x > 0) * self.w * dout
+        weight = np.maximum(1, np.abs(self.x)) * np.abs(dx)
+        dx[5] *= 1 + self.wrong
+        dx[6] *= 1 - self.wrong * weight[5].sum() / weight[6].sum()
+        return dx
+
+
+@pytest.mark.parametrize("wrong", [0.0, 0.1])
+def test_an_input_at_a_kink_neither_hides_a_bug_nor_fails_a_correct_layer(wrong):
+    # x[0, 0] sits exactly at ReLU's kink: a projection through it disagrees, bisection
+    # names it, the ladder clears it; the directions after it must still be measured.
+    x = np.random.default_rng(3).standard_normal((40, 30))
+    x[0, 0] = 0.0
+    result = gradverify.check(ScaledRelu(30, wrong), {"x": x}, nondiff=["w"], mode="fast", seed=0)
+    (tensor,) = result.tensors
+    assert tensor.status is (Status.FAIL if wrong else Status.PASS), str(result)
+    if wrong:
+        assert all(row.index[0] in (5, 6) for row in tensor.rows if row.note == "confirmed")

@@ -1,4 +1,4 @@
-"""Mode "auto": every tensor whose full check fits the time budget gets one, smallest first."""
+"""Mode "auto": tensors get full checks smallest first while their summed cost fits the budget."""
 
 from __future__ import annotations
 
@@ -17,7 +17,15 @@ def test_smallest_tensors_are_checked_in_full_while_they_fit():
     # 1 ms a call: 100 elements cost 0.203 s, 300 cost 0.603 s, 1000 cost 2.003 s
     chosen = plan([300, 1000, 100], 1e-3, config)
     assert chosen.full == (True, False, True)
-    assert chosen.full_seconds(1000) == full_calls(1000) * 1e-3
+    # what is left of the budget pays for the projections of the one tensor not in full
+    left = 1.0 - (full_calls(300) + full_calls(100)) * 1e-3
+    assert chosen.projection_calls == int(left / 1e-3)
+
+
+def test_projection_calls_are_shared_by_the_projected_tensors():
+    chosen = plan([1000, 2000, 10], 1e-3, CheckConfig(budget=1.0))
+    assert chosen.full == (False, False, True)
+    assert chosen.projection_calls == int((1.0 - full_calls(10) * 1e-3) / 1e-3 / 2)
 
 
 def test_explicit_modes_ignore_the_budget():
@@ -27,6 +35,11 @@ def test_explicit_modes_ignore_the_budget():
 
 def test_zero_budget_checks_everything_by_projections():
     assert plan([1, 2], 1e-9, CheckConfig(budget=0.0)).full == (False, False)
+
+
+def test_an_empty_tensor_is_never_projected():
+    assert plan([0, 5], 1.0, CheckConfig(budget=0.0)).full == (True, False)
+    assert plan([0, 5], 1.0, CheckConfig(mode="fast")).full == (True, False)
 
 
 class SlowAffine(Affine):
