@@ -16,6 +16,7 @@ import numpy as np
 
 from gradverify.adapters import Adapter, Gradients
 from gradverify.numerics import real_array
+from gradverify.outputs import Outputs, read_outputs
 from gradverify.results import Finding
 
 #: Gradients from calls that must agree are compared to this relative precision:
@@ -169,15 +170,13 @@ def stale_state(probe: Probe) -> Finding | None:
 
 
 def deterministic_forward(
-    view: Adapter, args: list[Any], first: Any, pinned: bool
+    view: Adapter, args: list[Any], first: Outputs, pinned: bool
 ) -> Finding | None:
     """The same inputs must give the same outputs (after pinning the target's RNG)."""
-    again = view.forward(args)
-    outputs = first if isinstance(first, tuple) else (first,)
-    repeated = again if isinstance(again, tuple) else (again,)
-    same = len(outputs) == len(repeated) and all(
-        np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True)
-        for a, b in zip(outputs, repeated)
+    repeated = read_outputs(view.forward(args), view.name).arrays
+    same = len(first.arrays) == len(repeated) and all(
+        a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
+        for a, b in zip(first.arrays, repeated)
     )
     if same:
         return None

@@ -8,7 +8,7 @@ the textbook's ``backward(dout=1)``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,26 +73,41 @@ class Outputs:
 
 
 def computed_precision(
-    outputs: Outputs, forward: Callable[[list[Any]], Any], inputs: list[Any], name: str
+    outputs: Outputs,
+    forward: Callable[[list[Any]], Any],
+    inputs: list[Any],
+    name: str,
+    held: Sequence[np.ndarray] = (),
 ) -> np.dtype | None:
-    """`Outputs.computed_precision`, confirmed at inputs nudged off float32's grid.
+    """`Outputs.computed_precision`, confirmed at inputs and weights nudged off float32's grid.
 
-    A float64 layer that merely copies its inputs (ReLU, pooling) returns float32
-    values when its inputs came from float32 data; a nudge of 2**-40 (relative) to
-    every float input tells a float32 computation from float32 data.
+    A float64 layer that merely copies its inputs (ReLU, pooling) or its weights
+    (an embedding's rows, from a float32 checkpoint) returns float32 values when
+    they came from float32 data; a nudge of 2**-40 (relative) to every float input
+    and every `held` weight tells a float32 computation from float32 data.  The
+    weights are put back bit for bit.
     """
     precision = outputs.computed_precision()
     if precision is None:
         return None
-    nudged = [
-        v * (1 + 2.0**-40)
-        if isinstance(v, np.ndarray)
-        and np.issubdtype(v.dtype, np.floating)
-        and v.dtype.itemsize > precision.itemsize
-        else v
-        for v in inputs
-    ]
-    return read_outputs(forward(nudged), name).computed_precision()
+
+    def finer(value: Any) -> bool:
+        return (
+            isinstance(value, np.ndarray)
+            and np.issubdtype(value.dtype, np.floating)
+            and value.dtype.itemsize > precision.itemsize
+        )
+
+    nudged = [v * (1 + 2.0**-40) if finer(v) else v for v in inputs]
+    weights = [w for w in held if finer(w) and w.flags.writeable]
+    originals = [w.copy() for w in weights]
+    try:
+        for weight in weights:
+            weight *= 1 + 2.0**-40
+        return read_outputs(forward(nudged), name).computed_precision()
+    finally:
+        for weight, original in zip(weights, originals):
+            np.copyto(weight, original)
 
 
 def read_outputs(raw: Any, name: str) -> Outputs:
@@ -205,8 +220,12 @@ class Cotangent:
         if not self.centre.is_tuple:
             dout, shape = douts[0], shapes[0]
             return lambda raw: inner(dout, _same_shape(raw, shape))
+        count = len(shapes)
         return lambda raw: float(
-            sum(inner(d, _same_shape(r, s)) for d, r, s in zip(douts, raw, shapes))
+            sum(
+                inner(d, _same_shape(r, s))
+                for d, r, s in zip(douts, _same_count(raw, count), shapes)
+            )
         )
 
 
@@ -218,6 +237,16 @@ def _scalar_loss(raw: Any) -> float:
             f"forward returned {type(raw).__name__} {getattr(raw, 'shape', '')} at a perturbed "
             f"point but a scalar at the centre; its output must not depend on input values."
         ) from None
+
+
+def _same_count(raw: Any, count: int) -> Any:
+    if not isinstance(raw, (tuple, list)) or len(raw) != count:
+        found = f"{len(raw)} outputs" if isinstance(raw, (tuple, list)) else type(raw).__name__
+        raise TargetContractError(
+            f"forward returned {found} at a perturbed point but {count} at the centre; "
+            f"the number of its outputs must not depend on input values."
+        )
+    return raw
 
 
 def _same_shape(raw: Any, shape: tuple[int, ...]) -> Any:

@@ -146,8 +146,10 @@ class CheckRun:
                 f"evaluation sees the same random numbers"
             )
         outputs = read_outputs(raw, self.view.name)
+        # a copy: a forward that writes into one buffer it returns every time would change it
+        outputs = replace(outputs, arrays=tuple(a.copy() for a in outputs.arrays))
         found.add(contracts.forward_mutation(view, self.names, mutated))
-        found.add(contracts.deterministic_forward(view, work, raw, pinned=bool(drawn)))
+        found.add(contracts.deterministic_forward(view, work, outputs, pinned=bool(drawn)))
         return view, outputs
 
     def _timed(self, view: Adapter, args: list[Any]) -> Any:
@@ -160,7 +162,8 @@ class CheckRun:
         self, view: Adapter, work: list[Any], outputs: Outputs, found: Found
     ) -> np.dtype | None:
         """The lower precision forward really computes in, if its outputs betray one."""
-        computed = computed_precision(outputs, view.forward, work, view.name)
+        held = [h.value for h in view.held_arrays() if isinstance(h.value, np.ndarray)]
+        computed = computed_precision(outputs, view.forward, work, view.name, held)
         if computed is not None:
             found.notes.append(
                 f"forward computes in {computed.name} (its outputs are exact {computed.name} "
@@ -256,7 +259,7 @@ class CheckRun:
             lambda: view.forward(work),
             lambda: view.backward_again(cotangent.for_backward),
         )
-        return coverage.results(missing, slots, suggestions)
+        return coverage.results(view, missing, slots, suggestions)
 
     def _input_tensors(
         self, work: list[Any], returned: tuple[Any, ...], found: Found

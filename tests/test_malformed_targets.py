@@ -93,6 +93,67 @@ def test_a_python_float_output_is_a_scalar_loss():
     assert result.status is Status.PASS
 
 
+class TwoOutputsInAList:
+    """forward returns ``[x @ W, x.sum(1)]``: two outputs of different shapes in a list."""
+
+    def __init__(self):
+        self.W = RNG.standard_normal((3, 2))
+
+    def forward(self, x):
+        self.x = x
+        return [x @ self.W, x.sum(axis=1)]
+
+    def backward(self, d_product, d_sum):
+        self.dW = self.x.T @ d_product
+        return d_product @ self.W.T + d_sum[:, None]
+
+
+def test_a_list_of_arrays_of_different_shapes_is_several_outputs():
+    result = gradverify.check(TwoOutputsInAList(), {"x": RNG.standard_normal((4, 3))})
+    assert result.status is Status.PASS, str(result)
+    assert [t.name for t in result.tensors] == ["x", "W"]
+
+
+class DropsAnOutput:
+    """forward returns two outputs, but only one once x[0, 0] grows: the count changes."""
+
+    def forward(self, x):
+        self.x = x
+        return (2 * x,) if x[0, 0] > 0.5 else (2 * x, x.sum(axis=1))
+
+    def backward(self, d_double, d_sum):
+        return 2 * d_double + d_sum[:, None]
+
+
+def test_a_forward_whose_number_of_outputs_changes_is_an_error_saying_so():
+    x = np.full((2, 3), 0.5)
+    x[0, 0] = 0.5 - 1e-9  # the step of the check crosses the threshold
+    result = gradverify.check(DropsAnOutput(), {"x": x})
+    assert result.status is Status.ERROR, str(result)
+    assert "returned 1 outputs at a perturbed point but 2 at the centre" in result.error
+
+
+class BufferForward:
+    """forward writes into one buffer it returns on every call (a common speed trick)."""
+
+    def __init__(self):
+        self.W = RNG.standard_normal((3, 2))
+        self.out = np.empty((4, 2))
+
+    def forward(self, x):
+        self.x = x
+        return np.matmul(x, self.W, out=self.out)
+
+    def backward(self, dout):
+        self.dW = self.x.T @ dout
+        return dout @ self.W.T
+
+
+def test_a_forward_reusing_its_output_buffer_is_checked_like_any_other():
+    result = gradverify.check(BufferForward(), {"x": RNG.standard_normal((4, 3))})
+    assert result.status is Status.PASS, str(result)
+
+
 class RaisesIn:
     def __init__(self, stage):
         self.stage = stage

@@ -144,6 +144,20 @@ def test_float32_computed_behind_float64_outputs_is_detected():
     assert result.tensors[0].rtol == 1e-3 and result.tensors[0].step > 1e-3
 
 
+def test_float64_weights_holding_float32_values_are_a_float64_computation():
+    # an embedding gathers rows of W: with W cast up from a float32 checkpoint its outputs
+    # are exact float32 values, yet it computes in float64, so full tolerances apply
+    rng = np.random.default_rng(0)
+    weights = rng.standard_normal((10, 4)).astype(np.float32).astype(np.float64)
+    layer = reference.Embedding(weights)
+    before = weights.copy()
+    result = gradverify.check(layer, {"idx": np.array([1, 3, 3])}, nondiff=["idx"])
+    assert result.status is Status.PASS, str(result)
+    assert not any("computes in float32" in note for note in result.notes)
+    assert result.tensors[0].step < 1e-4  # float64's step, not float32's (~5e-3)
+    assert np.array_equal(layer.params[0], before) and layer.params[0] is weights
+
+
 @pytest.mark.parametrize("name", ["Affine", "Relu", "Sigmoid", "MulLayer"])
 def test_float32_reference_layers_pass(name):
     case = REFERENCE[name]
