@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME",
-        help="an input not to differentiate (labels)",
+        help="an input (labels) or a held constant (running_mean) not to differentiate",
     )
     run.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     run.add_argument(

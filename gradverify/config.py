@@ -88,14 +88,15 @@ class CheckConfig:
         ``full`` differentiates every element (2 forward calls each); ``fast``
         compares projections per tensor (2 calls each) and, when one disagrees,
         finds the wrong elements by group testing; ``auto`` checks every element
-        of every tensor whose full check fits in ``budget`` (smallest first,
-        estimated from the measured time of one forward call), fast the rest.
+        of the tensors, smallest first, while their summed full checks fit in
+        ``budget`` (estimated from the measured time of one forward call), and
+        the rest by projections.
     directions : int
         Whole-tensor projections per tensor in fast mode (the first along the
         gradient's signs, the others random); fast mode adds one per axis.
     budget : float
-        Seconds a full check may take before ``auto`` checks the largest tensors
-        by projections instead.
+        Seconds the full checks may take together before ``auto`` checks the
+        largest tensors by projections instead (what is left pays for projections).
     """
 
     seed: int = 0

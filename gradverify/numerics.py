@@ -153,7 +153,8 @@ def central_differences(
     by the realized step ``(x + h) - (x - h)`` in float64 [2]_.  With `batch`, the
     same evaluations, in the same order, are asked for many at a time (a target in
     another process answers a message per batch, not per evaluation); the result
-    is the same to the bit.
+    is the same to the bit for float16, float32 and float64 arrays (a longdouble
+    one is stepped in float64 there).
 
     Examples
     --------

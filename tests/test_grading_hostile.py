@@ -226,6 +226,8 @@ def test_a_fork_bomb_meets_the_process_cap(tmp_path):
     bomb = "import os\nwhile True:\n    os.fork()"
     affine = _grade(tmp_path, forward=_body(bomb))
     assert affine["status"] == "error" and affine["score"] == 0.0
+    # stopped by the cap (fork fails at once), not by the time limit
+    assert "BlockingIOError" in affine["error"], affine["error"]
 
 
 @needs_root
