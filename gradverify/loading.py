@@ -1,7 +1,10 @@
-"""Import what the command line names: ``MODULE:OBJECT``, the module by name or by file.
+"""Import what a user names: ``MODULE:OBJECT`` on the command line, a submission's or a
+reference solution's file in grading.
 
-The current folder is importable (as with ``python -m``), and a module that fails
-to import is one line naming its own line, not a traceback through gradverify.
+One way to execute a ``.py`` file as a module and to walk an attribute path, for
+the command line, the sandboxed child and the reference.  The current folder is
+importable (as with ``python -m``), and a module that fails to import is one
+line naming its own line, not a traceback through gradverify.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import importlib
 import importlib.util
 import os
 import sys
+from types import ModuleType
 from typing import Any
 
 from gradverify.adapters import TargetRaised
@@ -18,45 +22,64 @@ from gradverify.errors import InvalidArgument
 
 def import_target(spec: str) -> Any:
     """The object a ``MODULE:OBJECT`` names, the module by dotted name or by file path."""
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
+    module_name, _, path = spec.partition(":")
+    if not module_name or not path:
         raise InvalidArgument(
             f"a target must be MODULE:OBJECT, got {spec!r}; "
             f"e.g. layers_under_test.reference:Affine."
         )
     if os.getcwd() not in sys.path:  # like `python -m`: modules in this directory import
         sys.path.insert(0, os.getcwd())
+    by_file = module_name.endswith(".py") or os.sep in module_name
+    file = os.path.abspath(module_name if module_name.endswith(".py") else module_name + ".py")
+    if by_file and not os.path.isfile(file):
+        raise InvalidArgument(f"cannot import {module_name!r} of target {spec!r}: no file {file}.")
     try:
-        module = _module(module_name)
-    except ImportError as error:
+        module = module_from_file(file) if by_file else importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if not (module_name == error.name or module_name.startswith(f"{error.name}.")):
+            raise InvalidArgument(_raised(module_name, spec, error)) from None
         raise InvalidArgument(
             f"cannot import module {module_name!r} of target {spec!r}: {error}. "
             f"Run from the directory that contains it, or install it."
         ) from None
     except Exception as error:  # the module's own code failed: its line, not ours
-        raise InvalidArgument(
-            f"importing {module_name!r} (target {spec!r}) raised "
-            f"{TargetRaised('import', error).describe().split(' raised ', 1)[1]}"
-        ) from None
-    obj: Any = module
-    for part in attribute.split("."):
-        if not hasattr(obj, part):
-            raise InvalidArgument(f"module {module_name!r} has no {attribute!r} (target {spec!r}).")
-        obj = getattr(obj, part)
-    return obj
+        raise InvalidArgument(_raised(module_name, spec, error)) from None
+    try:
+        return attribute(module, path)
+    except AttributeError:
+        missing = f"module {module_name!r} has no {path!r} (target {spec!r})."
+        raise InvalidArgument(missing) from None
 
 
-def _module(name: str) -> Any:
-    """A module by dotted name, or by file path (``layers.py``, ``./lib/layers.py``)."""
-    if not name.endswith(".py") and os.sep not in name:
-        return importlib.import_module(name)
-    path = os.path.abspath(name if name.endswith(".py") else name + ".py")
-    if not os.path.isfile(path):
-        raise ImportError(f"no file {path}")
-    spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
+def _raised(module_name: str, spec: str, error: BaseException) -> str:
+    cause = TargetRaised("importing", error).cause()
+    return f"importing {module_name!r} (target {spec!r}) raised {cause}"
+
+
+def module_from_file(path: str, name: str | None = None) -> ModuleType:
+    """Execute the ``.py`` file at `path` as the module `name` (its file name by default).
+
+    The module is in ``sys.modules`` while it runs (dataclasses and pickling look it
+    up there) and stays there only if it imported without an error.
+    """
+    name = name or os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"{path} is not a Python module")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
     return module
+
+
+def attribute(root: Any, path: str) -> Any:
+    """``root.a.b`` for the path ``"a.b"`` (AttributeError if a part is missing)."""
+    found = root
+    for part in path.split("."):
+        found = getattr(found, part)
+    return found

@@ -155,6 +155,16 @@ def test_a_module_that_fails_to_import_is_one_line_with_its_own_line(tmp_path, m
     assert "raised RuntimeError: boom at import" in err and 'File "raises.py", line 1' in err
 
 
+def test_a_module_importing_what_is_not_installed_names_that_import(tmp_path, monkeypatch, capsys):
+    (tmp_path / "needs_torch.py").write_text("import not_installed_anywhere\nclass A: pass\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "needs_torch.py:A", "--input", "x=2,2"]) == 2
+    err = capsys.readouterr().err
+    assert "No module named 'not_installed_anywhere'" in err and "Run from the directory" not in err
+    assert 'File "needs_torch.py", line 1' in err
+    assert "needs_torch" not in __import__("sys").modules  # nothing half-imported left behind
+
+
 def test_a_target_named_by_its_file_path(tmp_path, monkeypatch, capsys):
     (tmp_path / "mine.py").write_text(
         "class Double:\n    def forward(self, x):\n        return 2 * x\n"

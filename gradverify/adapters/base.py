@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from gradverify.errors import GradverifyError, TargetContractError
-from gradverify.objects import Holding, holdings, is_foreign_array, rebind
+from gradverify.objects import Holding, holdings, is_foreign_array, places_of, rebind
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _STANDARD_LIBRARY = os.path.dirname(os.__file__) + os.sep
@@ -36,7 +36,11 @@ class TargetRaised(GradverifyError):
         super().__init__(f"{stage} raised {type(exc).__name__}: {exc}")
 
     def describe(self) -> str:
-        text = f"{self.stage} raised {type(self.exc).__name__}: {self.exc}"
+        return f"{self.stage} raised {self.cause()}"
+
+    def cause(self) -> str:
+        """What was raised, and the user's line that raised it."""
+        text = f"{type(self.exc).__name__}: {self.exc}"
         if isinstance(self.exc, TypeError) and "required positional argument" in str(self.exc):
             text += " (every argument of forward goes in inputs={name: value, ...}, in order)"
         return f"{text}\n{self.frame}" if self.frame else text
@@ -163,7 +167,7 @@ def writable(target: Any, slot: ParamSlot) -> ParamSlot:
     """
     if slot.array.flags.writeable:
         return slot
-    places = [h for h in holdings(target) if h.value is slot.array]
+    places = places_of(target, slot.array)
     if not places or any(h.kind == "tuple" for h in places):
         where = "a tuple" if places else "a place gradverify cannot reach"
         raise TargetContractError(
