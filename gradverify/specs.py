@@ -78,12 +78,22 @@ def parse_spec(spec: Mapping[str, Any] | Spec) -> Spec:
     unknown = sorted(set(spec) - {"dims", "init", "inputs"})
     if unknown:
         raise InvalidArgument(f"`spec` has unknown keys {unknown}; it takes dims, init, inputs.")
-    dims = {name: _bounds(name, value) for name, value in dict(spec.get("dims", {})).items()}
+    dims = {name: _bounds(name, value) for name, value in _table(spec, "dims").items()}
     if not spec.get("inputs"):
         raise InvalidArgument("`spec` needs 'inputs': forward's arguments, e.g. {'x': ['N', 3]}.")
-    init = {n: _init_entry(f"init.{n}", v, dims) for n, v in dict(spec.get("init", {})).items()}
-    inputs = {n: _array(f"inputs.{n}", v, dims) for n, v in dict(spec["inputs"]).items()}
+    init = {n: _init_entry(f"init.{n}", v, dims) for n, v in _table(spec, "init").items()}
+    inputs = {n: _array(f"inputs.{n}", v, dims) for n, v in _table(spec, "inputs").items()}
     return Spec(dims, init, inputs)
+
+
+def _table(spec: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = spec.get(key, {})
+    if not isinstance(value, Mapping):
+        raise InvalidArgument(
+            f"`spec` {key} must map names to entries, got {key}={value!r}; "
+            f"e.g. {{'dims': {{'N': [1, 4]}}, 'inputs': {{'x': ['N', 3]}}}}."
+        )
+    return dict(value)
 
 
 def _bounds(name: str, value: Any) -> tuple[int, int]:

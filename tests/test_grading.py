@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from gradverify.errors import InvalidArgument
-from gradverify.grading import protocol
-from gradverify.grading.assignment import load_assignment
+from gradverify.grading import protocol, scoring
+from gradverify.grading.assignment import load_assignment, parse_assignment
+from gradverify.grading.gradescope import results_json
 from gradverify.grading.autograder import write_zip
 from gradverify.grading.notebooks import notebook_source
 from gradverify.grading.runner import grade, grade_one, read_records
@@ -93,12 +94,24 @@ def test_results_json_follows_gradescopes_format(example, tmp_path):
             "output",
             "visibility",
         }
-        assert test["status"] == ("passed" if test["score"] >= test["max_score"] else "failed")
+        assert test["status"] in ("passed", "failed")
     hidden = [t for t in document["tests"] if t["visibility"] != "visible"]
     assert [t["name"] for t in hidden] == ["Affine (other shapes)"]
     affine = next(t for t in document["tests"] if t["name"] == "Affine")
     assert affine["score"] == 3.0 and "db: 0 / 1 (FAIL)" in affine["output"]
     assert "hint: analytic = 0.5 x numeric" in affine["output"]
+
+
+def test_a_failing_check_worth_no_points_is_not_passed(tmp_path):
+    from gradverify.results import CheckResult, Status
+
+    table = {"object": "layers.py:Relu", "points": 0, "spec": {"inputs": {"x": [2]}}}
+    (graded,) = parse_assignment({"check": [table]}, str(tmp_path / "a.toml")).checks
+    for status, passed in ((Status.FAIL, False), (Status.PASS, True)):
+        record = scoring.record("s", graded, CheckResult("Relu", "Relu.backward", status, 0), "", 0)
+        assert record["score"] == 0 and record["passed"] is passed
+        test = results_json([record], 1.0)["tests"][0]
+        assert test["status"] == ("passed" if passed else "failed")
 
 
 def test_a_dask_cluster_grades_the_same_as_the_process_pool(example, tmp_path):
@@ -189,6 +202,40 @@ ASSIGNMENTS = {
         "reference file",
     ),
     "not TOML": ("[[check]\n", "is not valid TOML"),
+    "not UTF-8": ("name = '\udcff'\n", "is not valid TOML"),
+    "assignment not a table": ("assignment = 5\n", "[assignment] must be a table"),
+    "points not a number": (
+        "[[check]]\nobject = 'l.py:A'\npoints = 'abc'\ngradients = {dx = 1}\n"
+        "spec = {inputs = {x = [2]}}\n",
+        "points must be a non-negative number, got 'abc'",
+    ),
+    "dims not a table": (
+        "[[check]]\nobject = 'l.py:A'\nspec = {dims = 3, inputs = {x = [2]}}\n",
+        "`spec` dims must map names to entries",
+    ),
+    "params not names": (
+        "[[check]]\nobject = 'l.py:A'\nparams = 5\nspec = {inputs = {x = [2]}}\n",
+        "params must be a list of names or a table",
+    ),
+    "time limit of years": (
+        "[assignment]\ntime_limit = 1e300\n[[check]]\nobject = 'l.py:A'\n"
+        "spec = {inputs = {x = [2]}}\n",
+        "is over a day",
+    ),
+    "memory under a MiB": (
+        "[assignment]\nmemory_limit = 0.5\n[[check]]\nobject = 'l.py:A'\n"
+        "spec = {inputs = {x = [2]}}\n",
+        "memory_limit must be a whole number of MiB, at least 16",
+    ),
+    "module outside the submission": (
+        "[[check]]\nobject = '../grader.py:A'\nspec = {inputs = {x = [2]}}\n",
+        "must be a path inside the submission folder",
+    ),
+    "reference not Python": (
+        "[assignment]\nreference = 'a.toml'\n[[check]]\nobject = 'l.py:A'\n"
+        "spec = {inputs = {x = [2]}}\n",
+        "must name a .py file",
+    ),
 }
 
 
@@ -196,7 +243,7 @@ ASSIGNMENTS = {
 def test_a_bad_assignment_file_names_the_key_and_the_fix(tmp_path, case):
     text, message = ASSIGNMENTS[case]
     path = tmp_path / "a.toml"
-    path.write_text(text)
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))
     with pytest.raises(InvalidArgument) as raised:
         load_assignment(str(path))
     assert message in str(raised.value)
@@ -211,6 +258,39 @@ def test_the_cli_says_what_is_wrong_in_one_line_and_exits_2(tmp_path):
     )
     assert ran.returncode == 2 and ran.stderr.startswith("gradverify: error: ")
     assert "Traceback" not in ran.stderr
+
+
+REFERENCES = {
+    "a name it does not have": ("", "solution.py:Nope", "cannot be built: AttributeError"),
+    "a constructor that raises": (
+        "class Double:\n    def __init__(self):\n        raise RuntimeError('unfinished')\n",
+        "solution.py:Double",
+        "cannot be built: RuntimeError: unfinished",
+    ),
+    "a wrong gradient": (
+        "class Double:\n    def forward(self, x):\n        return 2 * x\n"
+        "    def backward(self, dout):\n        return 3 * dout\n",
+        "solution.py:Double",
+        "does not pass its own check, so no submission could",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", REFERENCES)
+def test_a_broken_reference_is_one_error_before_any_submission_runs(tmp_path, case):
+    source, reference, message = REFERENCES[case]
+    (tmp_path / "solution.py").write_text(source)
+    (tmp_path / "a.toml").write_text(
+        f"[[check]]\nobject = 'l.py:Double'\nreference = '{reference}'\n"
+        f"spec = {{dims = {{N = 2}}, inputs = {{x = ['N']}}}}\n"
+    )
+    (tmp_path / "class" / "student").mkdir(parents=True)
+    with pytest.raises(InvalidArgument, match=message):
+        grade(str(tmp_path / "a.toml"), str(tmp_path / "class"), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(InvalidArgument, match=message):
+        write_zip(str(tmp_path / "a.toml"), str(tmp_path / "autograder.zip"))
+    assert not (tmp_path / "autograder.zip").exists()
 
 
 def test_a_notebook_keeps_its_definitions_and_drops_everything_else(tmp_path):
@@ -231,6 +311,15 @@ def test_a_notebook_keeps_its_definitions_and_drops_everything_else(tmp_path):
     assert namespace["Layer"]().forward(2.0) == pytest.approx(0.2)
     assert "train()" not in source and "helper()\n" not in source and "pip" not in source
     assert "# cell 5 skipped: it does not parse" in source
+
+
+def test_a_notebook_that_cannot_be_read_is_the_submissions_error_not_the_graders(tmp_path):
+    pytest.importorskip("nbformat")
+    path = tmp_path / "work.ipynb"
+    path.write_text("{ not json")
+    source = notebook_source(str(path))
+    with pytest.raises(ImportError, match="the notebook work.ipynb cannot be read"):
+        exec(compile(source, "layers.py", "exec"), {})
 
 
 def _frame(header: bytes) -> bytes:

@@ -15,19 +15,21 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
+import os
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from gradverify.adapters import Adapter, resolve_adapter
+from gradverify.adapters import Adapter, TargetRaised, resolve_adapter
 from gradverify.adapters.base import private_copy
-from gradverify.errors import GradverifyError
-from gradverify.grading.assignment import GradedCheck
-from gradverify.grading.child import attribute
+from gradverify.checks import check
+from gradverify.errors import GradverifyError, InvalidArgument
+from gradverify.grading.assignment import Assignment, GradedCheck
 from gradverify.grading.remote import RemoteAdapter, RemoteRaised
+from gradverify.loading import attribute, module_from_file
 from gradverify.outputs import read_outputs
+from gradverify.randomness import seeded_global
 from gradverify.references import forward_difference, gradient_difference
 from gradverify.results import CheckResult, Status, TensorResult, worst_status
 from gradverify.specs import Case
@@ -51,6 +53,38 @@ def against_reference(
     return replace(result, tensors=tensors, findings=findings, status=worst_status(statuses))
 
 
+def verify_references(assignment: Assignment) -> None:
+    """Run each check's reference on the check's inputs, and its own gradient check, before
+    any submission: an instructor's slip (a missing name, a constructor that does not take
+    the spec's arrays, a reference that fails) is one error now, not an ERROR per student."""
+    for graded in assignment.checks:
+        if graded.reference is None:
+            continue
+        file, path = graded.reference
+        where = f"[[check]] {graded.name!r}: the reference {os.path.basename(file)}:{path}"
+        case = assignment.case(graded)
+        try:
+            view = _trusted(graded, case, assignment.seed)
+            _run(view, case, None, assignment.seed)
+        except TargetRaised as raised:
+            raise InvalidArgument(f"{where} cannot run on the check's inputs: {raised}") from None
+        except Exception as error:  # importing or building it: the instructor's code
+            cause = TargetRaised("it", error).cause()
+            raise InvalidArgument(f"{where} cannot be built: {cause}") from None
+        result = check(
+            view.target,
+            case.inputs,
+            nondiff=(*case.nondiff, *graded.nondiff),
+            kwargs=graded.kwargs,
+            seed=assignment.seed,
+            **graded.options,
+        )
+        if result.status is not Status.PASS:
+            raise InvalidArgument(
+                f"{where} does not pass its own check, so no submission could:\n{result}"
+            )
+
+
 @dataclass(frozen=True)
 class _Ran:
     """One forward and backward at the check's inputs: outputs, gradients, weights."""
@@ -63,18 +97,14 @@ class _Ran:
 def _run(view: Adapter, case: Case, declared: Any, seed: int) -> _Ran:
     """Forward, then backward with a ``dout`` drawn from the seed, from the same random state
     as the child starts every call from."""
-    saved = np.random.get_state()
-    try:
-        np.random.seed(seed % 2**32)
+    with seeded_global(seed):
         output = view.forward([private_copy(v) for v in case.inputs.values()])
         dout = read_outputs(output, view.name).cotangent(np.random.default_rng([seed, 7]))
-        np.random.seed(seed % 2**32)
+    with seeded_global(seed):
         gradients = view.backward(
             [private_copy(v) for v in case.inputs.values()], dout.for_backward
         )
         slots = view.parameters(declared)
-    finally:
-        np.random.set_state(saved)
     params = {s.name: (s.array, gradients.params.get(s.name, s.read_gradient())) for s in slots}
     return _Ran(output, gradients.inputs, params)
 
@@ -82,12 +112,8 @@ def _run(view: Adapter, case: Case, declared: Any, seed: int) -> _Ran:
 def _trusted(graded: GradedCheck, case: Case, seed: int) -> Adapter:
     """The reference, built from the same arrays (and the same random state) as the child's."""
     assert graded.reference is not None
-    saved = np.random.get_state()
-    np.random.seed(seed % 2**32)
-    try:
+    with seeded_global(seed):
         built = _reference(*graded.reference)(**{k: private_copy(v) for k, v in case.init.items()})
-    finally:
-        np.random.set_state(saved)
     return resolve_adapter(built, list(case.inputs.values()), graded.kwargs)
 
 
@@ -127,8 +153,4 @@ def _paired(value: Any, trusted: dict[str, tuple[Any, Any]]) -> Any:
 def _reference(file: str, path: str) -> Any:
     """The trusted object, imported once per worker under a name no submission uses."""
     name = "gradverify_reference_" + hashlib.sha1(file.encode()).hexdigest()[:12]
-    spec = importlib.util.spec_from_file_location(name, file)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return attribute(module, path)
+    return attribute(module_from_file(file, name), path)

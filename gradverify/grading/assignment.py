@@ -31,12 +31,15 @@ import math
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from gradverify.adapters import ParamDeclaration
 from gradverify.config import MODES, CheckConfig
 from gradverify.errors import InvalidArgument
-from gradverify.specs import Spec, parse_spec
+from gradverify.specs import Case, Spec, draw, parse_spec
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -44,6 +47,14 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
+
+#: Limits when the assignment sets none: seconds per check, MiB per check, seconds per
+#: submission; and the bounds of what it may set (a limit beyond a day is a typo).
+DEFAULT_TIME_LIMIT = 10.0
+DEFAULT_MEMORY_MIB = 512
+DEFAULT_SUBMISSION_TIME_LIMIT = 300.0
+_MAX_SECONDS = 86400.0
+_MIN_MEMORY_MIB = 16  # below this, Python and numpy do not even import
 
 _ASSIGNMENT_KEYS = {
     "name": "the assignment's title",
@@ -87,13 +98,12 @@ class GradedCheck:
     gradients: dict[str, float]  # partial credit by gradient name; empty: all or nothing
     visibility: str
     spec: Spec
-    spec_data: dict[str, Any]  # as written, for the record
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    nondiff: tuple[str, ...] = ()
-    params: Any = None
-    reference: tuple[str, str] | None = None  # absolute file, attribute path
-    options: dict[str, Any] = field(default_factory=dict)  # mode, rtol, atol for `check`
-    time_limit: float = 10.0
+    kwargs: dict[str, Any]
+    nondiff: tuple[str, ...]
+    params: ParamDeclaration
+    reference: tuple[str, str] | None  # absolute file, attribute path
+    options: dict[str, Any]  # mode, rtol, atol for `check`
+    time_limit: float
 
 
 @dataclass(frozen=True)
@@ -113,8 +123,12 @@ class Assignment:
 
     @property
     def modules(self) -> tuple[str, ...]:
-        """The submission files the checks look in (a notebook becomes the first)."""
+        """The submission files the checks look in (a notebook becomes each one missing)."""
         return tuple(dict.fromkeys(c.module for c in self.checks))
+
+    def case(self, graded: GradedCheck) -> Case:
+        """The inputs and weights of a check: the same for every submission and the reference."""
+        return draw(graded.spec, np.random.default_rng([self.seed, graded.number]))
 
 
 def load_assignment(path: str) -> Assignment:
@@ -124,7 +138,7 @@ def load_assignment(path: str) -> Assignment:
             data = tomllib.load(handle)
     except OSError as error:
         raise InvalidArgument(f"cannot read the assignment file {path!r}: {error}.") from None
-    except tomllib.TOMLDecodeError as error:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise InvalidArgument(f"the assignment file {path!r} is not valid TOML: {error}.") from None
     return parse_assignment(data, os.path.abspath(path))
 
@@ -137,7 +151,7 @@ def parse_assignment(data: Mapping[str, Any], path: str) -> Assignment:
             f"{path}: unknown top-level key(s) {unknown}; an assignment has an [assignment] "
             f"table and [[check]] tables."
         )
-    head = dict(data.get("assignment", {}))
+    head = _mapping("[assignment]", data.get("assignment", {}), "[assignment] then name = ...")
     _known_keys("[assignment]", head, _ASSIGNMENT_KEYS)
     checks = data.get("check")
     if not isinstance(checks, list) or not checks:
@@ -147,7 +161,7 @@ def parse_assignment(data: Mapping[str, Any], path: str) -> Assignment:
             f'inputs = {{x = ["N", "D"]}}}}'
         )
     folder = os.path.dirname(path)
-    defaults = {k: head[k] for k in ("mode", "rtol", "atol") if k in head}
+    defaults: dict[str, Any] = {k: head[k] for k in ("mode", "rtol", "atol") if k in head}
     defaults.setdefault("mode", "full")
     parsed = tuple(
         _check(number, entry, head, defaults, folder)
@@ -161,10 +175,10 @@ def parse_assignment(data: Mapping[str, Any], path: str) -> Assignment:
         name=_text("[assignment] name", head.get("name", os.path.basename(path))),
         path=path,
         seed=_count("[assignment] seed", head.get("seed", 0)),
-        memory_limit=int(_positive("[assignment] memory_limit", head.get("memory_limit", 512)))
-        * 2**20,
-        submission_time_limit=_positive(
-            "[assignment] submission_time_limit", head.get("submission_time_limit", 300)
+        memory_limit=_memory("[assignment] memory_limit", head) * 2**20,
+        submission_time_limit=_seconds(
+            "[assignment] submission_time_limit",
+            head.get("submission_time_limit", DEFAULT_SUBMISSION_TIME_LIMIT),
         ),
         checks=parsed,
     )
@@ -190,6 +204,11 @@ def _check(
             f"{where}: object = {entry['object']!r} must name a class in a .py file of the "
             f"submission: 'layers.py:Affine', or 'Affine' with module = 'layers.py' in "
             f"[assignment]."
+        )
+    if os.path.isabs(module) or ".." in module.replace("\\", "/").split("/"):
+        raise InvalidArgument(
+            f"{where}: module {module!r} must be a path inside the submission folder, "
+            f"e.g. 'layers.py' or 'src/layers.py'."
         )
     name = _text(f"{where} name", entry.get("name", attribute))
     where = f"[[check]] {name!r}"
@@ -220,14 +239,14 @@ def _check(
         gradients=gradients,
         visibility=visibility,
         spec=spec,
-        spec_data=dict(entry["spec"]),
-        kwargs=_mapping(f"{where} kwargs", entry.get("kwargs", {})),
+        kwargs=_mapping(f"{where} kwargs", entry.get("kwargs", {}), "{train_flg = true}"),
         nondiff=tuple(_names(f"{where} nondiff", entry.get("nondiff", []))),
-        params=entry.get("params"),
+        params=_params(f"{where} params", entry.get("params")),
         reference=_reference(where, entry, head, attribute, folder),
         options=options,
-        time_limit=_positive(
-            f"{where} time_limit", entry.get("time_limit", head.get("time_limit", 10))
+        time_limit=_seconds(
+            f"{where} time_limit",
+            entry.get("time_limit", head.get("time_limit", DEFAULT_TIME_LIMIT)),
         ),
     )
 
@@ -249,7 +268,8 @@ def _points(where: str, entry: Mapping[str, Any], gradients: Mapping[str, float]
     if not gradients:
         return _positive(f"{where} points", entry.get("points", 1), zero=True)
     total = sum(gradients.values())
-    if "points" in entry and not math.isclose(float(entry["points"]), total):
+    points = _positive(f"{where} points", entry.get("points", total), zero=True)
+    if not math.isclose(points, total):
         raise InvalidArgument(
             f"{where}: points = {entry['points']!r} but the gradients add up to {total:g}; "
             f"drop points or make them agree."
@@ -267,6 +287,11 @@ def _reference(
     if not file:  # "solution.py": the same attribute as in the submission
         file, path = str(value), attribute
     file = os.path.join(folder, file)
+    if not file.endswith(".py") or not path:
+        raise InvalidArgument(
+            f"{where}: reference = {value!r} must name a .py file, e.g. 'solution.py' or "
+            f"'solution.py:Affine'."
+        )
     if not os.path.isfile(file):
         raise InvalidArgument(
             f"{where}: reference file {file!r} does not exist; give a path relative to the "
@@ -306,10 +331,43 @@ def _positive(where: str, value: Any, zero: bool = False) -> float:
     return float(value)
 
 
-def _mapping(where: str, value: Any) -> dict[str, Any]:
+def _seconds(where: str, value: Any) -> float:
+    seconds = _positive(where, value)
+    if seconds > _MAX_SECONDS:
+        raise InvalidArgument(f"{where} = {value!r} is over a day; give seconds, e.g. 10.")
+    return seconds
+
+
+def _memory(where: str, head: Mapping[str, Any]) -> int:
+    value = head.get("memory_limit", DEFAULT_MEMORY_MIB)
+    if isinstance(value, bool) or not isinstance(value, int) or value < _MIN_MEMORY_MIB:
+        raise InvalidArgument(
+            f"{where} must be a whole number of MiB, at least {_MIN_MEMORY_MIB}, got {value!r}; "
+            f"e.g. memory_limit = {DEFAULT_MEMORY_MIB}."
+        )
+    return value
+
+
+def _mapping(where: str, value: Any, example: str) -> dict[str, Any]:
     if not isinstance(value, Mapping):
-        raise InvalidArgument(f"{where} must be a table, e.g. {{train_flg = true}}, got {value!r}.")
+        raise InvalidArgument(f"{where} must be a table, e.g. {example}, got {value!r}.")
     return dict(value)
+
+
+def _params(where: str, value: Any) -> ParamDeclaration:
+    """None (discover the weights), a list of names, or a table name -> gradient's name."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        return dict(value)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise InvalidArgument(
+        f"{where} must be a list of names or a table of name = gradient name, got {value!r}; "
+        f'e.g. params = ["W", "b"] or params = {{W = "grad_W"}}.'
+    )
 
 
 def _names(where: str, value: Any) -> list[str]:

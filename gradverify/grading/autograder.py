@@ -18,6 +18,7 @@ import zipfile
 
 import gradverify
 from gradverify.errors import InvalidArgument
+from gradverify.grading.against import verify_references
 from gradverify.grading.assignment import load_assignment
 
 SETUP = """\
@@ -48,18 +49,21 @@ def write_zip(assignment_path: str, output: str) -> str:
     folder = os.path.dirname(assignment.path)
     name = os.path.basename(assignment.path)
     references = sorted({c.reference[0] for c in assignment.checks if c.reference is not None})
+    for file in references:
+        if os.path.relpath(file, folder).startswith(".."):
+            raise InvalidArgument(
+                f"the reference {file!r} is outside the assignment's folder {folder!r}; "
+                f"move it next to the assignment file."
+            )
+    if not os.path.isdir(os.path.dirname(os.path.abspath(output))):
+        raise InvalidArgument(f"-o {output!r}: its folder does not exist.")
+    verify_references(assignment)  # before the zip exists: no half-written archive
     with zipfile.ZipFile(output, "w", zipfile.ZIP_DEFLATED) as archive:
         _text(archive, "setup.sh", SETUP)
         _text(archive, "run_autograder", RUN.format(assignment=shlex.quote(name)))
         archive.write(assignment.path, name)
         for file in references:
-            inside = os.path.relpath(file, folder)
-            if inside.startswith(".."):
-                raise InvalidArgument(
-                    f"the reference {file!r} is outside the assignment's folder {folder!r}; "
-                    f"move it next to the assignment file."
-                )
-            archive.write(file, inside)
+            archive.write(file, os.path.relpath(file, folder))
         package = os.path.dirname(os.path.abspath(gradverify.__file__))
         for root, dirs, files in os.walk(package):
             dirs[:] = [d for d in dirs if d != "__pycache__"]

@@ -71,12 +71,13 @@ def run(arguments: argparse.Namespace) -> int:
     except GradverifyError as error:
         print(f"gradverify: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a folder or file the command names cannot be written
+        print(f"gradverify: error: {error.strerror}: {error.filename}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print(
-            "gradverify: interrupted; every finished submission is in results.jsonl, and "
-            "--resume grades the rest.",
-            file=sys.stderr,
-        )
+        resumable = arguments.command == "grade" and not arguments.gradescope
+        after = " every finished submission is in results.jsonl, and --resume grades the rest."
+        print(f"gradverify: interrupted;{after if resumable else ''}", file=sys.stderr)
         return 130
 
 

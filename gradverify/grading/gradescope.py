@@ -25,14 +25,14 @@ def results_json(records: Sequence[dict[str, Any]], seconds: float) -> dict[str,
             "number": r["number"],
             "score": r["score"],
             "max_score": r["max_score"],
-            "status": "passed" if r["score"] >= r["max_score"] else "failed",
+            "status": "passed" if r["passed"] else "failed",
             "output": r["output"],
             "visibility": r["visibility"],
         }
         for r in records
     ]
     visible = [r for r in records if r["visibility"] == "visible"]
-    passed = sum(r["score"] >= r["max_score"] for r in visible)
+    passed = sum(r["passed"] for r in visible)
     output = f"{passed} of {len(visible)} visible checks passed."
     if len(visible) < len(records):
         output += " Hidden checks are graded too: their results may differ."

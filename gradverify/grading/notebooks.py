@@ -6,31 +6,43 @@ the top-level imports (each guarded: a missing plotting library must not sink
 the module), functions, classes and constants (names bound to literals), drops
 everything else (statements, magics, shell escapes), and writes what is left as
 the module the checks import.  The notebook is read with
-`nbformat` in the grader; its code runs only in the sandboxed child.
+`nbformat` in the grader; its code runs only in the sandboxed child.  A notebook
+that cannot be read becomes a module that raises the reason when imported.
 """
 
 from __future__ import annotations
 
 import ast
+import os
+
+from gradverify.errors import InvalidArgument
 
 _DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
 def notebook_source(path: str) -> str:
     """The module a notebook's definitions make, with a comment per cell it skipped."""
-    import nbformat  # only notebook submissions need it
-
+    try:
+        import nbformat  # only notebook submissions need it
+    except ImportError:
+        raise InvalidArgument(
+            "grading notebooks needs nbformat: pip install 'gradverify[grade]'."
+        ) from None
     try:
         notebook = nbformat.read(path, as_version=4)
     except Exception as error:  # not JSON, not a notebook, a version nbformat cannot read
-        raise ValueError(
-            f"the notebook {path.rsplit('/', 1)[-1]} cannot be read: {error}"
-        ) from None
-    kept = [f"# definitions from {path.rsplit('/', 1)[-1]}"]
+        return _unreadable(f"the notebook {os.path.basename(path)} cannot be read: {error}")
+    kept = [f"# definitions from {os.path.basename(path)}"]
     for number, cell in enumerate(notebook.cells, start=1):
         if cell.cell_type == "code":
             kept.append(_definitions(number, cell.source))
     return "\n\n".join(part for part in kept if part) + "\n"
+
+
+def _unreadable(reason: str) -> str:
+    """A module that says why when the child imports it: the student's verdict, not a crash
+    of the grader."""
+    return f"raise ImportError({reason[:500]!r})\n"
 
 
 def _definitions(number: int, source: str) -> str:

@@ -6,8 +6,8 @@ finishes: its lines in ``results.jsonl`` (one per check, then a line marking the
 submission complete) and its ``<submission>/results.json``.  A run that is
 killed loses only the submissions in flight; ``resume=True`` keeps every
 complete submission and grades the rest.  The class summary is written last,
-from ``results.jsonl``.  A worker that dies costs its submission a retry, then
-an ERROR per check, never the run.
+from ``results.jsonl``.  A worker that dies costs its submission up to two
+retries, then an ERROR per check, never the run.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 
 from gradverify.errors import InvalidArgument
 from gradverify.grading import scoring, summary
+from gradverify.grading.against import verify_references
 from gradverify.grading.assignment import Assignment, load_assignment
 from gradverify.grading.grader import Submission, find_submissions, grade_submission
 from gradverify.grading.gradescope import results_json, write_atomically
@@ -61,6 +62,9 @@ def grade(
     assignment = load_assignment(assignment_path)
     if not os.path.isdir(submissions):
         raise InvalidArgument(f"the submissions folder {submissions!r} does not exist.")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise InvalidArgument(f"--out {out!r} is a file; give a folder for the results.")
+    verify_references(assignment)
     found = find_submissions(submissions)
     if not found:
         raise InvalidArgument(
@@ -71,15 +75,15 @@ def grade(
     kept = read_records(journal) if resume else {}
     _rewrite(journal, kept)
     todo = [s for s in found if s.name not in kept]
-    walls = describe_isolation()
-    print(f"gradverify: sandbox: {walls}", file=sys.stderr)
     show = sys.stderr.isatty() if progress is None else progress
     hide = (os.path.abspath(out),)
+    walls: list[str] = []  # what the sandbox isolates where the submissions run
     with _Progress(len(found), len(kept), show) as bar:
-        for submission, records, seconds in _graded(assignment, todo, workers, scheduler, hide):
+        graded = _graded(assignment, todo, workers, scheduler, hide, walls)
+        for submission, records, seconds in graded:
             _write(out, journal, submission, records, seconds)
-            bar.advance(any(r["score"] < r["max_score"] for r in records))
-    write_summary(assignment, out, walls)
+            bar.advance(not all(r["passed"] for r in records))
+    write_summary(assignment, out, walls[0] if walls else describe_isolation())
     return GradingRun(len(todo), len(kept), out, time.perf_counter() - started)
 
 
@@ -89,8 +93,10 @@ def _graded(
     workers: int | None,
     scheduler: str | None,
     hide: tuple[str, ...],
+    walls: list[str],
 ) -> Iterator[tuple[Submission, list[dict[str, Any]], float]]:
-    """(submission, records, seconds) as each finishes.
+    """(submission, records, seconds) as each finishes; first, `walls` gets what the sandbox
+    isolates, as a worker sees it (a Dask worker is another machine), and it is printed.
 
     A worker that dies costs retries, never the run: a task that fails on its own
     (a Dask worker lost) is retried up to `RETRIES` times; a broken process pool
@@ -102,6 +108,9 @@ def _graded(
     while pending:
         retry, broken = [], []
         with _executor(workers, scheduler) as executor:
+            if not walls:
+                walls.append(executor.submit(describe_isolation).result())
+                print(f"gradverify: sandbox: {walls[0]}", file=sys.stderr)
             futures: dict[Future[list[dict[str, Any]]], tuple[Submission, float]] = {
                 executor.submit(grade_submission, assignment.path, s, hide): (s, time.monotonic())
                 for s in pending
@@ -157,7 +166,11 @@ def _executor(workers: int | None, scheduler: str | None) -> Iterator[Executor]:
         raise InvalidArgument(
             "--scheduler needs Dask's distributed: pip install 'gradverify[dask]'."
         ) from None
-    with Client(scheduler) as client:
+    try:
+        client = Client(scheduler, timeout=30)
+    except (OSError, ValueError, TimeoutError) as error:
+        raise InvalidArgument(f"cannot reach the Dask scheduler {scheduler!r}: {error}") from None
+    with client:
         yield client.get_executor(pure=False)
 
 
@@ -224,7 +237,7 @@ def _lines(name: str, records: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(r, sort_keys=True) + "\n" for r in [*records, complete])
 
 
-def write_summary(assignment: Assignment, out: str, walls: str = "") -> summary.ClassSummary:
+def write_summary(assignment: Assignment, out: str, walls: str) -> None:
     """summary.md and summary.html from the results.jsonl in `out`; `walls` says how the
     submissions were isolated."""
     records = [r for rs in read_records(os.path.join(out, RESULTS)).values() for r in rs]
@@ -233,13 +246,14 @@ def write_summary(assignment: Assignment, out: str, walls: str = "") -> summary.
         handle.write(summary.markdown(made))
     with open(os.path.join(out, "summary.html"), "w", encoding="utf-8") as handle:
         handle.write(summary.page(made))
-    return made
 
 
 def grade_one(assignment_path: str, submission_folder: str, results: str) -> dict[str, Any]:
     """Gradescope's way: one submission, graded here (each check still sandboxed)."""
     started = time.perf_counter()
     load_assignment(assignment_path)  # a bad assignment fails before any submission runs
+    if not os.path.isdir(submission_folder):
+        raise InvalidArgument(f"the submission folder {submission_folder!r} does not exist.")
     submission = Submission(
         os.path.basename(os.path.normpath(submission_folder)), submission_folder
     )
@@ -262,7 +276,7 @@ class _Progress:
 
     def __enter__(self) -> _Progress:
         total, done, show = self._args
-        if show:
+        try:
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -270,7 +284,9 @@ class _Progress:
                 TextColumn,
                 TimeRemainingColumn,
             )
-
+        except ImportError:  # rich comes with gradverify[grade]; without it, no bar
+            show = False
+        if show:
             self._bar = Progress(
                 TextColumn("grading"),
                 BarColumn(),

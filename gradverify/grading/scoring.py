@@ -60,6 +60,8 @@ def record(
         "number": str(check.number),
         "score": earned,
         "max_score": check.points,
+        # a 0-point check that fails is not passed, though it loses nothing
+        "passed": result.status is Status.PASS and earned >= check.points,
         "status": result.status.value,
         "visibility": check.visibility,
         "output": "\n".join(output),

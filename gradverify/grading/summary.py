@@ -30,7 +30,7 @@ class ClassSummary:
     scores: dict[str, float]  # by submission
     pass_rates: list[tuple[str, int, int]]  # check, passed, graded
     failures: list[tuple[str, str, int]]  # check, what went wrong, submissions
-    walls: str = ""  # how the submissions were isolated
+    walls: str  # how the submissions were isolated
 
     @property
     def histogram(self) -> list[tuple[str, int]]:
@@ -44,7 +44,7 @@ class ClassSummary:
 
 
 def summarize(
-    title: str, records: Sequence[dict[str, Any]], max_score: float, walls: str = ""
+    title: str, records: Sequence[dict[str, Any]], max_score: float, walls: str
 ) -> ClassSummary:
     """The numbers of a class from its check records."""
     scores: dict[str, float] = defaultdict(float)
@@ -54,7 +54,7 @@ def summarize(
     for record in records:
         scores[record["submission"]] += record["score"]
         graded[record["check"]] += 1
-        passed[record["check"]] += record["score"] >= record["max_score"]
+        passed[record["check"]] += record["passed"]
         for reason in _reasons(record):
             failures[(record["check"], reason)] += 1
     rates = [(check, passed[check], graded[check]) for check in graded]
@@ -64,7 +64,7 @@ def summarize(
 
 def _reasons(record: dict[str, Any]) -> list[str]:
     """What went wrong in one check, in words that repeat across submissions."""
-    if record["score"] >= record["max_score"]:
+    if record["passed"]:
         return []
     if record.get("error"):
         return [_general(record["error"])]
@@ -73,7 +73,7 @@ def _reasons(record: dict[str, Any]) -> list[str]:
 
 
 def _general(error: str) -> str:
-    """An error message without the parts that differ between submissions (lines, values)."""
+    """An error message without the parts that differ between submissions (file lines)."""
     text = re.sub(r'File "[^"]*", line \d+', "File ..., line ...", error)
     return text[:160]
 
