@@ -22,7 +22,7 @@ import numpy as np
 
 from gradverify.adapters import Adapter, ParamSlot
 from gradverify.adapters.base import is_float_array
-from gradverify.objects import Holding, attributes, gradient_path, holdings, rebind
+from gradverify.objects import Holding, attributes, gradient_path, holdings, places_of, rebind
 from gradverify.results import NOT_CHECKED, Status, TensorResult
 
 #: Relative size of the nudge that tells whether forward reads an array: far above
@@ -110,7 +110,7 @@ def _moves_loss(target: Any, holding: Holding, loss: Callable[[], float], centre
             return loss() != centre
         finally:
             np.copyto(array, original)
-    places = [h for h in holdings(target) if h.value is array and h.kind != "tuple"]
+    places = [h for h in places_of(target, array) if h.kind != "tuple"]
     try:
         for place in places:
             rebind(place, (array + nudge).astype(array.dtype))

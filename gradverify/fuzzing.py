@@ -15,13 +15,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 
 from gradverify.checks import check
 from gradverify.config import DEFAULT_BUDGET, CheckConfig
 from gradverify.errors import InvalidArgument
+from gradverify.randomness import seeded_global
 from gradverify.results import CheckResult, Status
 from gradverify.specs import Case, Spec, parse_spec
 from gradverify.strategies import cases
@@ -174,10 +174,9 @@ def _check_case(
 ) -> CheckResult:
     # A factory may draw its weights from np.random (the textbook's networks do): seed it
     # so the same seed builds the same layer, and leave the caller's global state as it was.
-    saved = np.random.get_state()
-    np.random.seed(seed)
     try:
-        target = factory(**case.init)
+        with seeded_global(seed):
+            target = factory(**case.init)
     except Exception as error:  # the factory's own failure is the case's verdict
         return CheckResult(
             target=getattr(factory, "__name__", "factory"),
@@ -186,8 +185,6 @@ def _check_case(
             seed=seed,
             error=f"factory(**init) raised {type(error).__name__}: {error}",
         )
-    finally:
-        np.random.set_state(saved)
     extra = {k: v for k, v in options.items() if k != "nondiff"}
     nondiff = (*case.nondiff, *options.get("nondiff", ()))
     return check(target, case.inputs, nondiff=nondiff, seed=seed, **extra)

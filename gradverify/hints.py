@@ -47,11 +47,22 @@ def input_not_used(analytic: Floats, numeric: Floats) -> str | None:
 
 def constant_ratio(analytic: Floats, numeric: Floats, batch_size: int | None = None) -> str | None:
     """analytic = c x numeric on every element: name c (sign, 2, 1/2, N, 1/N)."""
-    denominator = inner(numeric, numeric)
-    if denominator == 0 or analytic.size < 2:  # one element: any ratio is "constant"
+    found = constant_factor(analytic, numeric, batch_size)
+    if found is None:
         return None
-    ratio = inner(analytic, numeric) / denominator
-    if abs(ratio - 1) < _SAME or not _close(analytic, ratio * numeric):
+    ratio, meaning = found
+    return f"analytic = {_fmt(ratio)} x numeric on every element: {meaning}"
+
+
+def constant_factor(
+    first: Floats, second: Floats, batch_size: int | None = None
+) -> tuple[float, str] | None:
+    """``(c, what c means)`` when ``first = c x second`` on every element (c not 1), else None."""
+    denominator = inner(second, second)
+    if denominator == 0 or first.size < 2:  # one element: any ratio is "constant"
+        return None
+    ratio = inner(first, second) / denominator
+    if abs(ratio - 1) < _SAME or not _close(first, ratio * second):
         return None
     names = {-1.0: "a sign error", 2.0: "an extra factor of 2", 0.5: "a missing factor of 2"}
     if batch_size and batch_size > 2:
@@ -59,8 +70,8 @@ def constant_ratio(analytic: Floats, numeric: Floats, batch_size: int | None = N
         names[1.0 / batch_size] = f"an extra 1/N (N = {batch_size}, the batch size)"
     for factor, meaning in names.items():
         if abs(ratio - factor) <= _SAME * abs(factor):
-            return f"analytic = {_fmt(ratio)} x numeric on every element: {meaning}?"
-    return f"analytic = {_fmt(ratio)} x numeric on every element: a constant factor is off."
+            return ratio, f"{meaning}?"
+    return ratio, "a constant factor is off."
 
 
 def transposed(analytic: Floats, numeric: Floats) -> str | None:

@@ -180,6 +180,11 @@ def holdings(target: Any) -> list[Holding]:
 _CONTAINERS = (dict, list, tuple)
 
 
+def places_of(target: Any, value: Any) -> list[Holding]:
+    """Every place below `target` that holds this very object (to re-bind them together)."""
+    return [h for h in holdings(target) if h.value is value]
+
+
 def _join(prefix: str, kind: str, key: Any) -> str:
     if kind == "attr":
         return f"{prefix}.{key}" if prefix else str(key)

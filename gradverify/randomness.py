@@ -11,6 +11,8 @@ check like everything else (see `state`).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,3 +62,15 @@ class RandomSources:
         np.random.set_state(self.global_state)
         for generator, state in zip(self.generators, self.states):
             set_generator_state(generator, state)
+
+
+@contextlib.contextmanager
+def seeded_global(seed: int) -> Iterator[None]:
+    """numpy's global generator seeded from `seed` inside the block, as the caller had it
+    after: what a layer drawing its weights or masks from ``np.random`` sees is the seed's."""
+    saved = np.random.get_state()
+    np.random.seed(seed % 2**32)
+    try:
+        yield
+    finally:
+        np.random.set_state(saved)

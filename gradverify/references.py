@@ -21,9 +21,7 @@ from gradverify.results import Finding
 RTOL, ATOL = 1e-5, 1e-8
 
 
-def forward_difference(
-    label: str, output: Any, reference: Any, rtol: float = RTOL, atol: float = ATOL
-) -> Finding | None:
+def forward_difference(label: str, output: Any, reference: Any) -> Finding | None:
     """An error finding when `output` differs from the `reference` output, else None."""
     ours, theirs = _items(output), _items(reference)
     if len(ours) != len(theirs):
@@ -39,7 +37,7 @@ def forward_difference(
             return _finding(
                 f"{label}: forward{where} has {shape}, the reference's has shape {trusted.shape}."
             )
-        outside = ~np.isclose(mine, trusted, rtol=rtol, atol=atol)  # NaN differs from anything
+        outside = ~np.isclose(mine, trusted, rtol=RTOL, atol=ATOL)  # NaN differs from anything
         if np.any(outside):
             index = tuple(int(i) for i in np.argwhere(outside)[0])
             count = int(np.count_nonzero(outside))
@@ -100,10 +98,9 @@ def _hint(mine: np.ndarray, trusted: np.ndarray) -> str:
     """The classic forward bugs the data shows: a constant factor or a constant shift."""
     if mine.size < 2:
         return ""
-    ratio = hints.constant_ratio(mine, trusted)
-    if ratio:  # "analytic = 0.5 x numeric on every element: ..." in forward's words
-        said = ratio.split(":")[0].replace("analytic", "yours").replace("numeric", "the reference")
-        return f" ({said})"
+    factor = hints.constant_factor(mine, trusted)
+    if factor is not None:
+        return f" (yours = {factor[0]:.4g} x the reference)"
     shift = mine - trusted
     if np.allclose(shift, shift.reshape(-1)[0], rtol=1e-6, atol=1e-12):
         return f" (yours = the reference + {float(shift.reshape(-1)[0]):.4g} everywhere)"

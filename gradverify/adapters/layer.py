@@ -125,7 +125,7 @@ class LayerAdapter(Adapter):
                 and gradient in attributes(holding.parent)
             ):
                 claimed.add(id(value))
-                grad_path = holding.path[: -len(str(holding.key))] + gradient
+                grad_path = gradient_path(holding.path)
                 slots.append(ParamSlot(holding.path, grad_path, value, self._reader(grad_path)))
         return slots + _properties(self.target, claimed, self._reader)
 

@@ -15,7 +15,6 @@ draws each time, as in an in-process check.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 import sys
@@ -27,12 +26,15 @@ import numpy as np
 
 from gradverify.adapters import Adapter, Gradients, ParamSlot, TargetRaised, resolve_adapter
 from gradverify.errors import GradverifyError, TargetContractError
-from gradverify.grading.protocol import decode, encode, read_message, write_message
-from gradverify.objects import GENERATORS, reachable
-from gradverify.state import generator_state, set_generator_state
-
-#: The longest error text sent back (the grader shows it to the student).
-_MAX_TEXT = 4000
+from gradverify.grading.protocol import (
+    MAX_ERROR_TEXT,
+    decode,
+    encode,
+    read_message,
+    write_message,
+)
+from gradverify.loading import attribute, module_from_file
+from gradverify.randomness import RandomSources, generators_in
 
 
 @dataclass
@@ -41,17 +43,13 @@ class Session:
 
     view: Adapter
     args: list[Any]
-    random_state: Any
-    generators: list[tuple[Any, Any]]
+    random: RandomSources  # as after building the target: every call starts from it
     slots: list[ParamSlot] = field(default_factory=list)
 
     def apply(self, updates: list[dict[str, Any]], arrays: list[np.ndarray]) -> None:
         """Write the grader's changes into the inputs and weights."""
         for update in updates:
-            if update["where"] == "arg":
-                destination = self.args[update["key"]]
-            else:
-                destination = next(s.array for s in self.slots if s.name == update["key"])
+            destination = self.destination(update["where"], update["key"])
             values = decode(update["values"], arrays)
             if update.get("indices") is None:
                 if isinstance(destination, np.ndarray) and destination.shape == np.shape(values):
@@ -66,11 +64,15 @@ class Session:
                 else:
                     destination[np.unravel_index(indices, destination.shape)] = values
 
+    def destination(self, where: str, key: Any) -> Any:
+        """The input (``arg``, by position) or the weight (``param``, by name) a request names."""
+        if where == "arg":
+            return self.args[key]
+        return next(s.array for s in self.slots if s.name == key)
+
     def call_arguments(self) -> list[Any]:
         """Copies of the inputs for one call (the target may keep or write into them)."""
-        np.random.set_state(self.random_state)
-        for generator, state in self.generators:
-            set_generator_state(generator, state)
+        self.random.pin()
         return [a.copy() if isinstance(a, np.ndarray) else a for a in self.args]
 
     def changed_inputs(self, passed: list[Any], arrays: list[np.ndarray]) -> list[Any]:
@@ -84,24 +86,11 @@ class Session:
 
 def load(module_file: str, object_path: str) -> Any:
     """Import the submission's module from the working directory and find the object."""
+    if not os.path.isfile(module_file):
+        raise FileNotFoundError(f"the submission has no file {module_file}")
     if "" not in sys.path:
         sys.path.insert(0, "")  # the submission's own helper modules import too
-    name = os.path.splitext(os.path.basename(module_file))[0]
-    spec = importlib.util.spec_from_file_location(name, module_file)
-    if spec is None or spec.loader is None:
-        raise FileNotFoundError(f"no module file {module_file!r} in the submission")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return attribute(module, object_path)
-
-
-def attribute(root: Any, path: str) -> Any:
-    """``root.a.b`` for the path ``"a.b"``."""
-    found = root
-    for part in path.split("."):
-        found = getattr(found, part)
-    return found
+    return attribute(module_from_file(module_file), object_path)
 
 
 def _setup(header: dict[str, Any], arrays: list[np.ndarray]) -> tuple[Session, dict[str, Any]]:
@@ -117,16 +106,9 @@ def _setup(header: dict[str, Any], arrays: list[np.ndarray]) -> tuple[Session, d
     except BaseException as error:  # an import that raises, exits or interrupts: its verdict
         raise TargetRaised(stage, error) from error
     view = resolve_adapter(target, args, kwargs)
-    generators = [(g, generator_state(g)) for g in reachable(target) if isinstance(g, GENERATORS)]
-    session = Session(view, args, np.random.get_state(), generators)
-    reply = {
-        "kind": view.kind,
-        "name": view.name,
-        "label": view.label,
-        "differentiates_inputs": view.differentiates_inputs,
-        "takes_cotangent": view.takes_cotangent,
-    }
-    return session, reply
+    session = Session(view, args, RandomSources(generators_in(target)))
+    # what the target is, by the adapter that took it; its traits are the grader's to decide
+    return session, {"kind": view.kind, "name": view.name}
 
 
 def _forward_many(
@@ -134,10 +116,7 @@ def _forward_many(
 ) -> list[Any]:
     """Forward with one element of an input or a weight set to each value in turn."""
     kind, key = header["where"]
-    if kind == "arg":
-        destination = session.args[key]
-    else:
-        destination = next(s.array for s in session.slots if s.name == key)
+    destination = session.destination(kind, key)
     positions, values = decode(header["positions"], arrays), decode(header["values"], arrays)
     outputs = []
     for position, value in zip(positions.tolist(), values.tolist()):
@@ -244,4 +223,4 @@ def _describe(error: BaseException) -> dict[str, str]:
         kind = "raised"
         frames = traceback.format_exception_only(type(error), error)
         text = f"the submission raised {''.join(frames).strip()}"
-    return {"kind": kind, "text": text[:_MAX_TEXT]}
+    return {"kind": kind, "text": text[:MAX_ERROR_TEXT]}

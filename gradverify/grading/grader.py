@@ -34,11 +34,11 @@ from gradverify.grading import scoring
 from gradverify.grading.against import against_reference
 from gradverify.grading.assignment import Assignment, GradedCheck, load_assignment
 from gradverify.grading.notebooks import notebook_source
-from gradverify.grading.protocol import ProtocolError, encode
+from gradverify.grading.protocol import ProtocolError, encode, reply_error
 from gradverify.grading.remote import RemoteAdapter
 from gradverify.grading.sandbox import Child, Limits, Sandbox, SubmissionDied
 from gradverify.results import CheckResult, Status
-from gradverify.specs import Case, draw
+from gradverify.specs import Case
 
 #: What each built-in adapter kind differentiates: decided here, never by the child.
 _TRAITS = {a.kind: (a.differentiates_inputs, a.takes_cotangent) for a in BUILTIN_ADAPTERS}
@@ -83,8 +83,10 @@ def prepare(submission: Submission, assignment: Assignment, scratch: str) -> Non
     if notebook is not None:
         source = notebook_source(notebook)
         for module in assignment.modules:
-            if not os.path.exists(os.path.join(scratch, module)):
-                with open(os.path.join(scratch, module), "w", encoding="utf-8") as handle:
+            path = os.path.join(scratch, module)
+            if not os.path.exists(path):
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "w", encoding="utf-8") as handle:
                     handle.write(source)
 
 
@@ -148,7 +150,7 @@ def grade_check(
 ) -> dict[str, Any]:
     """The record of one check; any failure, of the submission or of the grader, is an ERROR."""
     started = time.perf_counter()
-    case = draw(graded.spec, np.random.default_rng([assignment.seed, graded.number]))
+    case = assignment.case(graded)
     limit = min(graded.time_limit, max(deadline - time.monotonic(), 0.0))
     sandbox, printed = _sandbox(), ""
     try:
@@ -163,7 +165,8 @@ def grade_check(
         finally:
             sandbox.discard(child)
     except Exception as error:  # a hard boundary: one check, never the run
-        print(traceback.format_exc(), file=sys.stderr)
+        if not isinstance(error, GradverifyError):  # a bug of the grader's: its traceback
+            print(traceback.format_exc(), file=sys.stderr)
         result = _error(graded, assignment.seed, f"the grader could not grade this check: {error}")
     return scoring.record(submission.name, graded, result, printed, time.perf_counter() - started)
 
@@ -188,10 +191,9 @@ def _checked(
         return _error(graded, seed, f"the submission's process {died} loading {graded.module}")
     except ProtocolError as broken:
         return _error(graded, seed, f"the submission's process sent garbage ({broken})")
-    error = reply.get("error")
-    if error is not None:
-        text = error.get("text") if isinstance(error, dict) else error
-        return _error(graded, seed, str(text)[:4000])
+    problem = reply_error(reply)
+    if problem is not None:
+        return _error(graded, seed, problem[1])
     kind = reply.get("kind")
     if kind not in _GRADED_KINDS:
         return _error(graded, seed, f"{graded.object} is not a layer or network ({kind!r})")

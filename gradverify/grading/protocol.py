@@ -31,8 +31,8 @@ MAX_HEADER = 1 << 20
 MAX_ARRAY_BYTES = 1 << 28
 #: Array dtypes that may cross: booleans, integers, floats, complex; never objects.
 _KINDS = "biufc"
-#: Where a child's standard output and error go, in its scratch folder.
-OUTPUT_FILE = ".gradverify-output"
+#: The longest error text a reply may carry (the grader shows it to the student).
+MAX_ERROR_TEXT = 4000
 _LENGTH = struct.Struct(">I")
 
 
@@ -207,3 +207,14 @@ def _wait(sock: socket.socket, deadline: float | None) -> None:
     if left <= 0:
         raise TimeoutError("the deadline passed")
     sock.settimeout(left)
+
+
+def reply_error(reply: dict[str, Any]) -> tuple[str, str] | None:
+    """``(kind, text)`` of a reply that reports an error (``raised``, ``contract``), else
+    None; the text is cut to `MAX_ERROR_TEXT`, whatever the child sent."""
+    error = reply.get("error")
+    if error is None:
+        return None
+    if isinstance(error, dict):
+        return str(error.get("kind", "raised")), str(error.get("text", "failed"))[:MAX_ERROR_TEXT]
+    return "raised", str(error)[:MAX_ERROR_TEXT]

@@ -19,7 +19,7 @@ import numpy as np
 from gradverify.adapters import Adapter, Gradients, ParamDeclaration, ParamSlot, TargetRaised
 from gradverify.adapters.base import private_copy
 from gradverify.errors import TargetContractError
-from gradverify.grading.protocol import ProtocolError, decode, encode
+from gradverify.grading.protocol import ProtocolError, decode, encode, reply_error
 from gradverify.grading.sandbox import Child, SubmissionDied
 
 #: Above this fraction of changed elements a whole array is sent instead of a diff.
@@ -184,9 +184,12 @@ class RemoteAdapter(Adapter):
         try:
             yield
         except (ProtocolError, KeyError, TypeError, ValueError, AttributeError) as broken:
-            self._child.close()
-            text = f"{self._label}: the submission's process sent garbage ({broken})"
-            raise RemoteRaised(text) from None
+            raise self._garbage(broken) from None
+
+    def _garbage(self, broken: Exception) -> RemoteRaised:
+        """The child is past trusting: closed, and the check says what it sent."""
+        self._child.close()
+        return RemoteRaised(f"{self._label}: the submission's process sent garbage ({broken})")
 
     def _call(
         self,
@@ -205,15 +208,11 @@ class RemoteAdapter(Adapter):
         except SubmissionDied as died:
             raise RemoteRaised(self._died(header["op"], str(died))) from None
         except ProtocolError as broken:
-            self._child.close()
-            text = f"{self._label}: the submission's process sent garbage ({broken})"
-            raise RemoteRaised(text) from None
-        error = reply.get("error")
-        if error is not None:
-            text = str(error.get("text", "failed") if isinstance(error, dict) else error)[:4000]
-            if isinstance(error, dict) and error.get("kind") == "contract":
-                raise TargetContractError(text)
-            raise RemoteRaised(text)
+            raise self._garbage(broken) from None
+        problem = reply_error(reply)
+        if problem is not None:
+            kind, text = problem
+            raise TargetContractError(text) if kind == "contract" else RemoteRaised(text)
         if args is not None:
             with self._reading():
                 self._mirror_input_writes(reply, received, args)

@@ -22,7 +22,7 @@ check:
 The child gets a minimal environment: none of the grader's variables (tokens,
 paths to its files) but the path and the language settings.  Without root the
 submission runs as the grader's user: the limits hold, the walls do not, and
-`describe` says so.
+`describe_isolation` says so.
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ _ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THR
 class Limits:
     """What one check's child may use."""
 
-    seconds: float = 10.0  # wall time for the whole check
-    memory: int = 512 * 2**20  # bytes of address space beyond numpy's, per process
+    seconds: float  # wall time for the whole check
+    memory: int  # bytes of address space beyond numpy's, per process
     processes: int = 16  # processes the sandbox user may run at once (as root)
     file_size: int = 16 * 2**20  # bytes any one file may grow to
 

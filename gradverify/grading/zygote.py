@@ -124,8 +124,6 @@ def _serve(control: socket.socket, walls: isolation.Isolation, staging: str) -> 
             for descriptor in fds:
                 os.close(descriptor)
             reply: dict[str, Any] = {"pid": pid}
-        elif request["op"] == "describe":
-            reply = {"isolation": walls.describe()}
         elif request["op"] == "reap":
             reply = _reap(request)
         else:
