@@ -209,17 +209,37 @@ def test_deleting_sibling_submissions_and_the_results_fails(tmp_path):
     assert json.loads((out / "a_vandal" / "results.json").read_text())["score"] == 2.0
 
 
-def test_processes_left_behind_are_killed_when_the_check_ends(tmp_path):
-    marker = tmp_path / "alive"
+def _running(marker: str) -> list[int]:
+    """The processes whose command line holds `marker`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                if marker.encode() in cmdline.read():
+                    found.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "os.setsid()",  # a session of its own: out of reach of the child's process group
+        "os.setsid()\nif os.fork(): os._exit(0)",  # a daemon: orphaned while the check runs
+    ],
+)
+def test_processes_left_behind_are_killed_when_the_check_ends(tmp_path, how):
+    marker = f"gradverify-leftover-{os.getpid()}-{len(how)}"
+    body = f"import os, time\n{how}\ntime.sleep(60)  # {marker}"
     spawn = f"""
         import subprocess, sys
-        subprocess.Popen([sys.executable, "-c",
-            "import os, time; os.setsid(); time.sleep(2); open({str(marker)!r}, 'w').write('x')"])
+        subprocess.Popen([sys.executable, "-c", {body!r}])
+        import time; time.sleep(0.5)
     """
     records = grade_submission(_assignment(tmp_path), _submission(tmp_path, "s", top=spawn))
     assert [r["status"] for r in records] == ["pass", "pass"]
-    time.sleep(3)
-    assert not marker.exists(), "a process the submission started outlived its check"
+    assert not _running(marker), "a process the submission started outlived its check"
 
 
 def test_a_fork_bomb_meets_the_process_cap(tmp_path):

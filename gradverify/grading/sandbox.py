@@ -14,8 +14,8 @@ check:
   start and on the bytes any file may grow to;
 * as root: the walls of `isolation` (no network, the grader's folders hidden,
   private temporary folders) and a user of its own per grading process;
-* when the check ends, its whole session, its user's processes and anything
-  re-parented to the zygote are killed;
+* when the check ends, its whole session and every process it started (however
+  it hid: the zygote is their subreaper) are killed;
 * what it prints goes to a file the grader opened in a folder of its own (the
   child cannot swap it for a link), read back after the child is gone, truncated.
 
@@ -170,7 +170,7 @@ class Sandbox:
 
     def reap(self, pid: int) -> str:
         """Kill the child's session and leftovers (in the zygote), say how it ended."""
-        reply = self._ask({"op": "reap", "pid": pid, "uid": self.uid})
+        reply = self._ask({"op": "reap", "pid": pid})
         if "signal" in reply:
             return f"was killed by {signal.Signals(reply['signal']).name}"
         if reply.get("exit") == 70:

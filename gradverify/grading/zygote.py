@@ -6,7 +6,7 @@ which imports numpy and the child's code once, holds no grader state (no
 assignment, no reference, no other submission's results), and forks a child
 per check in a few milliseconds.  The zygote is a child subreaper: whatever a
 submission leaves behind (a daemon that double-forked, a sleeping grandchild) is
-re-parented to it and killed when the check ends.
+re-parented to it and killed when the check ends (see `_kill_all_children`).
 
 The forked child, before any submission code runs: starts its own session, sets
 its resource limits, and, as root, leaves the network, hides the grader's
@@ -195,14 +195,12 @@ class _Capped(io.TextIOBase):
 
 
 def _reap(request: dict[str, Any]) -> dict[str, Any]:
-    """Kill the child's whole session and every leftover process, then report how it ended."""
+    """Kill the child's whole session and everything it left behind; say how it ended."""
     pid = int(request["pid"])
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-    uid = request.get("uid")
-    if uid is not None:
-        _kill_user(int(uid))
-    status = _kill_all_children(pid, scan=uid is None)
+    for kill in (os.killpg, os.kill):  # (a session leader cannot leave its group: both hit)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            kill(pid, signal.SIGKILL)
+    status = _kill_all_children(pid)
     if status is not None and os.WIFSIGNALED(status):
         return {"signal": os.WTERMSIG(status)}
     if status is not None and os.WIFEXITED(status):
@@ -210,39 +208,33 @@ def _reap(request: dict[str, Any]) -> dict[str, Any]:
     return {"exit": -1}
 
 
-def _kill_user(uid: int) -> None:
-    """Every process of the sandbox's user, wherever it went (``kill(-1)`` as that user)."""
-    helper = os.fork()
-    if helper == 0:
-        try:
-            os.setuid(uid)
-            os.kill(-1, signal.SIGKILL)
-        finally:
-            os._exit(0)
-    os.waitpid(helper, 0)
+def _kill_all_children(wanted: int | None = None) -> int | None:
+    """Kill and reap every process the zygote's children left; the exit status of `wanted`.
 
-
-def _kill_all_children(wanted: int | None = None, scan: bool = True) -> int | None:
-    """Kill and reap everything re-parented to the zygote (it serves one check at a time);
-    the exit status of `wanted`, if it was among them.
-
-    With `scan`, the zygote's children are found in /proc and killed; without (as root,
-    once the sandbox user's processes are all killed), they are only reaped.
+    The zygote is a subreaper and runs one child at a time: once that child is gone,
+    every process it started, however it hid (another session, a double fork, a
+    namespace of its own), is an orphan re-parented here, or a descendant of one.
+    So killing the zygote's children until none is left kills them all, and when
+    the child left nothing, the first ``waitpid`` says so and costs no /proc scan.
+    The sandbox user is unique to this grading process and only ever runs here.
     """
-    status = None
-    deadline = time.monotonic() + REAP_SECONDS
-    while time.monotonic() < deadline:
-        for pid in _children() if scan else ():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+    status, gone = None, wanted is None
+    started = time.monotonic()
+    while time.monotonic() < started + REAP_SECONDS:
         try:
             pid, code = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return status  # none left
         if pid == wanted:
-            status = code
-        if pid == 0:
-            time.sleep(0.001)
+            status, gone = code, True
+        if pid:
+            continue  # reap the next at once
+        # some still live: orphans, once the child is gone (or is taking long to die)
+        if gone or time.monotonic() > started + 0.05:
+            for orphan in _children():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(orphan, signal.SIGKILL)
+        time.sleep(0.0005)
     return status
 
 
