@@ -36,6 +36,9 @@ from gradverify.grading.protocol import (
 from gradverify.loading import attribute, module_from_file
 from gradverify.randomness import RandomSources, generators_in
 
+#: The first calls of a target, watched for random draws (the checker watches two forwards).
+WATCHED_CALLS = 2
+
 
 @dataclass
 class Session:
@@ -45,6 +48,8 @@ class Session:
     args: list[Any]
     random: RandomSources  # as after building the target: every call starts from it
     slots: list[ParamSlot] = field(default_factory=list)
+    watching: int = WATCHED_CALLS  # calls left to watch for random draws
+    draws: bool = False  # seen drawing: every call starts from `random`
 
     def apply(self, updates: list[dict[str, Any]], arrays: list[np.ndarray]) -> None:
         """Write the grader's changes into the inputs and weights."""
@@ -72,8 +77,21 @@ class Session:
 
     def call_arguments(self) -> list[Any]:
         """Copies of the inputs for one call (the target may keep or write into them)."""
-        self.random.pin()
+        if self.watching or self.draws:
+            self.random.pin()
         return [a.copy() if isinstance(a, np.ndarray) else a for a in self.args]
+
+    def called(self) -> None:
+        """After a call: while watching, note whether it drew random numbers.
+
+        Pinning costs a generator state per call (tens of microseconds, most of a small
+        layer's call), so, as the checker does in process, only a target seen drawing
+        in its first calls is pinned; one that starts drawing later fails the
+        determinism contract there as here.
+        """
+        if self.watching:
+            self.watching -= 1
+            self.draws = self.draws or bool(self.random.drawn_from())
 
     def changed_inputs(self, passed: list[Any], arrays: list[np.ndarray]) -> list[Any]:
         """The inputs the target wrote into, so the grader can see it (a contract)."""
@@ -125,6 +143,7 @@ def _forward_many(
         destination[index] = value
         try:
             outputs.append(encode(session.view.forward(session.call_arguments()), out))
+            session.called()
         finally:
             destination[index] = original
     return outputs
@@ -154,6 +173,7 @@ def handle(
     if op == "forward":
         passed = session.call_arguments()
         value = session.view.forward(passed)
+        session.called()
         reply = {"value": encode(value, out), "changed": session.changed_inputs(passed, out)}
     elif op == "forward_many":
         reply = {"values": _forward_many(session, header, arrays, out)}
@@ -165,6 +185,7 @@ def handle(
             if op == "backward"
             else session.view.backward_again(cotangent)
         )
+        session.called()
         reply = {"gradients": None if gradients is None else _gradients(gradients, out)}
         reply["changed"] = session.changed_inputs(passed, out)
     elif op == "parameters":
