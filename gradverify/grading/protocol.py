@@ -116,10 +116,15 @@ def stand_in(type_name: str) -> Any:
 
 
 def write_message(sock: socket.socket, header: dict[str, Any], arrays: list[np.ndarray]) -> None:
-    """Send one frame: header (with the arrays' layouts added) and the arrays' bytes."""
+    """Send one frame: header (with the arrays' layouts added) and the arrays' bytes, in one
+    system call unless the arrays are large (then joining them would double the memory)."""
     layouts = [[a.dtype.str, list(a.shape), int(a.nbytes)] for a in arrays]
     body = json.dumps({**header, "_arrays": layouts}).encode()
-    sock.sendall(_LENGTH.pack(len(body)) + body)
+    head = _LENGTH.pack(len(body)) + body
+    if sum(a.nbytes for a in arrays) <= _JOINED_BYTES:
+        sock.sendall(b"".join([head, *(a.tobytes(order="C") for a in arrays)]))
+        return
+    sock.sendall(head)
     for array in arrays:
         sock.sendall(array.tobytes(order="C"))
 
@@ -129,17 +134,64 @@ def read_message(
 ) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Receive one frame by `deadline` (time.monotonic), validating every size, dtype and
     shape before trusting it; anything malformed is a `ProtocolError`, a late one a timeout."""
-    (length,) = _LENGTH.unpack(_read_exactly(sock, _LENGTH.size, deadline))
+    frame = _Frame(sock, deadline)
+    (length,) = _LENGTH.unpack(frame.take(_LENGTH.size))
     if length > MAX_HEADER:
         raise ProtocolError(f"a header of {length} bytes (at most {MAX_HEADER})")
     try:
-        header = json.loads(_read_exactly(sock, length, deadline))
+        header = json.loads(frame.take(length))
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise ProtocolError(f"a header that is not JSON: {str(error)[:80]}") from None
     if not isinstance(header, dict) or not isinstance(header.get("_arrays"), list):
         raise ProtocolError("a header without its list of arrays")
     layouts = _checked_layouts(header.pop("_arrays"))
-    return header, [_read_array(sock, layout, deadline) for layout in layouts]
+    return header, [frame.array(layout) for layout in layouts]
+
+
+#: Array bytes up to which a frame is sent joined, in one system call.
+_JOINED_BYTES = 1 << 20
+#: Bytes the first receive of a frame asks for: most frames arrive whole in it.
+_FIRST_READ = 1 << 16
+
+
+class _Frame:
+    """One frame as it arrives: a first receive of up to `_FIRST_READ` bytes, then exactly
+    what is still missing.  The protocol is one reply per request, so a first receive
+    reaches past its frame only if the peer sent a second one unasked; that is dropped,
+    and what follows no longer parses (a `ProtocolError` for a check gone wrong anyway)."""
+
+    def __init__(self, sock: socket.socket, deadline: float | None) -> None:
+        self._sock, self._deadline = sock, deadline
+        _wait(sock, deadline)
+        self._held = sock.recv(_FIRST_READ)
+        if not self._held:
+            raise EOFError("the other side closed the connection")
+        self._at = 0
+
+    def _held_part(self, count: int) -> bytes:
+        start, self._at = self._at, min(self._at + count, len(self._held))
+        return self._held[start : self._at]
+
+    def take(self, count: int) -> bytes:
+        data = self._held_part(count)
+        if len(data) < count:
+            data += _read_exactly(self._sock, count - len(data), self._deadline)
+        return data
+
+    def array(self, layout: tuple[np.dtype, tuple[int, ...], int]) -> np.ndarray:
+        dtype, shape, nbytes = layout
+        array = np.empty(shape, dtype=dtype)
+        view = array.reshape(-1).view(np.uint8).data  # the bytes land in the array itself
+        held = self._held_part(nbytes)
+        view[: len(held)] = held
+        received = len(held)
+        while received < nbytes:
+            _wait(self._sock, self._deadline)
+            count = self._sock.recv_into(view[received:], min(nbytes - received, 1 << 20))
+            if not count:
+                raise EOFError("the other side closed the connection")
+            received += count
+        return array
 
 
 def _checked_layouts(layouts: list[Any]) -> list[tuple[np.dtype, tuple[int, ...], int]]:
@@ -167,22 +219,6 @@ def _checked_layouts(layouts: list[Any]) -> list[tuple[np.dtype, tuple[int, ...]
             raise ProtocolError(f"arrays over {MAX_ARRAY_BYTES} bytes in one message")
         checked.append((dtype, shape, nbytes))
     return checked
-
-
-def _read_array(
-    sock: socket.socket, layout: tuple[np.dtype, tuple[int, ...], int], deadline: float | None
-) -> np.ndarray:
-    dtype, shape, nbytes = layout
-    array = np.empty(shape, dtype=dtype)
-    view = array.reshape(-1).view(np.uint8).data  # the bytes land in the array itself
-    received = 0
-    while received < nbytes:
-        _wait(sock, deadline)
-        count = sock.recv_into(view[received:], min(nbytes - received, 1 << 20))
-        if not count:
-            raise EOFError("the other side closed the connection")
-        received += count
-    return array
 
 
 def _read_exactly(sock: socket.socket, count: int, deadline: float | None) -> bytes:
