@@ -19,8 +19,8 @@ import pytest
 from gradverify.errors import InvalidArgument
 from gradverify.grading import protocol, scoring
 from gradverify.grading.assignment import load_assignment, parse_assignment
-from gradverify.grading.gradescope import results_json
 from gradverify.grading.autograder import write_zip
+from gradverify.grading.gradescope import results_json
 from gradverify.grading.notebooks import notebook_source
 from gradverify.grading.runner import grade, grade_one, read_records
 
@@ -318,7 +318,7 @@ def test_a_notebook_that_cannot_be_read_is_the_submissions_error_not_the_graders
     path = tmp_path / "work.ipynb"
     path.write_text("{ not json")
     source = notebook_source(str(path))
-    with pytest.raises(ImportError, match="the notebook work.ipynb cannot be read"):
+    with pytest.raises(ImportError, match=r"the notebook work\.ipynb cannot be read"):
         exec(compile(source, "layers.py", "exec"), {})
 
 
