@@ -24,6 +24,7 @@ import pytest
 
 from gradverify.grading.grader import Submission, grade_submission
 from gradverify.grading.runner import grade
+from gradverify.grading.sandbox import Limits, Sandbox
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="contained only when the grader runs as root")
@@ -240,6 +241,43 @@ def test_processes_left_behind_are_killed_when_the_check_ends(tmp_path, how):
     records = grade_submission(_assignment(tmp_path), _submission(tmp_path, "s", top=spawn))
     assert [r["status"] for r in records] == ["pass", "pass"]
     assert not _running(marker), "a process the submission started outlived its check"
+
+
+@needs_root
+def test_strays_of_a_zygote_killed_from_outside_die_before_the_next_check(tmp_path):
+    marker = f"gradverify-stray-{os.getpid()}"
+    folder = tmp_path / "stray"
+    folder.mkdir()
+    (folder / "layers.py").write_text(
+        "import subprocess, sys\n"
+        f"subprocess.Popen([sys.executable, '-c', 'import os, time; os.setsid(); "
+        f"time.sleep(60)  # {marker}'])\n"
+        "class Sigmoid:\n    pass\n"
+    )
+    sandbox = Sandbox()
+    limits = Limits(seconds=10, memory=256 * 2**20)
+    child = sandbox.run(
+        lambda scratch: shutil.copytree(folder, scratch, dirs_exist_ok=True), limits, ()
+    )
+    setup = {"op": "setup", "module": "layers.py", "object": "Sigmoid", "seed": 0}
+    child.request(
+        {**setup, "init": {"dict": {}}, "args": {"tuple": []}, "kwargs": {"dict": {}}},
+        [],
+        time.monotonic() + 10,
+    )
+    deadline = time.monotonic() + 5
+    while not _running(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _running(marker), "the submission's process never started"
+    sandbox._zygote.kill()  # killed from outside: its children go to init, unreaped
+    sandbox._zygote.wait()
+    next_child = sandbox.run(lambda scratch: None, limits, ())
+    try:
+        assert not _running(marker), "a stray of the dead zygote outlived it into the next check"
+    finally:
+        for each in (child, next_child):
+            sandbox.discard(each)
+        sandbox.shutdown()
 
 
 def test_a_fork_bomb_meets_the_process_cap(tmp_path):

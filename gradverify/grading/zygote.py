@@ -108,6 +108,7 @@ def main(fd: int, root: str) -> None:
 
 
 def _serve(control: socket.socket, walls: isolation.Isolation, staging: str) -> None:
+    cleared: set[int] = set()  # sandbox users whose stray processes were killed
     while True:
         try:
             message, fds, _, _ = socket.recv_fds(control, 1 << 16, 2)
@@ -117,6 +118,10 @@ def _serve(control: socket.socket, walls: isolation.Isolation, staging: str) -> 
             return  # the grader is gone
         request = json.loads(message)
         if request["op"] == "fork" and len(fds) == 2:
+            uid = request.get("uid")
+            if uid is not None and uid not in cleared:
+                _kill_user(int(uid))
+                cleared.add(uid)
             pid = os.fork()
             if pid == 0:
                 control.close()
@@ -208,6 +213,20 @@ def _reap(request: dict[str, Any]) -> dict[str, Any]:
     return {"exit": -1}
 
 
+def _kill_user(uid: int) -> None:
+    """Every process of a sandbox user (``kill(-1)`` as that user), once per zygote: a
+    zygote that died without reaping (killed from outside) left its orphans to init, out
+    of this one's reach, still running as the user this one's children get."""
+    helper = os.fork()
+    if helper == 0:
+        try:
+            os.setuid(uid)
+            os.kill(-1, signal.SIGKILL)
+        finally:
+            os._exit(0)
+    os.waitpid(helper, 0)
+
+
 def _kill_all_children(wanted: int | None = None) -> int | None:
     """Kill and reap every process the zygote's children left; the exit status of `wanted`.
 
@@ -216,7 +235,8 @@ def _kill_all_children(wanted: int | None = None) -> int | None:
     namespace of its own), is an orphan re-parented here, or a descendant of one.
     So killing the zygote's children until none is left kills them all, and when
     the child left nothing, the first ``waitpid`` says so and costs no /proc scan.
-    The sandbox user is unique to this grading process and only ever runs here.
+    The sandbox user is unique to this grading process and runs only here (see
+    `_kill_user` for what a dead predecessor left).
     """
     status, gone = None, wanted is None
     started = time.monotonic()
