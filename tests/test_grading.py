@@ -23,6 +23,7 @@ from gradverify.grading.autograder import write_zip
 from gradverify.grading.gradescope import results_json
 from gradverify.grading.notebooks import notebook_source
 from gradverify.grading.runner import grade, grade_one, read_records
+from tests.processes import running
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "assignment"
 
@@ -132,16 +133,20 @@ def test_a_killed_run_resumes_to_the_same_results(example, tmp_path):
     submissions = str(example / "submissions")
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     subprocess.run([*command, submissions, "--out", str(clean), "--workers", "1"], check=True)
-    running = subprocess.Popen([*command, submissions, "--out", str(killed), "--workers", "1"])
+    run = subprocess.Popen([*command, submissions, "--out", str(killed), "--workers", "1"])
     journal = killed / "results.jsonl"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (
         journal.exists() and '"complete": true' in journal.read_text()
     ):
         time.sleep(0.05)
-    os.kill(running.pid, signal.SIGKILL)
-    running.wait()
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait()
     assert 0 < len(read_records(str(journal))) < 5, "kill the run midway"
+    deadline = time.monotonic() + 10
+    while running(str(killed)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running(str(killed)), "the killed run's workers outlived it"
     subprocess.run([*command, submissions, "--out", str(killed), "--resume"], check=True)
     assert _without_timing(read_records(str(journal))) == _without_timing(
         read_records(str(clean / "results.jsonl"))

@@ -25,6 +25,7 @@ import pytest
 from gradverify.grading.grader import Submission, grade_submission
 from gradverify.grading.runner import grade
 from gradverify.grading.sandbox import Limits, Sandbox
+from tests.processes import running
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="contained only when the grader runs as root")
@@ -210,19 +211,6 @@ def test_deleting_sibling_submissions_and_the_results_fails(tmp_path):
     assert json.loads((out / "a_vandal" / "results.json").read_text())["score"] == 2.0
 
 
-def _running(marker: str) -> list[int]:
-    """The processes whose command line holds `marker`."""
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                if marker.encode() in cmdline.read():
-                    found.append(int(entry))
-        except (OSError, ValueError):
-            continue
-    return found
-
-
 @pytest.mark.parametrize(
     "how",
     [
@@ -240,7 +228,7 @@ def test_processes_left_behind_are_killed_when_the_check_ends(tmp_path, how):
     """
     records = grade_submission(_assignment(tmp_path), _submission(tmp_path, "s", top=spawn))
     assert [r["status"] for r in records] == ["pass", "pass"]
-    assert not _running(marker), "a process the submission started outlived its check"
+    assert not running(marker), "a process the submission started outlived its check"
 
 
 @needs_root
@@ -266,14 +254,14 @@ def test_strays_of_a_zygote_killed_from_outside_die_before_the_next_check(tmp_pa
         time.monotonic() + 10,
     )
     deadline = time.monotonic() + 5
-    while not _running(marker) and time.monotonic() < deadline:
+    while not running(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _running(marker), "the submission's process never started"
+    assert running(marker), "the submission's process never started"
     sandbox._zygote.kill()  # killed from outside: its children go to init, unreaped
     sandbox._zygote.wait()
     next_child = sandbox.run(lambda scratch: None, limits, ())
     try:
-        assert not _running(marker), "a stray of the dead zygote outlived it into the next check"
+        assert not running(marker), "a stray of the dead zygote outlived it into the next check"
     finally:
         for each in (child, next_child):
             sandbox.discard(each)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from gradverify.grading.against import verify_references
 from gradverify.grading.assignment import Assignment, load_assignment
 from gradverify.grading.grader import Submission, find_submissions, grade_submission
 from gradverify.grading.gradescope import results_json, write_atomically
+from gradverify.grading.isolation import libc
 from gradverify.grading.sandbox import describe_isolation
 from gradverify.results import CheckResult, Status
 
@@ -140,7 +142,7 @@ def _alone(
     """One submission in a pool of its own, up to `RETRIES` + 1 times."""
     started = time.monotonic()
     for _ in range(RETRIES + 1):
-        with ProcessPoolExecutor(max_workers=1) as pool:
+        with _local_pool(1) as pool:
             try:
                 records = pool.submit(grade_submission, assignment.path, submission, hide).result()
             except BrokenProcessPool as died:
@@ -150,11 +152,32 @@ def _alone(
     return submission, _worker_died(assignment, submission, failure), time.monotonic() - started
 
 
+def _local_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes that die with the run that started them."""
+    return ProcessPoolExecutor(
+        max_workers=workers, initializer=_die_with_parent, initargs=(os.getpid(),)
+    )
+
+
+#: prctl option: the signal a process gets when its parent dies (Linux).
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """In a pool worker: die when the run dies.  A run killed outright (``kill -9``, the
+    OOM killer) would otherwise leave its workers, and their zygotes, waiting forever
+    on a queue nobody feeds.  Elsewhere than Linux, nothing."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # it died before the request took hold
+        os._exit(0)
+
+
 @contextlib.contextmanager
 def _executor(workers: int | None, scheduler: str | None) -> Iterator[Executor]:
     """A local process pool, or the executor of a Dask cluster at `scheduler`."""
     if scheduler is None:
-        pool = ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1)
+        pool = _local_pool(workers or os.cpu_count() or 1)
         try:
             yield pool
         finally:  # on Ctrl-C or an error: drop what has not started, finish what has
