@@ -231,6 +231,25 @@ def test_processes_left_behind_are_killed_when_the_check_ends(tmp_path, how):
     assert not running(marker), "a process the submission started outlived its check"
 
 
+def test_a_process_forking_in_a_loop_is_killed_when_the_check_ends(tmp_path):
+    marker = f"gradverify-hydra-{os.getpid()}"
+    loop = (  # two children a round, each going on, up to the cap: a population, not a chain
+        "import os\nos.setsid()\nwhile True:\n    try:\n"
+        "        if os.fork() and os.fork():\n            os._exit(0)\n"
+        f"    except OSError:\n        pass  # {marker}"
+    )
+    spawn = f"""
+        import subprocess, sys, time
+        subprocess.Popen([sys.executable, "-c", {loop!r}])
+        time.sleep(0.3)
+    """
+    started = time.monotonic()
+    records = grade_submission(_assignment(tmp_path), _submission(tmp_path, "s", top=spawn))
+    assert [r["status"] for r in records] == ["pass", "pass"]
+    assert not running(marker), "a process forking in a loop outlived its check"
+    assert time.monotonic() - started < 8, "the reap chased the loop until its deadline"
+
+
 @needs_root
 def test_strays_of_a_zygote_killed_from_outside_die_before_the_next_check(tmp_path):
     marker = f"gradverify-stray-{os.getpid()}"

@@ -33,6 +33,7 @@ import socket
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy  # noqa: F401  (imported once here, shared by every fork)
@@ -99,16 +100,26 @@ def main(fd: int, root: str) -> None:
     staging = tempfile.mkdtemp(prefix="staging-", dir=root)  # beside the scratch folders
     control = socket.socket(fileno=fd)
     isolation.libc().prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    children = _Children()
     try:
-        _serve(control, walls, staging)
+        _serve(control, walls, staging, children)
     finally:
-        _kill_all_children()
+        _kill_all_children(uid=children.uid)
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _serve(control: socket.socket, walls: isolation.Isolation, staging: str) -> None:
-    cleared: set[int] = set()  # sandbox users whose stray processes were killed
+@dataclass
+class _Children:
+    """What the zygote remembers between requests."""
+
+    forked: set[int] = field(default_factory=set)  # its children not yet reaped
+    uid: int | None = None  # the sandbox user they run as (None when not root)
+
+
+def _serve(
+    control: socket.socket, walls: isolation.Isolation, staging: str, children: _Children
+) -> None:
     while True:
         try:
             message, fds, _, _ = socket.recv_fds(control, 1 << 16, 2)
@@ -119,18 +130,21 @@ def _serve(control: socket.socket, walls: isolation.Isolation, staging: str) -> 
         request = json.loads(message)
         if request["op"] == "fork" and len(fds) == 2:
             uid = request.get("uid")
-            if uid is not None and uid not in cleared:
-                _kill_user(int(uid))
-                cleared.add(uid)
+            if uid is not None and uid != children.uid:
+                children.uid = int(uid)
+                _kill_user(children.uid)  # what a predecessor killed from outside left
             pid = os.fork()
             if pid == 0:
                 control.close()
                 _child(fds[0], fds[1], request, walls, staging)  # never returns
             for descriptor in fds:
                 os.close(descriptor)
+            children.forked.add(pid)
             reply: dict[str, Any] = {"pid": pid}
         elif request["op"] == "reap":
-            reply = _reap(request)
+            pid = int(request["pid"])  # only a child of this zygote's: no other pid is ours
+            reply = _reap(pid, children.uid) if pid in children.forked else {"exit": -1}
+            children.forked.discard(pid)
         else:
             reply = {"error": f"unknown request {request['op']!r}"}
         control.send(json.dumps(reply).encode())
@@ -199,13 +213,12 @@ class _Capped(io.TextIOBase):
         return True
 
 
-def _reap(request: dict[str, Any]) -> dict[str, Any]:
+def _reap(pid: int, uid: int | None) -> dict[str, Any]:
     """Kill the child's whole session and everything it left behind; say how it ended."""
-    pid = int(request["pid"])
     for kill in (os.killpg, os.kill):  # (a session leader cannot leave its group: both hit)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             kill(pid, signal.SIGKILL)
-    status = _kill_all_children(pid)
+    status = _kill_all_children(pid, uid)
     if status is not None and os.WIFSIGNALED(status):
         return {"signal": os.WTERMSIG(status)}
     if status is not None and os.WIFEXITED(status):
@@ -214,9 +227,10 @@ def _reap(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _kill_user(uid: int) -> None:
-    """Every process of a sandbox user (``kill(-1)`` as that user), once per zygote: a
-    zygote that died without reaping (killed from outside) left its orphans to init, out
-    of this one's reach, still running as the user this one's children get."""
+    """Every process of a sandbox user at once (``kill(-1)`` as that user: a process
+    forking in a loop cannot outrun it, as it outruns a scan of /proc).  Also done before
+    a zygote's first child: a zygote killed from outside left its orphans to init, out of
+    its successor's reach, still running as the user the successor's children get."""
     helper = os.fork()
     if helper == 0:
         try:
@@ -227,18 +241,18 @@ def _kill_user(uid: int) -> None:
     os.waitpid(helper, 0)
 
 
-def _kill_all_children(wanted: int | None = None) -> int | None:
+def _kill_all_children(wanted: int | None = None, uid: int | None = None) -> int | None:
     """Kill and reap every process the zygote's children left; the exit status of `wanted`.
 
     The zygote is a subreaper and runs one child at a time: once that child is gone,
     every process it started, however it hid (another session, a double fork, a
     namespace of its own), is an orphan re-parented here, or a descendant of one.
-    So killing the zygote's children until none is left kills them all, and when
-    the child left nothing, the first ``waitpid`` says so and costs no /proc scan.
-    The sandbox user is unique to this grading process and runs only here (see
-    `_kill_user` for what a dead predecessor left).
+    When the child left nothing, the first ``waitpid`` says so: no kill, no scan.
+    Otherwise, as root, every process of the sandbox user (`uid`, unique to this
+    grading process) is killed at once; without root, each orphan found in /proc
+    and its process group, until none is left.
     """
-    status, gone = None, wanted is None
+    status, gone, killed_user = None, wanted is None, False
     started = time.monotonic()
     while time.monotonic() < started + REAP_SECONDS:
         try:
@@ -251,11 +265,21 @@ def _kill_all_children(wanted: int | None = None) -> int | None:
             continue  # reap the next at once
         # some still live: orphans, once the child is gone (or is taking long to die)
         if gone or time.monotonic() > started + 0.05:
+            if uid is not None and not killed_user:
+                _kill_user(uid)
+                killed_user = True
+                continue
             for orphan in _children():
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(orphan, signal.SIGKILL)
+                for kill in (os.kill, _kill_group):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        kill(orphan, signal.SIGKILL)
         time.sleep(0.0005)
     return status
+
+
+def _kill_group(pid: int, sig: int) -> None:
+    """The process group of `pid` (an orphan's group: inside the child's session, or its own)."""
+    os.killpg(os.getpgid(pid), sig)
 
 
 def _children() -> list[int]:
