@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
 import os
 import signal
 import sys
@@ -25,10 +26,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from gradverify.errors import InvalidArgument
-from gradverify.grading import scoring, summary
+from gradverify.grading import notebooks, scoring, summary
 from gradverify.grading.against import verify_references
 from gradverify.grading.assignment import Assignment, load_assignment
-from gradverify.grading.grader import Submission, find_submissions, grade_submission
+from gradverify.grading.grader import (
+    Submission,
+    find_submissions,
+    grade_submission,
+    graded_from_notebook,
+)
 from gradverify.grading.gradescope import results_json, write_atomically
 from gradverify.grading.isolation import libc
 from gradverify.grading.sandbox import describe_isolation
@@ -66,24 +72,27 @@ def grade(
         raise InvalidArgument(f"the submissions folder {submissions!r} does not exist.")
     if os.path.exists(out) and not os.path.isdir(out):
         raise InvalidArgument(f"--out {out!r} is a file; give a folder for the results.")
+    # absolute: a Dask worker runs in a folder of its own, on the same shared files
+    submissions, out = os.path.abspath(submissions), os.path.abspath(out)
     verify_references(assignment)
-    found = find_submissions(submissions)
+    found = [s for s in find_submissions(submissions) if s.path != out]  # results: no student
     if not found:
-        raise InvalidArgument(
-            f"no submissions in {submissions!r}: give one folder (or .ipynb file) per student."
-        )
+        raise InvalidArgument(f"no submissions in {submissions!r}: {_expected(submissions)}")
+    if any(graded_from_notebook(s, assignment) for s in found):
+        notebooks.reader()  # missing, it would cost every notebook student all their points
     os.makedirs(out, exist_ok=True)
     journal = os.path.join(out, RESULTS)
-    kept = read_records(journal) if resume else {}
-    _rewrite(journal, kept)
+    version = assignment.fingerprint()
+    kept = _resumable(journal, version, assignment) if resume else {}
+    _rewrite(journal, kept, version)
     todo = [s for s in found if s.name not in kept]
     show = sys.stderr.isatty() if progress is None else progress
-    hide = (os.path.abspath(out),)
+    hide = (out,)
     walls: list[str] = []  # what the sandbox isolates where the submissions run
     with _Progress(len(found), len(kept), show) as bar:
         graded = _graded(assignment, todo, workers, scheduler, hide, walls)
         for submission, records, seconds in graded:
-            _write(out, journal, submission, records, seconds)
+            _write(out, journal, submission, records, seconds, version)
             bar.advance(not all(r["passed"] for r in records))
     write_summary(assignment, out, walls[0] if walls else describe_isolation())
     return GradingRun(len(todo), len(kept), out, time.perf_counter() - started)
@@ -153,9 +162,15 @@ def _alone(
 
 
 def _local_pool(workers: int) -> ProcessPoolExecutor:
-    """Worker processes that die with the run that started them."""
+    """Worker processes that die with the run that started them (on Linux, where they are
+    forked from it: a forkserver's workers are the forkserver's children)."""
+    if not sys.platform.startswith("linux"):
+        return ProcessPoolExecutor(max_workers=workers)
     return ProcessPoolExecutor(
-        max_workers=workers, initializer=_die_with_parent, initargs=(os.getpid(),)
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
     )
 
 
@@ -166,8 +181,8 @@ _PR_SET_PDEATHSIG = 1
 def _die_with_parent(parent: int) -> None:
     """In a pool worker: die when the run dies.  A run killed outright (``kill -9``, the
     OOM killer) would otherwise leave its workers, and their zygotes, waiting forever
-    on a queue nobody feeds.  Elsewhere than Linux, nothing."""
-    with contextlib.suppress(OSError, AttributeError):
+    on a queue nobody feeds."""
+    with contextlib.suppress(OSError):
         libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # it died before the request took hold
         os._exit(0)
@@ -213,50 +228,89 @@ def _worker_died(
     ]
 
 
+def _expected(folder: str) -> str:
+    """What a submissions folder should hold, and what this one seems to be instead."""
+    wanted = "give the folder that holds one folder (or .ipynb file) per student."
+    if any(name.endswith(".py") for name in os.listdir(folder)):
+        return f"it holds .py files itself, as one student's folder does; {wanted}"
+    return wanted
+
+
 def _write(
-    out: str, journal: str, submission: Submission, records: list[dict[str, Any]], seconds: float
+    out: str,
+    journal: str,
+    submission: Submission,
+    records: list[dict[str, Any]],
+    seconds: float,
+    version: str,
 ) -> None:
     write_atomically(
         os.path.join(out, submission.name, "results.json"), results_json(records, seconds)
     )
     with open(journal, "a", encoding="utf-8") as handle:
-        handle.write(_lines(submission.name, records))
+        handle.write(_lines(submission.name, records, version))
+
+
+def _resumable(
+    journal: str, version: str, assignment: Assignment
+) -> dict[str, list[dict[str, Any]]]:
+    """The complete submissions to keep; none of them if they were graded against another
+    version of the assignment or its references (old and new scores would mix)."""
+    others = {e.get("assignment") for e in _entries(journal) if e.get("complete")} - {version}
+    if others:
+        raise InvalidArgument(
+            f"--resume: {journal} holds results graded against another version of "
+            f"{os.path.basename(assignment.path)} or its references; grade into a new --out, "
+            f"or drop --resume to grade every submission again."
+        )
+    return read_records(journal)
+
+
+def _entries(journal: str) -> Iterator[dict[str, Any]]:
+    """The readable lines of a results.jsonl (a line cut off by a kill is skipped)."""
+    if not os.path.exists(journal):
+        return
+    with open(journal, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and isinstance(entry.get("submission"), str):
+                yield entry
 
 
 def read_records(journal: str) -> dict[str, list[dict[str, Any]]]:
     """The check records of every complete submission in a results.jsonl, by submission."""
     done: dict[str, list[dict[str, Any]]] = {}
     partial: dict[str, list[dict[str, Any]]] = {}
-    if not os.path.exists(journal):
-        return done
-    with open(journal, encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue  # a line cut off when the run was killed
-            name = entry.get("submission")
-            if not isinstance(name, str):
-                continue
-            if entry.get("complete"):
-                done[name] = partial.pop(name, [])
-            elif "check" in entry:
-                partial.setdefault(name, []).append(entry)
+    for entry in _entries(journal):
+        name = entry["submission"]
+        if entry.get("complete"):
+            done[name] = partial.pop(name, [])
+        elif "check" in entry:
+            partial.setdefault(name, []).append(entry)
     return done
 
 
-def _rewrite(journal: str, kept: dict[str, list[dict[str, Any]]]) -> None:
+def _rewrite(journal: str, kept: dict[str, list[dict[str, Any]]], version: str) -> None:
     """Start results.jsonl over with only the complete submissions being kept (through a
     temporary file and a rename: a kill here loses nothing)."""
     temporary = journal + ".tmp"
     with open(temporary, "w", encoding="utf-8") as handle:
-        handle.writelines(_lines(name, records) for name, records in kept.items())
+        handle.writelines(_lines(name, records, version) for name, records in kept.items())
     os.replace(temporary, journal)
 
 
-def _lines(name: str, records: list[dict[str, Any]]) -> str:
-    """A submission's lines: one per check, then the line that marks it complete."""
-    complete = {"submission": name, "complete": True, "score": sum(r["score"] for r in records)}
+def _lines(name: str, records: list[dict[str, Any]], version: str) -> str:
+    """A submission's lines: one per check, then the line that marks it complete (with the
+    version of the assignment it was graded against)."""
+    complete = {
+        "submission": name,
+        "complete": True,
+        "score": sum(r["score"] for r in records),
+        "assignment": version,
+    }
     return "".join(json.dumps(r, sort_keys=True) + "\n" for r in [*records, complete])
 
 
@@ -274,12 +328,14 @@ def write_summary(assignment: Assignment, out: str, walls: str) -> None:
 def grade_one(assignment_path: str, submission_folder: str, results: str) -> dict[str, Any]:
     """Gradescope's way: one submission, graded here (each check still sandboxed)."""
     started = time.perf_counter()
-    load_assignment(assignment_path)  # a bad assignment fails before any submission runs
+    assignment = load_assignment(assignment_path)  # a bad one fails before any submission
     if not os.path.isdir(submission_folder):
         raise InvalidArgument(f"the submission folder {submission_folder!r} does not exist.")
     submission = Submission(
         os.path.basename(os.path.normpath(submission_folder)), submission_folder
     )
+    if graded_from_notebook(submission, assignment):
+        notebooks.reader()
     print(f"gradverify: sandbox: {describe_isolation()}")  # Gradescope's stdout: instructors'
     hide = (os.path.dirname(os.path.abspath(results)),)
     records = grade_submission(assignment_path, submission, hide)
