@@ -13,7 +13,7 @@ import importlib
 import importlib.util
 import os
 import sys
-from types import ModuleType
+from types import FunctionType, ModuleType
 from typing import Any
 
 from gradverify.adapters import TargetRaised
@@ -47,9 +47,8 @@ def import_target(spec: str) -> Any:
         raise InvalidArgument(_raised(module_name, spec, error)) from None
     try:
         return attribute(module, path)
-    except AttributeError:
-        missing = f"module {module_name!r} has no {path!r} (target {spec!r})."
-        raise InvalidArgument(missing) from None
+    except MissingName as missing:
+        raise InvalidArgument(f"{missing} (target {spec!r}).") from None
 
 
 def _raised(module_name: str, spec: str, error: BaseException) -> str:
@@ -77,9 +76,39 @@ def module_from_file(path: str, name: str | None = None) -> ModuleType:
     return module
 
 
+class MissingName(AttributeError):
+    """An attribute path that names nothing; the text says what is there instead."""
+
+
 def attribute(root: Any, path: str) -> Any:
-    """``root.a.b`` for the path ``"a.b"`` (AttributeError if a part is missing)."""
+    """``root.a.b`` for the path ``"a.b"`` (`MissingName` if a part is missing)."""
     found = root
     for part in path.split("."):
-        found = getattr(found, part)
+        try:
+            found = getattr(found, part)
+        except AttributeError:
+            raise MissingName(f"{_called(found)} has no {part!r}{_defining(found)}") from None
     return found
+
+
+def _called(holder: Any) -> str:
+    """A module by its file name (``layers.py``), anything else by its type."""
+    file = getattr(holder, "__file__", None) if isinstance(holder, ModuleType) else None
+    return os.path.basename(file) if isinstance(file, str) else f"{type(holder).__name__} object"
+
+
+def _defining(holder: Any) -> str:
+    """`` (it defines: A, B)``: the classes and functions a module defines itself."""
+    if not isinstance(holder, ModuleType):
+        return ""
+    names = sorted(
+        name
+        for name, value in vars(holder).items()
+        if not name.startswith("_")
+        and isinstance(value, (type, FunctionType))
+        and getattr(value, "__module__", None) == holder.__name__
+    )
+    if not names:
+        return " (it defines no class or function)"
+    shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+    return f" (it defines: {shown})"

@@ -27,7 +27,7 @@ from gradverify.checks import check
 from gradverify.errors import GradverifyError, InvalidArgument
 from gradverify.grading.assignment import Assignment, GradedCheck
 from gradverify.grading.remote import RemoteAdapter, RemoteRaised
-from gradverify.loading import attribute, module_from_file
+from gradverify.loading import MissingName, attribute, module_from_file
 from gradverify.outputs import read_outputs
 from gradverify.randomness import seeded_global
 from gradverify.references import forward_difference, gradient_difference
@@ -68,6 +68,11 @@ def verify_references(assignment: Assignment) -> None:
             _run(view, case, None, assignment.seed)
         except TargetRaised as raised:
             raise InvalidArgument(f"{where} cannot run on the check's inputs: {raised}") from None
+        except MissingName as missing:
+            raise InvalidArgument(
+                f"[[check]] {graded.name!r}: the reference {missing}; is {path!r} spelled as "
+                f"in the solution (object = ..., or reference = 'FILE:NAME')?"
+            ) from None
         except Exception as error:  # importing or building it: the instructor's code
             cause = TargetRaised("it", error).cause()
             raise InvalidArgument(f"{where} cannot be built: {cause}") from None
@@ -82,6 +87,15 @@ def verify_references(assignment: Assignment) -> None:
         if result.status is not Status.PASS:
             raise InvalidArgument(
                 f"{where} does not pass its own check, so no submission could:\n{result}"
+            )
+        checked = [t.grad_name for t in result.tensors]
+        named = {n for t in result.tensors for n in (t.grad_name, t.name)}
+        unknown = [g for g in graded.gradients if g not in named]
+        if unknown:
+            raise InvalidArgument(
+                f"[[check]] {graded.name!r} gradients: {', '.join(map(repr, unknown))} is not "
+                f"a gradient its check has, so no submission could earn it; the check has "
+                f"{', '.join(checked)} (names are case-sensitive)."
             )
 
 

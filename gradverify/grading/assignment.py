@@ -27,6 +27,7 @@ and the fix.  Relative paths are relative to the assignment file.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import sys
@@ -126,6 +127,16 @@ class Assignment:
         """The submission files the checks look in (a notebook becomes each one missing)."""
         return tuple(dict.fromkeys(c.module for c in self.checks))
 
+    def fingerprint(self) -> str:
+        """A hash of what scores depend on besides the submissions: the assignment file and
+        its references.  Results graded against another are never resumed into these."""
+        digest = hashlib.sha256()
+        references = sorted({c.reference[0] for c in self.checks if c.reference is not None})
+        for path in [self.path, *references]:
+            with open(path, "rb") as handle:
+                digest.update(handle.read())
+        return digest.hexdigest()[:16]
+
     def case(self, graded: GradedCheck) -> Case:
         """The inputs and weights of a check: the same for every submission and the reference."""
         return draw(graded.spec, np.random.default_rng([self.seed, graded.number]))
@@ -163,8 +174,9 @@ def parse_assignment(data: Mapping[str, Any], path: str) -> Assignment:
     folder = os.path.dirname(path)
     defaults: dict[str, Any] = {k: head[k] for k in ("mode", "rtol", "atol") if k in head}
     defaults.setdefault("mode", "full")
+    time_limit = _seconds("[assignment] time_limit", head.get("time_limit", DEFAULT_TIME_LIMIT))
     parsed = tuple(
-        _check(number, entry, head, defaults, folder)
+        _check(number, entry, head, defaults, folder, time_limit)
         for number, entry in enumerate(checks, start=1)
     )
     names = [c.name for c in parsed]
@@ -190,6 +202,7 @@ def _check(
     head: Mapping[str, Any],
     defaults: Mapping[str, Any],
     folder: str,
+    time_limit: float,
 ) -> GradedCheck:
     where = f"[[check]] number {number}"
     if not isinstance(entry, Mapping):
@@ -244,9 +257,10 @@ def _check(
         params=_params(f"{where} params", entry.get("params")),
         reference=_reference(where, entry, head, attribute, folder),
         options=options,
-        time_limit=_seconds(
-            f"{where} time_limit",
-            entry.get("time_limit", head.get("time_limit", DEFAULT_TIME_LIMIT)),
+        time_limit=(
+            _seconds(f"{where} time_limit", entry["time_limit"])
+            if "time_limit" in entry
+            else time_limit
         ),
     )
 

@@ -33,7 +33,7 @@ from gradverify.grading.protocol import (
     read_message,
     write_message,
 )
-from gradverify.loading import attribute, module_from_file
+from gradverify.loading import MissingName, attribute, module_from_file
 from gradverify.randomness import RandomSources, generators_in
 
 #: The first calls of a target, watched for random draws (the checker watches two forwards).
@@ -103,12 +103,29 @@ class Session:
 
 
 def load(module_file: str, object_path: str) -> Any:
-    """Import the submission's module from the working directory and find the object."""
+    """Import the submission's module from the working directory and find the object; a
+    file or a name the submission lacks is said as such, with what it has instead."""
     if not os.path.isfile(module_file):
-        raise FileNotFoundError(f"the submission has no file {module_file}")
+        raise TargetContractError(
+            f"the submission has no file {module_file}{_elsewhere(module_file)}"
+        )
     if "" not in sys.path:
         sys.path.insert(0, "")  # the submission's own helper modules import too
-    return attribute(module_from_file(module_file), object_path)
+    module = module_from_file(module_file)
+    try:
+        return attribute(module, object_path)
+    except MissingName as missing:
+        raise TargetContractError(f"the submission's {missing}") from None
+
+
+def _elsewhere(module_file: str) -> str:
+    """`` (found hw5/layers.py: ...)``: the file where the submission put it instead."""
+    wanted = os.path.basename(module_file)
+    for folder, _, files in os.walk("."):
+        if wanted in files and folder != ".":
+            found = os.path.normpath(os.path.join(folder, wanted))
+            return f" (found {found}: it must be at the top of the submission, as {module_file})"
+    return ""
 
 
 def _setup(header: dict[str, Any], arrays: list[np.ndarray]) -> tuple[Session, dict[str, Any]]:
@@ -121,6 +138,8 @@ def _setup(header: dict[str, Any], arrays: list[np.ndarray]) -> tuple[Session, d
         stage = f"building {header['object']}"
         np.random.seed(int(header["seed"]) % 2**32)  # as the grader seeds its reference
         target = found(**init) if isinstance(found, type) else found
+    except TargetContractError:
+        raise  # a missing file or name: said as such, not as a crash
     except BaseException as error:  # an import that raises, exits or interrupts: its verdict
         raise TargetRaised(stage, error) from error
     view = resolve_adapter(target, args, kwargs)

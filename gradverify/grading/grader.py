@@ -76,10 +76,7 @@ def prepare(submission: Submission, assignment: Assignment, scratch: str) -> Non
     notebook = submission.path if submission.path.endswith(".ipynb") else None
     if notebook is None:
         _copy_regular(submission.path, scratch)
-        notebooks = [f for f in os.listdir(scratch) if f.endswith(".ipynb")]
-        missing = [m for m in assignment.modules if not os.path.exists(os.path.join(scratch, m))]
-        if missing and len(notebooks) == 1:
-            notebook = os.path.join(scratch, notebooks[0])
+        notebook = notebook_in(scratch, assignment)
     if notebook is not None:
         source = notebook_source(notebook)
         for module in assignment.modules:
@@ -88,6 +85,21 @@ def prepare(submission: Submission, assignment: Assignment, scratch: str) -> Non
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 with open(path, "w", encoding="utf-8") as handle:
                     handle.write(source)
+
+
+def notebook_in(folder: str, assignment: Assignment) -> str | None:
+    """The notebook a submission folder is graded from: its only ``.ipynb`` file, when a
+    module the assignment reads is missing (the module is made from the notebook)."""
+    notebooks = [f for f in os.listdir(folder) if f.endswith(".ipynb")]
+    missing = [m for m in assignment.modules if not os.path.exists(os.path.join(folder, m))]
+    return os.path.join(folder, notebooks[0]) if missing and len(notebooks) == 1 else None
+
+
+def graded_from_notebook(submission: Submission, assignment: Assignment) -> bool:
+    """Whether grading `submission` reads a notebook (and so needs nbformat)."""
+    if submission.path.endswith(".ipynb"):
+        return True
+    return notebook_in(submission.path, assignment) is not None
 
 
 def _copy_regular(source: str, destination: str) -> None:

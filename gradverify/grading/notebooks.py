@@ -14,20 +14,28 @@ from __future__ import annotations
 
 import ast
 import os
+from typing import Any
 
 from gradverify.errors import InvalidArgument
 
 _DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
-def notebook_source(path: str) -> str:
-    """The module a notebook's definitions make, with a comment per cell it skipped."""
+def reader() -> Any:
+    """nbformat, which only notebook submissions need; its absence is the grader's error,
+    said before any submission is graded (see `runner.grade`)."""
     try:
-        import nbformat  # only notebook submissions need it
+        import nbformat
     except ImportError:
         raise InvalidArgument(
             "grading notebooks needs nbformat: pip install 'gradverify[grade]'."
         ) from None
+    return nbformat
+
+
+def notebook_source(path: str) -> str:
+    """The module a notebook's definitions make, with a comment per cell it skipped."""
+    nbformat = reader()
     try:
         notebook = nbformat.read(path, as_version=4)
     except Exception as error:  # not JSON, not a notebook, a version nbformat cannot read

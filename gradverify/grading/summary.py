@@ -31,6 +31,14 @@ class ClassSummary:
     pass_rates: list[tuple[str, int, int]]  # check, passed, graded
     failures: list[tuple[str, str, int]]  # check, what went wrong, submissions
     walls: str  # how the submissions were isolated
+    unlisted: int = 0  # failures rarer than the listed ones
+
+    @property
+    def unlisted_line(self) -> str:
+        """The line saying what the list leaves out, or ''."""
+        if not self.unlisted:
+            return ""
+        return f"and {self.unlisted} rarer failure(s), each in results.jsonl"
 
     @property
     def histogram(self) -> list[tuple[str, int]]:
@@ -59,7 +67,8 @@ def summarize(
             failures[(record["check"], reason)] += 1
     rates = [(check, passed[check], graded[check]) for check in graded]
     common = [(check, reason, n) for (check, reason), n in failures.most_common(TOP_FAILURES)]
-    return ClassSummary(title, max_score, dict(scores), rates, common, walls)
+    unlisted = len(failures) - len(common)
+    return ClassSummary(title, max_score, dict(scores), rates, common, walls, unlisted)
 
 
 def _reasons(record: dict[str, Any]) -> list[str]:
@@ -103,6 +112,8 @@ def markdown(summary: ClassSummary) -> str:
         f"({100 * n / max(count, 1):.0f}%)"
         for check, reason, n in summary.failures
     ] or ["- none"]
+    if summary.unlisted_line:
+        lines.append(f"- {summary.unlisted_line}")
     if summary.walls:
         lines += ["", f"Sandbox: {_plain(summary.walls)}."]
     return "\n".join(lines) + "\n"
@@ -139,6 +150,8 @@ def page(summary: ClassSummary) -> str:
         )
         or "<li>none</li>"
     )
+    if summary.unlisted_line:
+        failures += f"<li>{summary.unlisted_line}</li>"
     title = html.escape(summary.title)
     return (
         f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
