@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 
 from gradverify.errors import InvalidArgument
-from gradverify.grading import protocol, scoring
+from gradverify.grading import protocol, scoring, summary
 from gradverify.grading.assignment import load_assignment, parse_assignment
 from gradverify.grading.autograder import write_zip
+from gradverify.grading.grader import Submission, grade_submission
 from gradverify.grading.gradescope import results_json
 from gradverify.grading.notebooks import notebook_source
 from gradverify.grading.runner import grade, grade_one, read_records
@@ -115,14 +116,20 @@ def test_a_failing_check_worth_no_points_is_not_passed(tmp_path):
         assert test["status"] == ("passed" if passed else "failed")
 
 
-def test_a_dask_cluster_grades_the_same_as_the_process_pool(example, tmp_path):
+def test_a_dask_cluster_grades_the_same_as_the_process_pool(example, tmp_path, monkeypatch):
     distributed = pytest.importorskip("distributed")
     assignment, submissions = str(example / "chapter5.toml"), str(example / "submissions")
     grade(assignment, submissions, str(tmp_path / "pool"), workers=2)
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, dashboard_address=None
     ) as cluster:
-        grade(assignment, submissions, str(tmp_path / "dask"), scheduler=cluster.scheduler_address)
+        monkeypatch.chdir(example)  # paths relative to here, where the workers are not
+        grade(
+            "chapter5.toml",
+            "submissions",
+            str(tmp_path / "dask"),
+            scheduler=cluster.scheduler_address,
+        )
     pool = read_records(str(tmp_path / "pool" / "results.jsonl"))
     dask = read_records(str(tmp_path / "dask" / "results.jsonl"))
     assert _without_timing(pool) == _without_timing(dask)
@@ -236,6 +243,11 @@ ASSIGNMENTS = {
         "[[check]]\nobject = '../grader.py:A'\nspec = {inputs = {x = [2]}}\n",
         "must be a path inside the submission folder",
     ),
+    "time limit typo, blamed where it is": (
+        "[assignment]\ntime_limit = '5s'\n[[check]]\nobject = 'l.py:A'\n"
+        "spec = {inputs = {x = [2]}}\n",
+        "[assignment] time_limit must be a positive number, got '5s'",
+    ),
     "reference not Python": (
         "[assignment]\nreference = 'a.toml'\n[[check]]\nobject = 'l.py:A'\n"
         "spec = {inputs = {x = [2]}}\n",
@@ -266,7 +278,7 @@ def test_the_cli_says_what_is_wrong_in_one_line_and_exits_2(tmp_path):
 
 
 REFERENCES = {
-    "a name it does not have": ("", "solution.py:Nope", "cannot be built: AttributeError"),
+    "a name it does not have": ("", "solution.py:Nope", "the reference solution.py has no .Nope."),
     "a constructor that raises": (
         "class Double:\n    def __init__(self):\n        raise RuntimeError('unfinished')\n",
         "solution.py:Double",
@@ -296,6 +308,114 @@ def test_a_broken_reference_is_one_error_before_any_submission_runs(tmp_path, ca
     with pytest.raises(InvalidArgument, match=message):
         write_zip(str(tmp_path / "a.toml"), str(tmp_path / "autograder.zip"))
     assert not (tmp_path / "autograder.zip").exists()
+
+
+DOUBLE = (
+    "class Double:\n    def forward(self, x):\n        return 2 * x\n"
+    "    def backward(self, dout):\n        return 2 * dout\n"
+)
+
+
+def _double_class(tmp_path, check_keys=""):
+    """A one-check assignment (Double, with its reference) and a class of one correct student."""
+    (tmp_path / "solution.py").write_text(DOUBLE)
+    (tmp_path / "a.toml").write_text(
+        f"[[check]]\nobject = 'l.py:Double'\nreference = 'solution.py'\n{check_keys}"
+        f"spec = {{dims = {{N = 2}}, inputs = {{x = ['N']}}}}\n"
+    )
+    (tmp_path / "class" / "student").mkdir(parents=True)
+    (tmp_path / "class" / "student" / "l.py").write_text(DOUBLE)
+    return str(tmp_path / "a.toml"), str(tmp_path / "class")
+
+
+def test_a_gradient_no_submission_could_have_is_one_error(tmp_path):
+    assignment, submissions = _double_class(tmp_path, "gradients = {dX = 1}\n")
+    with pytest.raises(InvalidArgument, match=r"'dX' is not a gradient its check has.* dx"):
+        grade(assignment, submissions, str(tmp_path / "out"))
+
+
+def test_resuming_against_a_changed_assignment_is_refused(tmp_path):
+    assignment, submissions = _double_class(tmp_path, "points = 1\n")
+    out = str(tmp_path / "out")
+    grade(assignment, submissions, out, workers=1)
+    grade(assignment, submissions, out, workers=1, resume=True)  # unchanged: fine
+    path = tmp_path / "a.toml"
+    path.write_text(path.read_text().replace("points = 1", "points = 5"))
+    with pytest.raises(InvalidArgument, match=r"graded against another version of a\.toml"):
+        grade(assignment, submissions, out, workers=1, resume=True)
+    assert grade(assignment, submissions, out, workers=1).graded == 1  # without --resume
+
+
+def test_a_results_folder_inside_the_class_is_not_a_student(tmp_path):
+    assignment, submissions = _double_class(tmp_path)
+    out = str(tmp_path / "class" / "results")
+    for _ in range(2):
+        assert grade(assignment, submissions, out, workers=1).graded == 1
+    assert set(read_records(os.path.join(out, "results.jsonl"))) == {"student"}
+
+
+def test_one_students_folder_given_as_the_class_says_so(tmp_path):
+    assignment, submissions = _double_class(tmp_path)
+    student = os.path.join(submissions, "student")
+    with pytest.raises(InvalidArgument, match=r"holds \.py files itself, as one student.s folder"):
+        grade(assignment, student, str(tmp_path / "out"))
+
+
+def test_notebooks_without_nbformat_stop_the_run_before_it_starts(tmp_path, monkeypatch):
+    assignment, submissions = _double_class(tmp_path)
+    shutil.copy(EXAMPLE / "submissions" / "notebook.ipynb", os.path.join(submissions, "nb.ipynb"))
+    monkeypatch.setitem(sys.modules, "nbformat", None)  # import nbformat now fails
+    with pytest.raises(InvalidArgument, match=r"pip install 'gradverify\[grade\]'"):
+        grade(assignment, submissions, str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("layout", "says"),
+    [
+        ({"l.py": "class Other:\n    pass\n"}, "l.py has no 'Double' (it defines: Other)"),
+        ({"hw5/l.py": DOUBLE}, "has no file l.py (found hw5/l.py: it must be at the top"),
+    ],
+)
+def test_a_missing_class_or_misplaced_file_is_said_as_such(tmp_path, layout, says):
+    assignment, submissions = _double_class(tmp_path)
+    folder = Path(submissions) / "student"
+    (folder / "l.py").unlink()
+    for name, text in layout.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    (record,) = grade_submission(assignment, Submission("student", str(folder)))
+    assert record["status"] == "error" and record["score"] == 0
+    assert says in record["output"] and "raised" not in record["output"], record["output"]
+
+
+MASKED = (
+    "import numpy as np\n\n\nclass Masked:\n    def forward(self, x):\n"
+    "        self.mask = np.random.rand(*x.shape) > 0.5\n        return x * self.mask\n\n"
+    "    def backward(self, dout):\n        return dout * self.mask\n"
+)
+
+
+def test_a_layer_drawing_a_mask_every_call_is_graded_from_one_random_state(tmp_path):
+    (tmp_path / "a.toml").write_text(
+        "[[check]]\nobject = 'l.py:Masked'\nspec = {dims = {N = 3}, inputs = {x = ['N', 'N']}}\n"
+    )
+    folder = tmp_path / "class" / "student"
+    folder.mkdir(parents=True)
+    (folder / "l.py").write_text(MASKED)
+    (record,) = grade_submission(str(tmp_path / "a.toml"), Submission("student", str(folder)))
+    assert record["status"] == "pass", record["output"]
+
+
+def test_the_summary_says_how_many_failures_it_leaves_out():
+    records = [
+        {"submission": f"s{n}", "check": f"c{n}", "score": 0, "passed": False, "error": f"e{n}"}
+        for n in range(summary.TOP_FAILURES + 3)
+    ]
+    made = summary.summarize("t", records, 1.0, "")
+    assert len(made.failures) == summary.TOP_FAILURES
+    assert "and 3 rarer failure(s)" in summary.markdown(made)
+    assert "and 3 rarer failure(s)" in summary.page(made)
 
 
 def test_a_notebook_keeps_its_definitions_and_drops_everything_else(tmp_path):
