@@ -46,7 +46,11 @@ class Job:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gradverify", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="gradverify",
+        description="Verify hand-written backpropagation against finite differences, "
+        "and grade a class on it.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("check", help="check layers against finite differences")
     run.add_argument(

@@ -95,6 +95,8 @@ def format_tensor(result: CheckResult, tensor: TensorResult) -> str:
     }[tensor.status]
     if tensor.method == NOT_CHECKED:
         verb = "was not checked"
+    elif tensor.status is Status.FAIL and not tensor.mismatched:
+        verb = "is wrong"  # for a reason other than finite differences: the lines below say
     lines = [f"{result.label} — {tensor.grad_name} {verb}"]
     if tensor.problem:
         lines.append(f"  {tensor.name}: {_shape(tensor)} | {tensor.problem}")

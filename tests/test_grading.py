@@ -75,6 +75,9 @@ def test_the_example_class_is_graded_as_each_submission_deserves(example, tmp_pa
     summary = (out / "summary.md").read_text()
     assert "5 submissions graded." in summary and "| Relu | 3 | 5 | 60% |" in summary
     assert "forward differs from the reference" in summary
+    sneaky = {r["check"]: r["output"] for r in records["sneaky"]}
+    # finite differences agree with its backward: the header must not say they disagree
+    assert "Sigmoid.backward — dx is wrong" in sneaky["Sigmoid"], sneaky["Sigmoid"]
     page = (out / "summary.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and "<script" not in page and "http" not in page
 
