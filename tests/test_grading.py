@@ -357,6 +357,16 @@ def test_a_results_folder_inside_the_class_is_not_a_student(tmp_path):
     assert set(read_records(os.path.join(out, "results.jsonl"))) == {"student"}
 
 
+def test_a_module_most_submissions_lack_is_warned_of_once(tmp_path, capsys):
+    assignment, submissions = _double_class(tmp_path)
+    grade(assignment, submissions, str(tmp_path / "out"), workers=1)
+    assert "warning" not in capsys.readouterr().err
+    path = tmp_path / "a.toml"
+    path.write_text(path.read_text().replace("l.py:Double", "layer.py:Double"))
+    grade(assignment, submissions, str(tmp_path / "out2"), workers=1)
+    assert "1 of 1 submission folders have no layer.py" in capsys.readouterr().err
+
+
 def test_one_students_folder_given_as_the_class_says_so(tmp_path):
     assignment, submissions = _double_class(tmp_path)
     student = os.path.join(submissions, "student")

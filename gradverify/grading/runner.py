@@ -80,6 +80,7 @@ def grade(
         raise InvalidArgument(f"no submissions in {submissions!r}: {_expected(submissions)}")
     if any(graded_from_notebook(s, assignment) for s in found):
         notebooks.reader()  # missing, it would cost every notebook student all their points
+    _warn_of_missing_modules(assignment, found)
     os.makedirs(out, exist_ok=True)
     journal = os.path.join(out, RESULTS)
     version = assignment.fingerprint()
@@ -226,6 +227,26 @@ def _worker_died(
         )
         for check in assignment.checks
     ]
+
+
+def _warn_of_missing_modules(assignment: Assignment, found: list[Submission]) -> None:
+    """Say once when most submissions lack a file the assignment reads: more likely a
+    misspelt ``module`` than a class that all forgot it (each still gets its ERROR)."""
+    folders = [s for s in found if os.path.isdir(s.path)]
+    for module in assignment.modules:
+        lacking = [
+            s
+            for s in folders
+            if not os.path.exists(os.path.join(s.path, module))
+            and not graded_from_notebook(s, assignment)
+        ]
+        if folders and len(lacking) * 2 > len(folders):
+            print(
+                f"gradverify: warning: {len(lacking)} of {len(folders)} submission folders have "
+                f"no {module}; is module = {module!r} in {os.path.basename(assignment.path)} "
+                f"right?",
+                file=sys.stderr,
+            )
 
 
 def _expected(folder: str) -> str:
