@@ -7,6 +7,7 @@ whatever happened; everything the target raised or broke becomes an ERROR result
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -27,7 +28,8 @@ from gradverify.inputs import (
     keyword_arguments,
     named_inputs,
 )
-from gradverify.results import CheckResult, Status
+from gradverify.regression import Compared, Subject, against_baseline, against_reference
+from gradverify.results import CheckResult, Status, worst_status
 from gradverify.run import CheckRun, Found
 from gradverify.state import snapshot
 
@@ -48,6 +50,9 @@ def check(
     directions: int = 2,
     budget: float = DEFAULT_BUDGET,
     accumulates: bool = False,
+    reference: Any = None,
+    baseline: str | os.PathLike[str] | None = None,
+    regen: bool = False,
 ) -> CheckResult:
     """Check the analytic gradients of `target` against central differences.
 
@@ -74,6 +79,18 @@ def check(
     accumulates : bool
         Declare that backward adds into its gradients, so two backward calls after
         one forward are expected to differ.
+    reference : object, class or str, optional
+        A trusted implementation to hold forward outputs and gradients against, run
+        on the same inputs with the target's weights copied into it by name: an
+        object, a class (built from the constructor arguments the target holds
+        under the same names), or a shipped layer's name (``"Affine"``).  A
+        difference FAILs the check; a reference that fails its own gradient check
+        makes it an ERROR instead.
+    baseline : path, optional
+        A ``.npz`` file of the outputs and gradients a trusted run stored: compared
+        with when it exists, written (and the check INCONCLUSIVE) when it does not.
+    regen : bool
+        Rewrite `baseline` from this run instead of comparing with it.
     seed, rtol, atol, max_reestimate, mode, directions, budget
         See `CheckConfig`.
 
@@ -101,10 +118,10 @@ def check(
         directions=directions,
         budget=budget,
     )
-    if not isinstance(accumulates, bool):
-        raise InvalidArgument(
-            f"`accumulates` must be True or False, got accumulates={accumulates!r}."
-        )
+    for flag, value in (("accumulates", accumulates), ("regen", regen)):
+        if not isinstance(value, bool):
+            raise InvalidArgument(f"`{flag}` must be True or False, got {flag}={value!r}.")
+    _check_comparison(reference, baseline, regen)
     names, values = named_inputs(target, inputs)
     constants = constant_names(target, nondiff, names)
     keywords = keyword_arguments(kwargs)
@@ -130,10 +147,33 @@ def check(
         found, error = Found(), str(broken)
     finally:
         saved.restore()
+    compared = Compared("")
+    if not error and (reference is not None or baseline is not None):
+        subject = Subject(view, names, values, set(nondiff), constants, params, keywords, config)
+        try:
+            if baseline is not None:
+                passed = found.status is Status.PASS
+                compared = against_baseline(subject, baseline, regen=regen, gradients_pass=passed)
+            else:
+                compared = against_reference(
+                    subject,
+                    reference,
+                    lambda trusted: check(
+                        trusted, inputs, nondiff=nondiff, kwargs=kwargs, **config.check_options()
+                    ),
+                )
+        except TargetRaised as raised:
+            error = raised.describe()
+        except TargetContractError as broken:
+            error = str(broken)
+        finally:
+            saved.restore()
+        error = error or compared.error
+    statuses = [found.status, *(c.status for c in compared.comparisons)]
     return CheckResult(
         target=view.name,
         label=view.label,
-        status=Status.ERROR if error else found.status,
+        status=Status.ERROR if error else worst_status(statuses),
         seed=config.seed,
         tensors=tuple(found.tensors),
         forward_calls=view.forward_calls,
@@ -142,10 +182,39 @@ def check(
         error=error,
         notes=tuple(found.notes),
         findings=tuple(found.findings),
-        reproduce=f"gradverify.check(<the same {view.name}>, <same inputs>, seed={config.seed})",
+        reproduce=f"gradverify.check(<the same {view.name}>, <same inputs>, seed={config.seed}"
+        f"{_held_against(reference, baseline)})",
         adapter=view.kind,
         undifferentiated=tuple(found.undifferentiated),
+        against=compared.against,
+        comparisons=compared.comparisons,
     )
+
+
+def _held_against(reference: Any, baseline: Any) -> str:
+    """The comparison's argument for the reproduce line."""
+    if baseline is not None:
+        return f", baseline={os.fspath(baseline)!r}"
+    if reference is None:
+        return ""
+    if isinstance(reference, str):
+        return f", reference={reference!r}"
+    return f", reference=<the same {display_name(reference)}>"
+
+
+def _check_comparison(reference: Any, baseline: Any, regen: bool) -> None:
+    if reference is not None and baseline is not None:
+        raise InvalidArgument(
+            "pass `reference` or `baseline`, not both: a check is held against one trusted "
+            "source (check twice to compare with both)."
+        )
+    if baseline is not None and not isinstance(baseline, (str, os.PathLike)):
+        raise InvalidArgument(
+            f"`baseline` must be a file path, got baseline={baseline!r}; pass e.g. "
+            f"baseline='tests/baselines/affine.npz'."
+        )
+    if regen and baseline is None:
+        raise InvalidArgument("`regen=True` rewrites a baseline: pass baseline=PATH with it.")
 
 
 def assert_gradients(target: Any, inputs: Inputs = None, **options: Any) -> CheckResult:

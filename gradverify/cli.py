@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -43,6 +44,7 @@ class Job:
     kwargs: dict[str, Any] = field(default_factory=dict)
     spec: Any = None  # for --fuzz: a gradverify.specs spec, and the factory it feeds
     factory: Any = None
+    reference: Any = None  # what forward and gradients are held against (--reference)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,6 +113,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE.json",
         help="the shape spec to fuzz a MODULE:OBJECT class with (see gradverify.specs)",
     )
+    run.add_argument(
+        "--reference",
+        metavar="TARGET",
+        help="also hold forward outputs and gradients against a trusted implementation, on "
+        "the same inputs with the same weights: MODULE:OBJECT, or a shipped layer's name "
+        "(--reference Affine); a class is built from the arguments the target holds",
+    )
+    run.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also compare forward outputs and gradients with those stored in DIR/LAYER.npz; "
+        "a missing file is written (and the check is INCONCLUSIVE until the next run)",
+    )
+    run.add_argument(
+        "--regen", action="store_true", help="rewrite the --baseline files from this run"
+    )
     run.add_argument("--json", action="store_true", help="print the results as JSON")
     add_commands(commands)
     return parser
@@ -135,6 +153,10 @@ def _check(arguments: argparse.Namespace) -> int:
         CheckConfig(  # fail early, before any layer is imported or built
             seed=arguments.seed, rtol=arguments.rtol, atol=arguments.atol, budget=arguments.budget
         )
+        if arguments.regen and not arguments.baseline:
+            raise InvalidArgument("--regen rewrites baselines: give --baseline DIR with it.")
+        if arguments.reference and arguments.baseline:
+            raise InvalidArgument("give --reference or --baseline, not both.")
         jobs = _jobs(arguments)
         results = [_run(job, arguments) for job in jobs]
         fuzzed = [_fuzz(job, arguments) for job in jobs]
@@ -186,12 +208,15 @@ def _fuzz(job: Job, arguments: argparse.Namespace) -> FuzzResult | None:
         )
     from gradverify.fuzzing import fuzz
 
-    return fuzz(job.factory, job.spec, examples=arguments.fuzz, **_options(job, arguments))
+    options = {k: v for k, v in _options(job, arguments).items() if k not in ("baseline", "regen")}
+    if not isinstance(job.reference, (str, type, type(None))):
+        options["reference"] = type(job.reference)  # built again for each drawn case
+    return fuzz(job.factory, job.spec, examples=arguments.fuzz, **options)
 
 
 def _options(job: Job, arguments: argparse.Namespace) -> dict[str, Any]:
     """The check options of a job that the command line sets."""
-    return {
+    options = {
         "kwargs": job.kwargs,
         "nondiff": job.nondiff,
         "seed": arguments.seed,
@@ -199,7 +224,12 @@ def _options(job: Job, arguments: argparse.Namespace) -> dict[str, Any]:
         "atol": arguments.atol,
         "mode": arguments.mode,
         "budget": arguments.budget,
+        "reference": job.reference,
     }
+    if arguments.baseline:
+        options["baseline"] = os.path.join(arguments.baseline, f"{job.name}.npz")
+        options["regen"] = arguments.regen
+    return options
 
 
 #: How many times generated inputs sitting on a kink are redrawn before the verdict stands.
@@ -218,7 +248,10 @@ def _run(job: Job, arguments: argparse.Namespace) -> CheckResult:
     notes = result.notes
     if redraws:
         notes += (f"generated inputs redrawn {redraws} time(s) where they sat on a kink",)
-    return replace(result, notes=notes, reproduce=f"{job.reproduce} --seed {arguments.seed}")
+    reproduce = f"{job.reproduce} --seed {arguments.seed}"
+    if arguments.baseline:
+        reproduce += f" --baseline {arguments.baseline}"
+    return replace(result, notes=notes, reproduce=reproduce)
 
 
 def _elements_at_kinks(result: CheckResult) -> dict[str, list[tuple[int, ...]]]:
@@ -243,12 +276,38 @@ def _redrawn(
 
 
 def _jobs(arguments: argparse.Namespace) -> list[Job]:
-    from layers_under_test.registry import BROKEN, REFERENCE, SHAPE_DEPENDENT, find_case
+    jobs = _targets(arguments)
+    if arguments.baseline:  # instead of a wrong-function twin's own reference
+        return [replace(job, reference=None) for job in jobs]
+    if arguments.reference is None:
+        return jobs
+    return [_with_reference(job, arguments) for job in jobs]
+
+
+def _with_reference(job: Job, arguments: argparse.Namespace) -> Job:
+    """The job held against --reference: a shipped name is passed on as it is; a class
+    given --init is built from the same arrays as the target (its factory's twin)."""
+    spec = arguments.reference
+    reference = spec if ":" not in spec else import_target(spec)
+    if isinstance(reference, type) and arguments.init:
+        reference = _built(spec, reference, _init_arrays(arguments))
+    flag = f" --reference {spec}"
+    return replace(job, reference=reference, reproduce=job.reproduce + flag)
+
+
+def _targets(arguments: argparse.Namespace) -> list[Job]:
+    from layers_under_test.registry import (
+        BROKEN,
+        REFERENCE,
+        SHAPE_DEPENDENT,
+        WRONG_FUNCTION,
+        find_case,
+    )
 
     rng = np.random.default_rng(arguments.seed)
     if not arguments.targets:
         return [_case_job(case, rng) for case in REFERENCE.values()]
-    cases = {**REFERENCE, **BROKEN, **SHAPE_DEPENDENT}
+    cases = {**REFERENCE, **BROKEN, **SHAPE_DEPENDENT, **WRONG_FUNCTION}
     jobs = []
     for spec in arguments.targets:
         if ":" not in spec:
@@ -269,22 +328,42 @@ def _jobs(arguments: argparse.Namespace) -> list[Job]:
 
 
 def _case_job(case: Any, rng: np.random.Generator) -> Job:
-    """A shipped case, rerun by its name: ``gradverify check Affine4D``."""
+    """A shipped case, rerun by its name: ``gradverify check Affine4D``.  A wrong-function
+    twin is held against the reference it is wrong against (a gradient check passes it)."""
     target, inputs = case.build(rng), case.make_inputs(rng)
+    reproduce = f"gradverify check {case.name}"
     return Job(
         case.name,
         target,
         inputs,
         tuple(case.nondiff),
-        f"gradverify check {case.name}",
+        reproduce,
         dict(case.kwargs),
         getattr(case, "spec", None),
         getattr(case, "factory", None) or case.target,
+        reference=getattr(case, "reference", "") or None,
     )
 
 
+def _init_arrays(arguments: argparse.Namespace) -> dict[str, np.ndarray]:
+    """The --init arrays, drawn from their own seeded generator: the target and a class
+    given as --reference are built from the same values."""
+    rng = np.random.default_rng([arguments.seed, 3])
+    return {name: rng.standard_normal(shape) for name, shape in _shapes("--init", arguments.init)}
+
+
+def _built(spec: str, cls: type, init: dict[str, np.ndarray]) -> Any:
+    try:
+        return cls(**{name: array.copy() for name, array in init.items()})
+    except TypeError as error:
+        raise InvalidArgument(
+            f"could not construct {spec} with --init {sorted(init) or '(none)'}: {error}; "
+            f"give its array arguments, e.g. --init W=4,3 --init b=3."
+        ) from None
+
+
 def _user_job(spec: str, obj: Any, arguments: argparse.Namespace, rng: np.random.Generator) -> Job:
-    init = {name: rng.standard_normal(shape) for name, shape in _shapes("--init", arguments.init)}
+    init = _init_arrays(arguments)
     inputs = {
         name: rng.standard_normal(shape) for name, shape in _shapes("--input", arguments.input)
     }
@@ -294,13 +373,7 @@ def _user_job(spec: str, obj: Any, arguments: argparse.Namespace, rng: np.random
         )
     factory = obj
     if isinstance(obj, type):
-        try:
-            obj = obj(**init)
-        except TypeError as error:
-            raise InvalidArgument(
-                f"could not construct {spec} with --init {sorted(init) or '(none)'}: {error}; "
-                f"give its array arguments, e.g. --init W=4,3 --init b=3."
-            ) from None
+        obj = _built(spec, obj, init)
     flags = (
         " ".join(f"--init {s}" for s in arguments.init)
         + " "
@@ -375,7 +448,11 @@ def _table(jobs: list[Job], results: list[CheckResult], fuzzed: list[FuzzResult 
 
 
 def _worst(result: CheckResult) -> str:
-    tensor = result.worst
+    tensor, differing = result.worst, result.worst_comparison
+    if differing is not None and (tensor is None or tensor.status is Status.PASS):
+        if differing.kind == "baseline":
+            return "baseline written" if "wrote" in differing.problem else "baseline not written"
+        return f"{differing.name}: not the {result.against.split()[1]}"[:28]
     if tensor is None:
         return "-"
     if tensor.problem:

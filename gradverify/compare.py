@@ -6,7 +6,7 @@ Pure functions.  The rule, documented once here and quoted in every report::
 
 where ``noise`` is the estimated rounding error of that numeric element
 (`numerics.rounding_noise`) and ``atol`` is at least ``0.1 * rtol`` times the
-tensor's largest gradient (`tensor_check.SCALE_FLOOR`).  An element outside it is
+tensor's largest gradient (`SCALE_FLOOR`).  An element outside it is
 only *suspect*: it is re-estimated with a ladder of smaller steps (`numerics.reestimate`) and judged
 again against the better estimate and its error (`judge_reestimate`).
 """
@@ -27,6 +27,17 @@ from gradverify.results import ElementRow, Status
 CONFIRM_SIGMAS = 3.0
 
 Floats = NDArray[np.float64]
+
+#: ``atol`` is raised to at least this fraction of ``rtol`` times the tensor's largest
+#: value: an element far smaller than the rest is a sum of terms that cancel, and a
+#: correct forward's approximations (log(y + 1e-7)) are relative to the terms, not to
+#: their sum; judged on its own magnitude it would fail for the layer's rounding.
+SCALE_FLOOR = 0.1
+
+
+def scaled_atol(rtol: float, atol: float, values: Floats) -> float:
+    """`atol`, raised to ``SCALE_FLOOR * rtol`` times the largest magnitude in `values`."""
+    return atol + SCALE_FLOOR * rtol * float(np.max(np.abs(values), initial=0.0))
 
 
 def tolerance(numeric: Floats, rtol: float, atol: float, noise: Floats | float) -> Floats:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -128,6 +129,18 @@ class CheckConfig:
                 f"`mode` must be one of {', '.join(MODES)}, got mode={self.mode!r}; "
                 f"'auto' checks small tensors element by element and large ones by projection."
             )
+
+    def check_options(self) -> dict[str, Any]:
+        """The options as `gradverify.check` takes them (all but the report's ``max_rows``)."""
+        return {
+            "seed": self.seed,
+            "rtol": self.rtol,
+            "atol": self.atol,
+            "max_reestimate": self.max_reestimate,
+            "mode": self.mode,
+            "directions": self.directions,
+            "budget": self.budget,
+        }
 
     def tolerances(self, dtype: np.dtype) -> tuple[float, float]:
         """The (rtol, atol) in force for a forward computing in `dtype`."""

@@ -116,7 +116,8 @@ def fuzz(
         Seeds the drawing and every check: the same seed, the same verdict.
     **options
         Passed to every `gradverify.check` (``rtol``, ``mode``, ...); a ``nondiff``
-        adds to the spec's labels (constants the layer holds, ``running_mean``).  Each
+        adds to the spec's labels (constants the layer holds, ``running_mean``); a
+        ``reference`` class or shipped name is built for each case like its target.  Each
         case gets ``budget=`` `CASE_BUDGET` seconds unless given: a fuzz run checks
         many cases, and what it is for is their shapes, not each one's last digit.
 
@@ -128,6 +129,12 @@ def fuzz(
     """
     parsed = parse_spec(spec)
     CheckConfig(seed=seed)  # validates the seed before anything runs
+    if options.get("baseline") is not None:
+        raise InvalidArgument(
+            "fuzz takes no `baseline`: a baseline holds one case's values, and every drawn "
+            "case is new; hold the cases against a trusted implementation with reference= "
+            "(a class or a shipped layer's name, built for each case)."
+        )
     options.setdefault("budget", CASE_BUDGET)
     if isinstance(examples, bool) or not isinstance(examples, int) or examples < 1:
         raise InvalidArgument(f"`examples` must be a positive int, got examples={examples!r}.")

@@ -64,14 +64,19 @@ def constant_factor(
     ratio = inner(first, second) / denominator
     if abs(ratio - 1) < _SAME or not _close(first, ratio * second):
         return None
+    return ratio, factor_meaning(ratio, batch_size) or "a constant factor is off."
+
+
+def factor_meaning(ratio: float, batch_size: int | None = None) -> str | None:
+    """What a ratio that is a telling factor means (sign, 2, 1/2, N, 1/N), else None."""
     names = {-1.0: "a sign error", 2.0: "an extra factor of 2", 0.5: "a missing factor of 2"}
     if batch_size and batch_size > 2:
         names[float(batch_size)] = f"a missing 1/N (N = {batch_size}, the batch size)"
         names[1.0 / batch_size] = f"an extra 1/N (N = {batch_size}, the batch size)"
     for factor, meaning in names.items():
         if abs(ratio - factor) <= _SAME * abs(factor):
-            return ratio, f"{meaning}?"
-    return ratio, "a constant factor is off."
+            return f"{meaning}?"
+    return None
 
 
 def transposed(analytic: Floats, numeric: Floats) -> str | None:

@@ -11,6 +11,7 @@ Option precedence: the fixture call's own keywords > ``@pytest.mark.gradcheck``
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -67,6 +68,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "gradverify_report", "print the summary table of checks", type="bool", default=True
+    )
+    group.addoption(
+        "--gradverify-regen",
+        dest="gradverify_regen",
+        action="store_true",
+        default=False,
+        help="rewrite the baselines of gradregression checks instead of comparing with them",
     )
 
 
@@ -184,6 +192,41 @@ class GradFuzz(GradCheck):
         if not found.passed:
             pytest.fail(str(found), pytrace=False)
         return found
+
+
+class GradRegression(GradCheck):
+    """The ``gradregression`` fixture: ``gradregression(layer, inputs, **options)``.
+
+    Checks the layer and holds its forward outputs and gradients against the
+    baseline stored for this test, as pytest-regressions keeps its data: in a
+    folder named after the test module, next to it, one ``.npz`` per call
+    (``test_name.npz``, then ``test_name_2.npz``; or ``basename=``).  The first
+    run writes it and fails the test, so that a baseline never passes unseen;
+    ``--gradverify-regen`` rewrites it.
+    """
+
+    _CALLS = pytest.StashKey[int]()
+
+    def __call__(
+        self, target: Any, inputs: Any = None, *, basename: str | None = None, **options: Any
+    ) -> CheckResult:
+        __tracebackhide__ = True
+        node = self._request.node
+        calls = node.stash.get(self._CALLS, 0) + 1
+        node.stash[self._CALLS] = calls
+        name = basename or (node.name if calls == 1 else f"{node.name}_{calls}")
+        path = self._request.path
+        file_name = re.sub(r"[^\w.-]+", "_", name) + ".npz"
+        baseline = path.parent / path.stem / file_name
+        regen = bool(self._request.config.getoption("gradverify_regen"))
+        return super().__call__(target, inputs, baseline=str(baseline), regen=regen, **options)
+
+
+@pytest.fixture
+def gradregression(request: pytest.FixtureRequest) -> GradRegression:
+    """Check a layer and compare its outputs and gradients with the baseline stored for the
+    test; the first run (and ``--gradverify-regen``) writes it."""
+    return GradRegression(request)
 
 
 @pytest.fixture

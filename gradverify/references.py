@@ -1,111 +1,212 @@
-"""Compare a target's forward outputs with a trusted reference's, element by element.
+"""Hold forward outputs and gradients against trusted ones, element by element.
 
 A gradient check proves only that backward agrees with forward; a forward that
 computes the wrong function with a consistent backward passes it.  Run on the
-same inputs with the same weights, a trusted implementation shows that: grading
-uses this so that a backward consistent with a wrong forward earns no points.
-Pure functions; the caller runs both forwards.
+same inputs, with the same weights and the same ``dout``, a trusted
+implementation (or the values a trusted run stored) shows that.  Pure
+functions: the caller runs both sides and hands over two `Observation`s.
+
+The rule is the gradient check's, with the same defaults and overrides
+(``rtol``/``atol`` by the precision compared in, ``atol`` raised to a fraction
+of the largest trusted value): two correct implementations differ by rounding
+and by deliberate approximations (the textbook's ``log(y + 1e-7)``), far below
+any bug.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from gradverify import hints
-from gradverify.results import Finding
+from gradverify import compare, hints
+from gradverify.results import Comparison, DifferenceRow, Status
 
-#: Forward outputs must agree with the reference's to this relative precision: far
-#: looser than rounding, far tighter than any wrong function.
-RTOL, ATOL = 1e-5, 1e-8
+Tolerances = Callable[[np.dtype], tuple[float, float]]
 
 
-def forward_difference(label: str, output: Any, reference: Any) -> Finding | None:
-    """An error finding when `output` differs from the `reference` output, else None."""
-    ours, theirs = _items(output), _items(reference)
-    if len(ours) != len(theirs):
-        return _finding(
-            f"{label}: forward returned {len(ours)} output(s), the reference {len(theirs)}."
-        )
-    for position, (mine, trusted) in enumerate(zip(ours, theirs)):
-        where = f" output {position}" if len(ours) > 1 else " output"
-        if trusted is None:
-            return _finding(f"{label}: the reference's forward{where} is not an array.")
-        if mine is None or mine.shape != trusted.shape:
-            shape = "no array" if mine is None else f"shape {mine.shape}"
-            return _finding(
-                f"{label}: forward{where} has {shape}, the reference's has shape {trusted.shape}."
-            )
-        outside = ~np.isclose(mine, trusted, rtol=RTOL, atol=ATOL)  # NaN differs from anything
-        if np.any(outside):
-            index = tuple(int(i) for i in np.argwhere(outside)[0])
-            count = int(np.count_nonzero(outside))
-            hint = _hint(mine, trusted)
-            return _finding(
-                f"{label}: forward{where} differs from the reference at {index or '()'}: "
-                f"{float(mine[index]):.6g} vs {float(trusted[index]):.6g} ({count} of "
-                f"{mine.size} elements){hint}; a backward consistent with a wrong forward "
-                f"is still wrong."
-            )
-    return None
+@dataclass(frozen=True)
+class Observation:
+    """One forward and backward at fixed inputs, weights and ``dout``: what is compared.
 
-
-def gradient_difference(name: str, gradient: Any, reference: Any) -> str:
-    """Why `gradient` is not the `reference` gradient (both analytic), or ''.
-
-    Judged at ``GRADIENT_RTOL`` of each element plus a floor of that fraction of the
-    largest one: two correct implementations differ by their roundings and their
-    deliberate approximations (the textbook's ``log(y + 1e-7)``), far below any bug.
+    ``gradients`` is keyed by the array's name (an input's, or a weight's such as
+    ``W`` or ``params['W1']``); ``grad_names`` gives each its report name (``dW``).
     """
-    mine, trusted = _items(gradient)[0], _items(reference)[0]
-    if trusted is None:
-        return ""
-    if mine is None or mine.shape != trusted.shape:
-        return f"{name} is not the reference's gradient (shape {trusted.shape})"
-    floor = GRADIENT_RTOL * float(np.max(np.abs(trusted), initial=0.0))
-    outside = ~np.isclose(mine, trusted, rtol=GRADIENT_RTOL, atol=floor + ATOL)
-    if not np.any(outside):
-        return ""
-    index = tuple(int(i) for i in np.argwhere(outside)[0])
-    return (
-        f"{name} agrees with this forward but is not the reference's gradient: at "
-        f"{index or '()'} {float(mine[index]):.6g} vs {float(trusted[index]):.6g}"
+
+    outputs: tuple[np.ndarray, ...]
+    gradients: dict[str, np.ndarray]
+    grad_names: dict[str, str] = field(default_factory=dict)
+
+    def named_arrays(self) -> dict[str, np.ndarray]:
+        """Every array by its report name: ``output`` (``output 0``, ...) and ``dW``..."""
+        outputs = {_output_name(i, len(self.outputs)): a for i, a in enumerate(self.outputs)}
+        return {**outputs, **{self.grad_names.get(k, k): v for k, v in self.gradients.items()}}
+
+
+def _output_name(position: int, count: int) -> str:
+    return "output" if count == 1 else f"output {position}"
+
+
+def compare_observations(
+    yours: Observation,
+    trusted: Observation,
+    tolerances: Tolerances,
+    *,
+    what: str = "the reference",
+    batch_size: int | None = None,
+    max_rows: int = 10,
+) -> tuple[Comparison, ...]:
+    """One `Comparison` per forward output and per gradient either side has."""
+    if len(yours.outputs) != len(trusted.outputs):
+        found: list[Comparison] = [
+            _problem(
+                "output",
+                "output",
+                f"forward returned {len(yours.outputs)} output(s), {what} {len(trusted.outputs)}",
+            )
+        ]
+    else:
+        count = len(yours.outputs)
+        found = [
+            compare_arrays(
+                _output_name(i, count),
+                "output",
+                mine,
+                theirs,
+                tolerances,
+                batch_size,
+                max_rows,
+                what,
+            )
+            for i, (mine, theirs) in enumerate(zip(yours.outputs, trusted.outputs))
+        ]
+    for name in [*trusted.gradients, *(n for n in yours.gradients if n not in trusted.gradients)]:
+        label = yours.grad_names.get(name) or trusted.grad_names.get(name, name)
+        if name not in yours.gradients:
+            found.append(
+                _problem(label, "gradient", f"{what} has a gradient of {name}; this check has none")
+            )
+        elif name not in trusted.gradients:
+            found.append(
+                _problem(label, "gradient", f"{what} has no gradient of {name} to compare with")
+            )
+        else:
+            found.append(
+                compare_arrays(
+                    label,
+                    "gradient",
+                    yours.gradients[name],
+                    trusted.gradients[name],
+                    tolerances,
+                    batch_size,
+                    max_rows,
+                    what,
+                )
+            )
+    return tuple(found)
+
+
+def compare_arrays(
+    name: str,
+    kind: str,
+    yours: np.ndarray,
+    trusted: np.ndarray,
+    tolerances: Tolerances,
+    batch_size: int | None = None,
+    max_rows: int = 10,
+    what: str = "the reference",
+) -> Comparison:
+    """`yours` against `trusted` under the check's rule; NaN agrees only with NaN."""
+    if yours.shape != trusted.shape:
+        return _problem(name, kind, f"shape {yours.shape}, the trusted one has {trusted.shape}")
+    precision = min((yours.dtype, trusted.dtype), key=lambda d: d.itemsize)
+    rtol, atol = tolerances(precision)
+    mine, theirs = yours.astype(np.float64), trusted.astype(np.float64)
+    finite = theirs[np.isfinite(theirs)]
+    atol = compare.scaled_atol(rtol, atol, finite)
+    both_nan = np.isnan(mine) & np.isnan(theirs)
+    mine = np.where(both_nan, 0.0, mine)
+    theirs = np.where(both_nan, 0.0, theirs)
+    with np.errstate(invalid="ignore"):
+        tol = compare.tolerance(theirs, rtol, atol, 0.0)
+    outside = compare.suspects(mine, theirs, tol, max_rows)
+    summary = compare.error_summary(mine, theirs, tol)
+    differing = int(np.count_nonzero(~(np.abs(mine - theirs) <= tol)))
+    rows = tuple(_row(mine, theirs, flat) for flat in outside)
+    status = Status.FAIL if differing else Status.PASS
+    return Comparison(
+        name=name,
+        kind=kind,
+        status=status,
+        shape=yours.shape,
+        dtype=yours.dtype.name,
+        rtol=rtol,
+        atol=atol,
+        checked=yours.size,
+        differing=differing,
+        max_abs_err=summary["max_abs_err"],
+        max_abs_index=summary["max_abs_index"],
+        max_rel_err=summary["max_rel_err"],
+        rows=rows,
+        hint=difference_hint(mine, theirs, what, batch_size) if differing else "",
     )
 
 
-#: Gradients must agree with the reference's to this relative precision (see above).
-GRADIENT_RTOL = 1e-4
+def _row(mine: np.ndarray, theirs: np.ndarray, flat: int) -> DifferenceRow:
+    index = tuple(int(i) for i in np.unravel_index(flat, mine.shape)) if mine.shape else ()
+    yours, reference = float(mine.reshape(-1)[flat]), float(theirs.reshape(-1)[flat])
+    diff = abs(yours - reference)
+    rel = float(compare.relative_error(np.array(yours), np.array(reference)))
+    return DifferenceRow(index, yours, reference, diff, rel)
 
 
-def _items(value: Any) -> list[np.ndarray | None]:
-    items = value if isinstance(value, (tuple, list)) and not _numbers(value) else (value,)
-    arrays: list[np.ndarray | None] = []
-    for item in items:
-        try:
-            array = np.asarray(item, dtype=np.float64)
-        except (TypeError, ValueError):
-            array = None
-        arrays.append(array)
-    return arrays
+def _problem(name: str, kind: str, problem: str) -> Comparison:
+    return Comparison(name=name, kind=kind, status=Status.FAIL, problem=problem)
 
 
-def _numbers(value: Any) -> bool:
-    return bool(value) and not any(isinstance(v, (np.ndarray, tuple, list)) for v in value)
+# ---------------------------------------------------------------- what a wrong forward shows
 
 
-def _hint(mine: np.ndarray, trusted: np.ndarray) -> str:
-    """The classic forward bugs the data shows: a constant factor or a constant shift."""
-    if mine.size < 2:
-        return ""
-    factor = hints.constant_factor(mine, trusted)
-    if factor is not None:
-        return f" (yours = {factor[0]:.4g} x the reference)"
-    shift = mine - trusted
-    if np.allclose(shift, shift.reshape(-1)[0], rtol=1e-6, atol=1e-12):
-        return f" (yours = the reference + {float(shift.reshape(-1)[0]):.4g} everywhere)"
+def difference_hint(
+    mine: np.ndarray, trusted: np.ndarray, what: str, batch_size: int | None = None
+) -> str:
+    """The classic bug the data shows, or '': a constant factor (a missing ``1/N``, a
+    dropout scaled in the wrong mode), a constant shift, or a normalization (a softmax)
+    over the wrong axis.  `what` names the trusted side ("the reference Affine")."""
+    if mine.size == 1:  # one number: only a telling factor is evidence
+        ratio = float(mine.reshape(-1)[0]) / float(trusted.reshape(-1)[0] or np.nan)
+        meaning = hints.factor_meaning(ratio, batch_size)
+        return f"yours = {ratio:.4g} x {what}: {meaning}" if meaning else ""
+    found = hints.constant_factor(mine, trusted, batch_size)
+    if found is not None:
+        return f"yours = {found[0]:.4g} x {what} on every element: {found[1]}"
+    shift = (mine - trusted).reshape(-1)
+    scale = float(np.max(np.abs(trusted), initial=0.0))
+    if shift[0] != 0 and np.allclose(shift, shift[0], atol=1e-12 * scale):
+        return f"yours = {what} + {float(shift[0]):.4g} on every element: a constant shift"
+    mine_axes, trusted_axes = _unit_sum_axes(mine), _unit_sum_axes(trusted)
+    if mine_axes and trusted_axes and not set(mine_axes) & set(trusted_axes):
+        return (
+            f"yours sums to 1 along axis {mine_axes[0]}, {what} along axis {trusted_axes[0]}: "
+            f"a softmax (or a normalization) over the wrong axis?"
+        )
     return ""
 
 
-def _finding(message: str) -> Finding:
-    return Finding("forward differs from the reference", "error", message)
+def _unit_sum_axes(values: np.ndarray) -> list[int]:
+    if values.ndim < 2 or np.any(values < 0):
+        return []
+    return [
+        axis
+        for axis in range(values.ndim)
+        if values.shape[axis] > 1 and np.allclose(values.sum(axis=axis), 1.0, atol=1e-6)
+    ]
+
+
+def same_values(mine: Any, trusted: Any, tolerances: Tolerances) -> bool:
+    """Whether two forward outputs agree under the rule (for hints that try another mode)."""
+    if not (isinstance(mine, np.ndarray) and isinstance(trusted, np.ndarray)):
+        return False
+    return compare_arrays("", "output", mine, trusted, tolerances).status is Status.PASS

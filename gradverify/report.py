@@ -8,7 +8,15 @@ reproduce.  Lines stay under 100 columns; whole arrays are never printed.
 
 from __future__ import annotations
 
-from gradverify.results import NOT_CHECKED, CheckResult, ElementRow, Status, TensorResult
+from gradverify.results import (
+    NOT_CHECKED,
+    CheckResult,
+    Comparison,
+    DifferenceRow,
+    ElementRow,
+    Status,
+    TensorResult,
+)
 
 _RULE = "|analytic - numeric| <= atol + rtol*|numeric| + noise"
 
@@ -26,9 +34,15 @@ def format_result(result: CheckResult) -> str:
         lines.append(_tensor_line(tensor))
         if tensor.status is Status.PASS:
             lines += [f"    note: {note}" for note in tensor.notes]
+    if result.comparisons:
+        lines.append(f"  held against {result.against}:")
+        lines += [_comparison_line(c) for c in result.comparisons]
     for tensor in result.tensors:
         if tensor.status is not Status.PASS:
             lines += ["", format_tensor(result, tensor)]
+    for comparison in result.comparisons:
+        if comparison.status is not Status.PASS:
+            lines += ["", format_comparison(result, comparison)]
     return "\n".join(lines)
 
 
@@ -44,6 +58,9 @@ def projection_notes(result: CheckResult) -> list[str]:
 def format_failure(result: CheckResult) -> str:
     """The message of a `GradientMismatch`: every gradient that did not pass, in detail."""
     blocks = [format_tensor(result, t) for t in result.tensors if t.status is not Status.PASS]
+    blocks += [
+        format_comparison(result, c) for c in result.comparisons if c.status is not Status.PASS
+    ]
     if result.error or not blocks:
         return format_result(result)
     findings = [f"{f.severity}: {f.message}" for f in result.findings]
@@ -149,3 +166,71 @@ def _shape(tensor: TensorResult) -> str:
 
 def _rel(value: float) -> str:
     return "inf" if value == float("inf") else f"{value:.3e}"
+
+
+def _comparison_line(comparison: Comparison) -> str:
+    if comparison.problem:
+        detail = comparison.problem
+    elif comparison.differing:
+        row = comparison.rows[0]
+        detail = (
+            f"differs at {row.index or '()'}: {row.yours:.4g} vs {row.reference:.4g} "
+            f"({comparison.differing} of {comparison.checked})"
+        )
+    else:
+        detail = f"same values | max abs err {comparison.max_abs_err:.1e}"
+    shape = f"shape {comparison.shape} {comparison.dtype} | " if comparison.dtype else ""
+    return f"  {comparison.status.name:<12} {comparison.name:<10} {shape}{detail}"
+
+
+def format_comparison(result: CheckResult, comparison: Comparison) -> str:
+    """The detailed block for one output or gradient that differs from the trusted one."""
+    what = "forward output" if comparison.kind == "output" else comparison.name
+    if comparison.kind == "baseline":
+        lines = [f"{result.label} — {result.against}: {comparison.problem}"]
+    elif comparison.problem:
+        lines = [
+            f"{result.label} — {what} differs from {result.against}",
+            f"  {comparison.problem}",
+        ]
+    else:
+        lines = [f"{result.label} — {what} differs from {result.against}"]
+        lines += _difference_numbers(result, comparison)
+    if comparison.hint:
+        lines.append(f"  hint: {comparison.hint}")
+    if comparison.kind == "output" and "reference" in result.against.split()[:2]:
+        lines.append(
+            "  note: a gradient check cannot see this: a backward consistent with a wrong "
+            "forward passes it"
+        )
+    if result.reproduce:
+        lines.append(f"  reproduce: {result.reproduce}")
+    return "\n".join(lines)
+
+
+def _difference_numbers(result: CheckResult, comparison: Comparison) -> list[str]:
+    trusted = "baseline" if result.against.startswith("the baseline") else "reference"
+    share = 100.0 * comparison.differing / comparison.checked if comparison.checked else 0.0
+    index = comparison.max_abs_index
+    where = "" if index is None else f" at {index or '()'}"
+    lines = [
+        f"  {comparison.name}: shape {comparison.shape} {comparison.dtype} | seed={result.seed}",
+        f"  tolerance: |yours - {trusted}| <= atol + rtol*|{trusted}|  "
+        f"(rtol={comparison.rtol:.0e}, atol={comparison.atol:.0e})",
+        f"  differing: {comparison.differing} / {comparison.checked} ({share:.1f}%) | "
+        f"max abs err {comparison.max_abs_err:.1e}{where} | max rel err "
+        f"{_rel(comparison.max_rel_err)}",
+        f"    {'index':>10}  {'yours':>12}  {trusted:>12}  {'abs err':>10}  {'rel err':>10}",
+    ]
+    lines += [_difference_row(row) for row in comparison.rows]
+    if comparison.differing > len(comparison.rows):
+        lines.append(f"    ... showing {len(comparison.rows)} of {comparison.differing}")
+    return lines
+
+
+def _difference_row(row: DifferenceRow) -> str:
+    index = str(row.index) if row.index else "()"
+    return (
+        f"    {index:>10}  {row.yours:>12.4e}  {row.reference:>12.4e}  "
+        f"{row.abs_err:>10.3e}  {_rel(row.rel_err):>10}"
+    )

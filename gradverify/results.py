@@ -1,7 +1,9 @@
 """Frozen records of what a check found; every renderer reads these and none computes.
 
 `CheckResult` holds one `TensorResult` per checked gradient; each holds the worst
-elements as `ElementRow`s.  `to_dict` gives plain JSON data with a schema version.
+elements as `ElementRow`s.  A check held against a reference or a baseline also
+holds one `Comparison` per forward output and gradient.  `to_dict` gives plain
+JSON data with a schema version.
 """
 
 from __future__ import annotations
@@ -144,12 +146,82 @@ class TensorResult:
         }
 
 
+@dataclass(frozen=True)
+class DifferenceRow:
+    """One element where the target's value and the reference's (or baseline's) differ."""
+
+    index: tuple[int, ...]
+    yours: float
+    reference: float
+    abs_err: float
+    rel_err: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": list(self.index),
+            "yours": _finite_or_none(self.yours),
+            "reference": _finite_or_none(self.reference),
+            "abs_err": _finite_or_none(self.abs_err),
+            "rel_err": _finite_or_none(self.rel_err),
+        }
+
+
+@dataclass(frozen=True, repr=False)
+class Comparison:
+    """One forward output or gradient held against a trusted reference's or a baseline's.
+
+    ``kind`` is ``"output"`` or ``"gradient"`` (or ``"baseline"`` for the line that
+    says a baseline was written instead of compared).  The rule is the gradient
+    check's: ``|yours - reference| <= atol + rtol*|reference|``.
+    """
+
+    name: str  # "output", "output 1", "dx", "dW"
+    kind: str
+    status: Status
+    shape: tuple[int, ...] = ()
+    dtype: str = ""
+    rtol: float = math.nan
+    atol: float = math.nan
+    checked: int = 0
+    differing: int = 0
+    max_abs_err: float = 0.0
+    max_abs_index: tuple[int, ...] | None = None
+    max_rel_err: float = 0.0
+    rows: tuple[DifferenceRow, ...] = ()
+    problem: str = ""  # why it could not be compared element by element
+    hint: str = ""
+
+    def __repr__(self) -> str:
+        return f"<Comparison {self.name} {self.status.name}>"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "status": self.status.value,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "rtol": _finite_or_none(self.rtol),
+            "atol": _finite_or_none(self.atol),
+            "checked": self.checked,
+            "differing": self.differing,
+            "max_abs_err": _finite_or_none(self.max_abs_err),
+            "max_abs_index": None if self.max_abs_index is None else list(self.max_abs_index),
+            "max_rel_err": _finite_or_none(self.max_rel_err),
+            "rows": [row.to_dict() for row in self.rows],
+            "problem": self.problem,
+            "hint": self.hint,
+        }
+
+
 @dataclass(frozen=True, repr=False)
 class CheckResult:
     """Everything one check found.  ``print(result)`` shows the report.
 
-    ``status`` is the worst status of the tensors, or ERROR when the target could
-    not be run at all (then ``error`` says why, quoting the target's own frame).
+    ``status`` is the worst status of the tensors, of the contract findings and of
+    the comparisons with a reference or baseline, or ERROR when the target (or the
+    reference) could not be run at all (then ``error`` says why, quoting the
+    target's own frame).
     ``bool(result)`` is ``result.passed``, so ``assert gradverify.check(...)`` works.
     """
 
@@ -168,6 +240,9 @@ class CheckResult:
     adapter: str = ""
     #: Inputs not differentiated, each with why: "t (int64)", "t (nondiff)".
     undifferentiated: tuple[str, ...] = ()
+    #: What the outputs and gradients were held against ("the reference Sigmoid"), if any.
+    against: str = ""
+    comparisons: tuple[Comparison, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -179,9 +254,11 @@ class CheckResult:
     @property
     def coverage(self) -> str:
         """How the gradients were checked, for summary tables: ``all elements``, or which
-        were checked by projections (``projections: dW``)."""
+        were checked by projections (``projections: dW``), and what they were held
+        against (``; vs reference``)."""
         projected = [t.grad_name for t in self.tensors if t.projected]
-        return f"projections: {', '.join(projected)}" if projected else "all elements"
+        how = f"projections: {', '.join(projected)}" if projected else "all elements"
+        return f"{how}; vs {self.against.split()[1]}" if self.against else how
 
     def __repr__(self) -> str:
         tensors = ", ".join(f"{t.grad_name} {t.status.name}" for t in self.tensors)
@@ -193,6 +270,11 @@ class CheckResult:
         if not self.tensors:
             return None
         return max(self.tensors, key=lambda t: (t.status.severity, _sortable(t.margin)))
+
+    @property
+    def worst_comparison(self) -> Comparison | None:
+        """The first output or gradient that is not the trusted one, if any."""
+        return next((c for c in self.comparisons if c.status is not Status.PASS), None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -211,6 +293,8 @@ class CheckResult:
             "reproduce": self.reproduce,
             "undifferentiated": list(self.undifferentiated),
             "tensors": [t.to_dict() for t in self.tensors],
+            "against": self.against,
+            "comparisons": [c.to_dict() for c in self.comparisons],
         }
 
     def __str__(self) -> str:

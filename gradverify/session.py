@@ -89,14 +89,21 @@ def test_seed(session_seed: int, test_id: str) -> int:
 
 def summary_record(test_id: str, result: CheckResult) -> dict[str, Any]:
     """One row of the session summary (plain data, so it crosses xdist workers)."""
-    worst = result.worst
+    worst, differing = result.worst, result.worst_comparison
+    if differing is not None and (worst is None or worst.status is Status.PASS):
+        rel_err = None if differing.problem else differing.max_rel_err
+        shown, margin = differing.name, None
+    elif worst is not None:
+        shown, rel_err, margin = worst.grad_name, worst.max_rel_err, worst.margin
+    else:
+        shown, rel_err, margin = "", None, None
     return {
         "test": test_id,
         "target": result.label,
         "status": result.status.value,
-        "worst": "" if worst is None else worst.grad_name,
-        "max_rel_err": None if worst is None else worst.max_rel_err,
-        "margin": None if worst is None else worst.margin,
+        "worst": shown,
+        "max_rel_err": rel_err,
+        "margin": margin,
         "forward_calls": result.forward_calls,
         "seconds": result.seconds,
         "seed": result.seed,

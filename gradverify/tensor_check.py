@@ -74,13 +74,6 @@ class Settings:
     noise_unit: float  # rounding of one loss difference: NOISE_FACTOR * eps * local S
 
 
-#: ``atol`` is raised to at least this fraction of ``rtol`` times the tensor's largest
-#: gradient: an element far smaller than the rest is a sum of terms that cancel, and a
-#: correct forward's approximations (log(y + 1e-7)) are relative to the terms, not to
-#: their sum; judged on its own magnitude it would fail for the layer's rounding.
-SCALE_FLOOR = 0.1
-
-
 def settings_for(
     tensor: TensorToCheck, context: LossContext, analytic: Floats, *, local: bool = True
 ) -> Settings:
@@ -90,7 +83,7 @@ def settings_for(
     precision = numerics.precision_dtype([*context.output_dtypes, tensor.array.dtype])
     eps = float(np.finfo(precision).eps)
     rtol, atol = context.config.tolerances(precision)
-    atol += SCALE_FLOOR * rtol * float(np.max(np.abs(analytic), initial=0.0))
+    atol = compare.scaled_atol(rtol, atol, analytic)
     steps = numerics.step_sizes(tensor.array, eps)
     magnitude = (
         numerics.local_magnitude(tensor.array, steps, context.changed, context.magnitude)

@@ -3,9 +3,12 @@
 Each class subclasses its reference layer and overrides only the broken method.
 The first line of each docstring names the bug; the rest says when it shows.
 gradverify must catch every one of them (``layers_under_test.registry.BROKEN``
-says how to build and feed each so that it can), except the shape-dependent
-twins at the end, which are right for some shapes: a fixed-shape check passes
-them and only fuzzing over shapes finds them (``registry.SHAPE_DEPENDENT``).
+says how to build and feed each so that it can), except two kinds: the
+shape-dependent twins, which are right for some shapes: a fixed-shape check passes
+them and only fuzzing over shapes finds them (``registry.SHAPE_DEPENDENT``), and
+the wrong-function twins, whose backward is right for their wrong forward: a
+gradient check passes them and only a trusted reference shows the bug
+(``registry.WRONG_FUNCTION``).
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ from layers_under_test.reference import (
     Convolution,
     Dropout,
     Embedding,
+    InvertedDropout,
     Labels,
     MulLayer,
     MultiLayerNetExtend,
     Pooling,
     Relu,
     Sigmoid,
+    Softmax,
     SoftmaxWithLoss,
     TwoLayerNet,
     col2im,
@@ -789,3 +794,67 @@ class MultiLayerNetSwappedGammaBeta(MultiLayerNetExtend):
             grads["gamma" + str(idx)] = layer.dbeta  # the bug: the keys swapped
             grads["beta" + str(idx)] = layer.dgamma
         return grads
+
+
+# ---------------------------------------------------------------- wrong functions
+
+
+class SigmoidWrongSlope(Sigmoid):
+    """Computes ``1 / (1 + exp(-2x))``, with the matching backward ``2 * dout * out * (1 - out)``.
+
+    A gradient check passes it: backward is right for the function forward computes.
+    """
+
+    def forward(self, x: Array) -> Array:
+        self.out = 1 / (1 + np.exp(-2 * x))
+        return self.out
+
+    def backward(self, dout: Array) -> Array:
+        assert self.out is not None, "call forward first"
+        dx: Array = 2 * dout * (1.0 - self.out) * self.out
+        return dx
+
+
+class SoftmaxWrongAxis(Softmax):
+    """Normalizes over axis 0 (the batch), with the matching backward over axis 0."""
+
+    def forward(self, x: Array) -> Array:
+        exp = np.exp(x - np.max(x, axis=0, keepdims=True))
+        self.out = exp / np.sum(exp, axis=0, keepdims=True)
+        return self.out
+
+    def backward(self, dout: Array) -> Array:
+        assert self.out is not None, "call forward first"
+        dx: Array = self.out * (dout - np.sum(dout * self.out, axis=0, keepdims=True))
+        return dx
+
+
+class SoftmaxWithLossSummed(SoftmaxWithLoss):
+    """Sums the loss over the batch instead of averaging it, with backward ``y - t`` to match."""
+
+    def forward(self, x: Array, t: Labels) -> float:
+        return super().forward(x, t) * t.shape[0]
+
+    def backward(self, dout: object = 1) -> Array:
+        assert self.t is not None
+        return super().backward(dout) * self.t.shape[0]
+
+
+class DropoutNotInverted(InvertedDropout):
+    """Scales at test time (``x * (1 - ratio)``) instead of train time, backward to match.
+
+    The book's convention, wrong where inverted dropout is asked for (CS231n): both
+    modes differ from the reference by the factor ``1 - ratio``.
+    """
+
+    def forward(self, x: Array, train_flg: bool = True) -> Array:
+        inverted = super().forward(x, train_flg)
+        self.scale = (1.0 - self.dropout_ratio) * (self.scale if train_flg else 1.0)  # type: ignore[operator]
+        return inverted * (1.0 - self.dropout_ratio)
+
+
+class DropoutModesSwapped(InvertedDropout):
+    """Drops units when ``train_flg`` is False and passes x through when it is True."""
+
+    def forward(self, x: Array, train_flg: bool = True) -> Array:
+        return super().forward(x, not train_flg)

@@ -141,6 +141,25 @@ class Sigmoid:
         return dx
 
 
+class Softmax:
+    """``out = softmax(x)`` over the last axis (each row sums to 1).
+
+    ``backward`` uses the cached output: ``out * (dout - sum(dout * out))`` per row.
+    """
+
+    def __init__(self) -> None:
+        self.out: Array | None = None
+
+    def forward(self, x: Array) -> Array:
+        self.out = softmax(x)
+        return self.out
+
+    def backward(self, dout: Array) -> Array:
+        assert self.out is not None, "call forward first"
+        dx: Array = self.out * (dout - np.sum(dout * self.out, axis=-1, keepdims=True))
+        return dx
+
+
 class Affine:
     """``out = x @ W + b``, with ``x`` of any rank >= 2 flattened to ``(N, -1)``.
 
@@ -395,6 +414,33 @@ class Dropout:
     def backward(self, dout: Array) -> Array:
         assert self.mask is not None, "call forward(x, train_flg=True) first"
         return dout * self.mask
+
+
+class InvertedDropout:
+    """CS231n's dropout: train mode keeps units with a mask scaled by ``1 / (1 - ratio)``.
+
+    So the expected activation is the same in both modes and test mode is the
+    identity; the book's `Dropout` scales at test time instead.  The mask is drawn
+    as the book draws it (``np.random.rand(*x.shape) > dropout_ratio``, the GLOBAL
+    RNG), so both keep the same units from the same random state.  ``backward`` is
+    right after a forward in either mode.
+    """
+
+    def __init__(self, dropout_ratio: float = 0.5) -> None:
+        self.dropout_ratio = dropout_ratio
+        self.scale: Array | float | None = None
+
+    def forward(self, x: Array, train_flg: bool = True) -> Array:
+        if train_flg:
+            kept = np.random.rand(*x.shape) > self.dropout_ratio
+            self.scale = kept / (1.0 - self.dropout_ratio)
+        else:
+            self.scale = 1.0
+        return x * self.scale
+
+    def backward(self, dout: Array) -> Array:
+        assert self.scale is not None, "call forward first"
+        return dout * self.scale
 
 
 class BatchNormalization:

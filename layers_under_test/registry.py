@@ -49,6 +49,8 @@ class LayerCase:
     spec: dict[str, object] | None = None
     # builds the target from the spec's init keywords; None: call ``target`` itself
     factory: Callable[..., object] | None = None
+    # wrong-function twins: the REFERENCE case whose forward and gradients show the bug
+    reference: str = ""
 
 
 # ---------------------------------------------------------------- how to build a class
@@ -444,6 +446,7 @@ def _case(
     kwargs: dict[str, object] | None = None,
     spec: dict[str, object] | None = None,
     factory: Callable[..., object] | None = None,
+    reference: str = "",
 ) -> LayerCase:
     doc = target.__dict__.get("__doc__") or ""
     bug = doc.strip().splitlines()[0] if target.__module__ == broken.__name__ else ""
@@ -458,6 +461,7 @@ def _case(
         dict(kwargs or {}),
         spec,
         factory,
+        reference,
     )
 
 
@@ -470,6 +474,7 @@ REFERENCE: dict[str, LayerCase] = _by_name(
     _case(reference.AddLayer, _no_args, _MUL, spec=_PAIR_SPEC),
     _case(reference.Relu, _no_args, _RELU_X, spec=_X_SPEC),
     _case(reference.Sigmoid, _no_args, _X, spec=_X_SPEC),
+    _case(reference.Softmax, _no_args, _X, spec=_X_SPEC),
     _case(reference.Affine, _weights(4, 3), _AFFINE_X, spec=_AFFINE_SPEC),
     _case(
         reference.Affine,
@@ -498,6 +503,15 @@ REFERENCE: dict[str, LayerCase] = _by_name(
     ),
     # ch. 6-7
     _case(reference.Dropout, _no_args, _DROPOUT_X, kwargs=_TRAIN, spec=_X_SPEC),
+    _case(reference.InvertedDropout, _no_args, _DROPOUT_X, kwargs=_TRAIN, spec=_X_SPEC),
+    _case(
+        reference.InvertedDropout,
+        _no_args,
+        _DROPOUT_X,
+        name="InvertedDropoutTestMode",
+        kwargs=_TEST,
+        spec=_X_SPEC,
+    ),
     _case(reference.BatchNormalization, _norm(3), _BN_X, kwargs=_TRAIN, spec=_BN_SPEC),
     _case(
         reference.BatchNormalization,
@@ -649,13 +663,51 @@ SHAPE_DEPENDENT: dict[str, LayerCase] = _by_name(
 )
 
 
+# Backward right for a wrong forward: a gradient check passes them; held against the
+# REFERENCE case named by ``reference`` (on the same inputs and weights), they fail.
+WRONG_FUNCTION: dict[str, LayerCase] = _by_name(
+    _case(broken.SigmoidWrongSlope, _no_args, _X, reference="Sigmoid"),
+    _case(broken.SoftmaxWrongAxis, _no_args, _X, reference="Softmax"),
+    _case(
+        broken.SoftmaxWithLossSummed,
+        _no_args,
+        _SCORES,
+        nondiff=_LABELS,
+        reference="SoftmaxWithLoss",
+    ),
+    _case(
+        broken.DropoutNotInverted,
+        _no_args,
+        _DROPOUT_X,
+        kwargs=_TRAIN,
+        reference="InvertedDropout",
+    ),
+    _case(
+        broken.DropoutNotInverted,
+        _no_args,
+        _DROPOUT_X,
+        name="DropoutNotInvertedTestMode",
+        kwargs=_TEST,
+        reference="InvertedDropoutTestMode",
+    ),
+    _case(
+        broken.DropoutModesSwapped,
+        _no_args,
+        _DROPOUT_X,
+        kwargs=_TRAIN,
+        reference="InvertedDropout",
+    ),
+)
+
+
 def find_case(obj: object) -> LayerCase | None:
     """The case whose ``target`` is ``obj`` (by identity), else None.
 
     A target with several cases (Affine, SoftmaxWithLoss) gets its first one, the
     case named after the class.
     """
-    for case in (*REFERENCE.values(), *BROKEN.values(), *SHAPE_DEPENDENT.values()):
+    every = (*REFERENCE.values(), *BROKEN.values(), *SHAPE_DEPENDENT.values())
+    for case in (*every, *WRONG_FUNCTION.values()):
         if case.target is obj:
             return case
     return None

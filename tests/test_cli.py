@@ -173,3 +173,71 @@ def test_a_target_named_by_its_file_path(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["check", "./mine.py:Double", "--input", "x=2,3"]) == 0
     assert "PASS" in capsys.readouterr().out
+
+
+def test_a_wrong_function_twin_is_held_against_its_reference(capsys):
+    assert main(["check", "SigmoidWrongSlope"]) == 1
+    out = capsys.readouterr().out
+    assert "SigmoidWrongSlope.backward — forward output differs from the reference Sigmoid" in out
+    assert "output: not the reference" in out  # the table's worst column
+
+
+def test_reference_flag_builds_a_class_from_the_same_init_arrays(capsys, tmp_path):
+    layer = tmp_path / "mylayers.py"
+    layer.write_text(
+        "import numpy as np\n"
+        "class Scaled:\n"
+        "    def __init__(self, W, b):\n"
+        "        self.W, self.b, self.dW, self.db = W, b, None, None\n"
+        "    def forward(self, x):\n"
+        "        self.x = x\n"
+        "        return 2 * (x @ self.W + self.b)\n"
+        "    def backward(self, dout):\n"
+        "        self.dW, self.db = 2 * self.x.T @ dout, 2 * dout.sum(axis=0)\n"
+        "        return 2 * dout @ self.W.T\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        shapes = ["--init", "W=4,3", "--init", "b=3", "--input", "x=2,4"]
+        argv = [
+            "check",
+            "mylayers:Scaled",
+            *shapes,
+            "--reference",
+            "layers_under_test.reference:Affine",
+        ]
+        assert main(argv) == 1
+    finally:
+        sys.path.remove(str(tmp_path))
+    out = capsys.readouterr().out
+    assert "hint: yours = 2 x the reference Affine on every element: an extra factor of 2?" in out
+    assert "--reference layers_under_test.reference:Affine --seed 0" in out
+
+
+def test_baseline_dir_writes_then_compares_and_regen_rewrites(capsys, tmp_path):
+    folder = str(tmp_path / "baselines")
+    assert main(["check", "Affine", "Sigmoid", "--baseline", folder]) == 1
+    assert "baseline written" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "baselines").iterdir()) == [
+        "Affine.npz",
+        "Sigmoid.npz",
+    ]
+    assert main(["check", "Affine", "Sigmoid", "--baseline", folder]) == 0
+    assert "all elements; vs baseline" in capsys.readouterr().out
+    assert main(["check", "Affine", "--baseline", folder, "--seed", "1"]) == 1
+    assert "was recorded with seed=0, this check runs with seed=1" in capsys.readouterr().out
+    assert main(["check", "Affine", "--baseline", folder, "--regen"]) == 1
+    assert "rewrote it (4 arrays)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--regen"], "--regen rewrites baselines: give --baseline DIR with it."),
+        (["--reference", "Sigmoid", "--baseline", "b"], "give --reference or --baseline, not both"),
+        (["--reference", "Sigmod"], "reference='Sigmod' is not a shipped reference layer"),
+    ],
+)
+def test_bad_comparison_flags_exit_2(capsys, argv, message):
+    assert main(["check", "Sigmoid", *argv]) == 2
+    assert message in capsys.readouterr().err

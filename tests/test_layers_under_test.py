@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from layers_under_test import broken, reference
-from layers_under_test.registry import BROKEN, REFERENCE, SHAPE_DEPENDENT, LayerCase, find_case
+from layers_under_test.registry import (
+    BROKEN,
+    REFERENCE,
+    SHAPE_DEPENDENT,
+    WRONG_FUNCTION,
+    LayerCase,
+    find_case,
+)
 
 SEEDS = range(5)
 H = 1e-6  # central-difference step for the layers (float64)
@@ -123,12 +130,23 @@ def test_broken_twin_is_caught_for_some_seed(case: LayerCase) -> None:
     assert not all(_agrees(case, seed) for seed in SEEDS), f"{case.name} passed: {case.bug}"
 
 
+@pytest.mark.parametrize("case", WRONG_FUNCTION.values(), ids=WRONG_FUNCTION.keys())
+def test_wrong_function_twin_has_a_right_backward_and_a_wrong_forward(case: LayerCase) -> None:
+    assert all(_agrees(case, seed) for seed in SEEDS), f"{case.name}: {case.bug}"
+    trusted = REFERENCE[case.reference]
+    for seed in SEEDS:
+        inputs = case.make_inputs(np.random.default_rng(seed)).values()
+        ours = _forward(case.build(np.random.default_rng(seed)), case, inputs, seed)
+        theirs = _forward(trusted.build(np.random.default_rng(seed)), trusted, inputs, seed)
+        assert not np.allclose(ours, theirs, rtol=1e-3), f"{case.name} seed {seed}"
+
+
 def test_every_broken_class_is_registered_with_its_bug() -> None:
     members = inspect.getmembers(broken, inspect.isclass)
     classes = [c for _, c in members if c.__module__ == broken.__name__]
     assert len(classes) >= 16
-    twins = {**BROKEN, **SHAPE_DEPENDENT}
-    assert {c.__name__ for c in classes} == set(twins)
+    twins = {**BROKEN, **SHAPE_DEPENDENT, **WRONG_FUNCTION}
+    assert {c.__name__ for c in classes} == {case.target.__name__ for case in twins.values()}
     for cls in classes:
         doc = cls.__dict__.get("__doc__")
         assert doc, f"{cls.__name__} has no docstring of its own"
@@ -137,7 +155,7 @@ def test_every_broken_class_is_registered_with_its_bug() -> None:
 
 
 def test_case_names_name_the_class() -> None:
-    for name, case in [*REFERENCE.items(), *BROKEN.items()]:
+    for name, case in [*REFERENCE.items(), *BROKEN.items(), *WRONG_FUNCTION.items()]:
         assert name == case.name
         assert name.startswith(case.target.__name__)  # Affine4D, SoftmaxWithLossIntLabels
     assert REFERENCE["Affine4D"].target is reference.Affine

@@ -35,6 +35,23 @@ Affine.backward — dW disagrees with finite differences
   reproduce: gradverify.check(<the same Affine>, <same inputs>, seed=0)"""
 
 
+FORWARD_DIFFERENCE = """\
+SigmoidWrongSlope.backward — forward output differs from the reference Sigmoid
+  output: shape (2, 3) float64 | seed=0
+  tolerance: |yours - reference| <= atol + rtol*|reference|  (rtol=1e-03, atol=7e-05)
+  differing: 6 / 6 (100.0%) | max abs err 1.5e-01 at (1, 2) | max rel err 4.582e-01
+         index         yours     reference     abs err     rel err
+        (0, 0)    1.6798e-01    3.1003e-01   1.420e-01   4.582e-01
+        (0, 1)    2.8225e-01    3.8541e-01   1.032e-01   2.677e-01
+        (1, 2)    8.4984e-01    7.0405e-01   1.458e-01   2.071e-01
+        (1, 1)    7.4396e-01    6.3026e-01   1.137e-01   1.804e-01
+        (1, 0)    5.9869e-01    5.4983e-01   4.885e-02   8.885e-02
+        (0, 2)    4.3373e-01    4.6672e-01   3.299e-02   7.069e-02
+  note: a gradient check cannot see this: a backward consistent with a wrong forward passes it
+  reproduce: gradverify.check(<the same SigmoidWrongSlope>, <same inputs>, seed=0, \
+reference='Sigmoid')"""
+
+
 def _half_dw_affine():
     layer = Affine(np.arange(12.0).reshape(4, 3) / 10, np.array([0.1, 0.2, 0.3]), dw_scale=0.5)
     return gradverify.check(layer, {"x": np.arange(8.0).reshape(2, 4) / 4 - 0.5})
@@ -42,6 +59,22 @@ def _half_dw_affine():
 
 def test_canonical_failure_message():
     assert format_failure(_half_dw_affine()) == CANONICAL_FAILURE
+
+
+def test_forward_difference_message():
+    from layers_under_test.broken import SigmoidWrongSlope
+
+    x = np.arange(6.0).reshape(2, 3) / 3 - 0.8
+    result = gradverify.check(SigmoidWrongSlope(), {"x": x}, reference="Sigmoid")
+    assert format_failure(result).split("\n\n")[0] == FORWARD_DIFFERENCE
+    lines = str(result).splitlines()
+    assert lines[3:6] == [
+        "  held against the reference Sigmoid:",
+        "  FAIL         output     shape (2, 3) float64 | differs at (0, 0): 0.168 vs 0.31 "
+        "(6 of 6)",
+        "  FAIL         dx         shape (2, 3) float64 | differs at (1, 0): -0.6873 vs -0.354 "
+        "(6 of 6)",
+    ]
 
 
 def test_summary_lists_every_gradient_then_the_failing_one():

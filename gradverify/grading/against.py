@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -24,14 +24,22 @@ import numpy as np
 from gradverify.adapters import Adapter, TargetRaised, resolve_adapter
 from gradverify.adapters.base import private_copy
 from gradverify.checks import check
+from gradverify.config import CheckConfig
 from gradverify.errors import GradverifyError, InvalidArgument
 from gradverify.grading.assignment import Assignment, GradedCheck
 from gradverify.grading.remote import RemoteAdapter, RemoteRaised
 from gradverify.loading import MissingName, attribute, module_from_file
-from gradverify.outputs import read_outputs
 from gradverify.randomness import seeded_global
-from gradverify.references import forward_difference, gradient_difference
-from gradverify.results import CheckResult, Status, TensorResult, worst_status
+from gradverify.references import Tolerances, compare_arrays, compare_observations
+from gradverify.regression import Observed, observe
+from gradverify.results import (
+    CheckResult,
+    Comparison,
+    Finding,
+    Status,
+    TensorResult,
+    worst_status,
+)
 from gradverify.specs import Case
 
 
@@ -40,17 +48,27 @@ def against_reference(
 ) -> CheckResult:
     """`result`, with a forward finding and a FAIL on each gradient the reference refutes."""
     assert graded.reference is not None
+    nondiff = (*case.nondiff, *graded.nondiff)
     try:
-        mine = _run(view, case, graded.params, seed)
-        trusted = _run(_trusted(graded, case, seed), case, None, seed)
+        mine = _observed(view, case, nondiff, graded.params, seed)
+        trusted = _observed(_trusted(graded, case, seed), case, nondiff, None, seed)
     except (RemoteRaised, GradverifyError) as error:
         return replace(result, status=Status.ERROR, error=str(error))
-    finding = forward_difference(view.label, mine.output, trusted.output)
-    names = list(case.inputs)
-    tensors = tuple(_held(t, names, mine, trusted) for t in result.tensors)
-    findings = (*result.findings, *([finding] if finding else []))
-    statuses = [t.status for t in tensors] + [Status.FAIL] * bool(finding)
-    return replace(result, tensors=tensors, findings=findings, status=worst_status(statuses))
+    tolerances = CheckConfig(**_tolerance_options(graded)).tolerances
+    outputs = compare_observations(
+        replace(mine.observation, gradients={}),
+        replace(trusted.observation, gradients={}),
+        tolerances,
+    )
+    findings = [_forward_finding(view.label, c) for c in outputs if c.status is not Status.PASS]
+    tensors = tuple(_held(t, mine, trusted, tolerances) for t in result.tensors)
+    statuses = [t.status for t in tensors] + [Status.FAIL] * bool(findings)
+    return replace(
+        result,
+        tensors=tensors,
+        findings=(*result.findings, *findings),
+        status=worst_status(statuses),
+    )
 
 
 def verify_references(assignment: Assignment) -> None:
@@ -65,7 +83,7 @@ def verify_references(assignment: Assignment) -> None:
         case = assignment.case(graded)
         try:
             view = _trusted(graded, case, assignment.seed)
-            _run(view, case, None, assignment.seed)
+            _observed(view, case, (*case.nondiff, *graded.nondiff), None, assignment.seed)
         except TargetRaised as raised:
             raise InvalidArgument(f"{where} cannot run on the check's inputs: {raised}") from None
         except MissingName as missing:
@@ -99,28 +117,34 @@ def verify_references(assignment: Assignment) -> None:
             )
 
 
-@dataclass(frozen=True)
-class _Ran:
-    """One forward and backward at the check's inputs: outputs, gradients, weights."""
+def _observed(
+    view: Adapter, case: Case, nondiff: tuple[str, ...], declared: Any, seed: int
+) -> Observed:
+    """Forward and backward at the check's inputs, from the random state the child starts
+    every call from."""
+    return observe(view, list(case.inputs), list(case.inputs.values()), nondiff, declared, seed)
 
-    output: Any
-    inputs: tuple[Any, ...]  # input gradients, in forward's order
-    params: dict[str, tuple[Any, Any]]  # slot name: (the weight's values, its gradient)
+
+def _tolerance_options(graded: GradedCheck) -> dict[str, Any]:
+    return {k: graded.options[k] for k in ("rtol", "atol") if k in graded.options}
 
 
-def _run(view: Adapter, case: Case, declared: Any, seed: int) -> _Ran:
-    """Forward, then backward with a ``dout`` drawn from the seed, from the same random state
-    as the child starts every call from."""
-    with seeded_global(seed):
-        output = view.forward([private_copy(v) for v in case.inputs.values()])
-        dout = read_outputs(output, view.name).cotangent(np.random.default_rng([seed, 7]))
-    with seeded_global(seed):
-        gradients = view.backward(
-            [private_copy(v) for v in case.inputs.values()], dout.for_backward
+def _forward_finding(label: str, comparison: Comparison) -> Finding:
+    if comparison.problem:
+        detail = comparison.problem
+    else:
+        row = comparison.rows[0]
+        detail = (
+            f"differs from the reference at {row.index or '()'}: {row.yours:.6g} vs "
+            f"{row.reference:.6g} ({comparison.differing} of {comparison.checked} elements)"
         )
-        slots = view.parameters(declared)
-    params = {s.name: (s.array, gradients.params.get(s.name, s.read_gradient())) for s in slots}
-    return _Ran(output, gradients.inputs, params)
+    hint = f"; {comparison.hint}" if comparison.hint else ""
+    return Finding(
+        "forward differs from the reference",
+        "error",
+        f"{label}: forward {comparison.name} {detail}{hint}; a backward consistent with a "
+        f"wrong forward is still wrong.",
+    )
 
 
 def _trusted(graded: GradedCheck, case: Case, seed: int) -> Adapter:
@@ -131,35 +155,45 @@ def _trusted(graded: GradedCheck, case: Case, seed: int) -> Adapter:
     return resolve_adapter(built, list(case.inputs.values()), graded.kwargs)
 
 
-def _held(tensor: TensorResult, names: list[str], mine: _Ran, trusted: _Ran) -> TensorResult:
+def _held(
+    tensor: TensorResult, mine: Observed, trusted: Observed, tolerances: Tolerances
+) -> TensorResult:
     """The tensor's result, FAILed with the reason if its gradient is not the reference's."""
     if tensor.status is not Status.PASS:
         return tensor
+    gradient = mine.observation.gradients.get(tensor.name)
     if tensor.role == "input":
-        position = names.index(tensor.name) if tensor.name in names else len(names)
-        if position >= min(len(mine.inputs), len(trusted.inputs)):
-            return tensor
-        problem = gradient_difference(
-            tensor.grad_name, mine.inputs[position], trusted.inputs[position]
-        )
+        reference = trusted.observation.gradients.get(tensor.name)
     else:
-        value, gradient = mine.params.get(tensor.name, (None, None))
-        reference = _paired(value, trusted.params)
+        reference = _paired(mine.weights.get(tensor.name), trusted)
+        if reference is None:
+            problem = (
+                f"{tensor.name} holds none of the reference's weights: its gradient cannot count"
+            )
+            return replace(tensor, status=Status.FAIL, hint=problem)
+    if gradient is None or reference is None:
+        return tensor
+    compared = compare_arrays(tensor.grad_name, "gradient", gradient, reference, tolerances)
+    if compared.status is Status.PASS:
+        return tensor
+    if compared.problem:
+        problem = f"{tensor.grad_name} is not the reference's gradient ({compared.problem})"
+    else:
+        row = compared.rows[0]
         problem = (
-            f"{tensor.name} holds none of the reference's weights: its gradient cannot count"
-            if reference is None
-            else gradient_difference(tensor.grad_name, gradient, reference)
+            f"{tensor.grad_name} agrees with this forward but is not the reference's gradient: "
+            f"at {row.index or '()'} {row.yours:.6g} vs {row.reference:.6g}"
         )
-    return replace(tensor, status=Status.FAIL, hint=problem) if problem else tensor
+    return replace(tensor, status=Status.FAIL, hint=problem)
 
 
-def _paired(value: Any, trusted: dict[str, tuple[Any, Any]]) -> Any:
+def _paired(value: np.ndarray | None, trusted: Observed) -> np.ndarray | None:
     """The reference's gradient of the weight holding the same values as `value`."""
     if value is None:
         return None
-    for array, gradient in trusted.values():
-        if np.shape(array) == np.shape(value) and np.array_equal(array, value):
-            return gradient
+    for name, array in trusted.weights.items():
+        if array.shape == value.shape and np.array_equal(array, value):
+            return trusted.observation.gradients.get(name)
     return None
 
 

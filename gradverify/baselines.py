@@ -1,0 +1,179 @@
+"""Baseline files: the forward outputs and gradients of one check, stored to compare later.
+
+One compressed ``.npz`` per check, as pytest-regressions' ``ndarrays_regression``
+keeps its data: the arrays, and a JSON header saying what they are and where
+they were observed (format version, gradverify version, the target, the seed,
+and a fingerprint of the inputs, weights and keyword arguments).  A later run
+at other inputs, another seed or other keywords cannot be compared with it and
+says so instead of reporting every value as moved.  Files are read with
+``allow_pickle=False``: a baseline can hold only arrays of numbers and text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.lib.npyio import NpzFile
+
+from gradverify.errors import GradverifyError
+from gradverify.references import Observation
+
+#: Bumped when the layout of a baseline file changes; older files stay readable.
+FORMAT = 1
+
+_REGENERATE = "regenerate it with --gradverify-regen (pytest) or --regen (gradverify check)"
+
+
+#: What reading a file that is not a baseline, or a damaged one, raises.
+_DAMAGED = (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+class BaselineUnreadable(GradverifyError):
+    """A baseline file that exists but cannot be read as one."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """What a baseline holds: the observation, and where it was observed."""
+
+    observation: Observation
+    target: str
+    seed: int
+    fingerprint: str
+    #: What the check was run with (tolerances, keyword arguments), for the reader of the
+    #: file; the fingerprint already covers what the values depend on.
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def fingerprint(
+    names: Sequence[str],
+    values: Sequence[Any],
+    weights: Mapping[str, np.ndarray],
+    keywords: Mapping[str, Any],
+) -> str:
+    """A digest of everything the stored values depend on but the layer's code."""
+    digest = hashlib.sha256()
+    items = [*zip(names, values), *sorted(weights.items()), *sorted(keywords.items())]
+    for name, value in items:
+        digest.update(name.encode())
+        if isinstance(value, np.ndarray):
+            digest.update(f"{value.dtype.str}{value.shape}".encode())
+            digest.update(np.ascontiguousarray(value).tobytes())
+        else:
+            digest.update(repr(value).encode())
+    return digest.hexdigest()
+
+
+def write(path: str, record: Record) -> None:
+    """Write `record` to `path` (creating its folder), atomically: a run killed while
+    writing leaves the old file or none, never half of one."""
+    from gradverify import __version__
+
+    observation = record.observation
+    arrays = {
+        **{f"output_{i}": a for i, a in enumerate(observation.outputs)},
+        **{f"gradient_{i}": g for i, g in enumerate(observation.gradients.values())},
+    }
+    header = {
+        "format": FORMAT,
+        "gradverify": __version__,
+        "target": record.target,
+        "seed": record.seed,
+        "fingerprint": record.fingerprint,
+        "options": record.options,
+        "outputs": len(observation.outputs),
+        "gradients": [
+            {"name": name, "grad_name": observation.grad_names.get(name, name)}
+            for name in observation.gradients
+        ],
+        "arrays": {k: {"shape": list(a.shape), "dtype": a.dtype.name} for k, a in arrays.items()},
+    }
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            arrays["header"] = np.array(json.dumps(header))
+            np.savez_compressed(file, **arrays)  # type: ignore[arg-type]  # numpy's stub
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def read(path: str) -> Record:
+    """The record stored at `path`; `BaselineUnreadable` says why it cannot be one."""
+    try:
+        with open(path, "rb") as file:
+            loaded = np.load(file, allow_pickle=False)
+            if not isinstance(loaded, NpzFile):
+                raise _unreadable(path, "it holds one array, not an .npz archive")
+            with loaded as data:
+                return _record(path, data)
+    except BaselineUnreadable:
+        raise
+    except _DAMAGED as error:
+        raise _unreadable(path, _why_unreadable(path, error)) from None
+
+
+def _unreadable(path: str, reason: str) -> BaselineUnreadable:
+    return BaselineUnreadable(
+        f"baseline {path} cannot be read ({reason}); it is not a file gradverify wrote, or it "
+        f"was damaged: restore it from version control, or {_REGENERATE}."
+    )
+
+
+def _record(path: str, data: NpzFile) -> Record:
+    header = json.loads(str(data["header"]))
+    if not isinstance(header, dict) or header.get("format") is None:
+        raise ValueError("its header has no format version")
+    if int(header["format"]) > FORMAT:
+        raise BaselineUnreadable(
+            f"baseline {path} was written by a newer gradverify ({header.get('gradverify')}, "
+            f"format {header['format']}); upgrade gradverify, or {_REGENERATE}."
+        )
+    outputs = tuple(data[f"output_{i}"] for i in range(int(header["outputs"])))
+    entries = header["gradients"]
+    gradients = {e["name"]: data[f"gradient_{i}"] for i, e in enumerate(entries)}
+    grad_names = {e["name"]: e["grad_name"] for e in entries}
+    return Record(
+        Observation(outputs, gradients, grad_names),
+        target=str(header["target"]),
+        seed=int(header["seed"]),
+        fingerprint=str(header["fingerprint"]),
+        options=dict(header.get("options", {})),
+    )
+
+
+def _why_unreadable(path: str, error: BaseException) -> str:
+    said = f"{type(error).__name__}: {error}".rstrip(": ")
+    if isinstance(error, OSError) or zipfile.is_zipfile(path):
+        return said
+    with open(path, "rb") as file:
+        zipped = file.read(2) == b"PK"  # every zip archive starts so: a truncated one
+    return f"a damaged .npz archive, {said}" if zipped else "not an .npz archive"
+
+
+def incompatible(stored: Record, current: Record) -> str:
+    """Why `stored` cannot be compared with `current` (completing "the baseline ..."), or ''."""
+    if stored.seed != current.seed:
+        return (
+            f"was recorded with seed={stored.seed}, this check runs with seed={current.seed}; "
+            f"run with the same seed, or {_REGENERATE}."
+        )
+    if stored.fingerprint != current.fingerprint:
+        return (
+            "was recorded at other inputs, weights or keyword arguments (the fingerprint "
+            "differs), so its values cannot be compared with this check's; build the layer "
+            f"and its inputs as when it was written, or {_REGENERATE}."
+        )
+    return ""

@@ -1,0 +1,132 @@
+"""Regression tests through pytest: the ``gradregression`` fixture's baselines, and the
+``gradcheck`` fixture held against a reference (pytester, as a user's project runs them)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+LAYER = """
+import numpy as np
+
+class Sigmoid:
+    def __init__(self, slope=1.0):
+        self.slope = slope
+
+    def forward(self, x):
+        self.out = 1 / (1 + np.exp(-self.slope * x))
+        return self.out
+
+    def backward(self, dout):
+        return self.slope * dout * self.out * (1 - self.out)
+"""
+
+TESTS = """
+import numpy as np
+from sigmoid import Sigmoid
+
+def inputs():
+    return {"x": np.random.default_rng(0).standard_normal((3, 4))}
+
+def test_sigmoid(gradregression):
+    gradregression(Sigmoid(), inputs())
+
+def test_two_calls(gradregression):
+    gradregression(Sigmoid(), inputs())
+    gradregression(Sigmoid(), inputs(), basename="named")
+"""
+
+
+def _project(pytester):
+    pytester.makepyfile(sigmoid=LAYER, test_regression=TESTS)
+    pytester.syspathinsert()
+    return pytester
+
+
+def _run(pytester, *args):
+    return pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly", *args)
+
+
+def _stored(pytester, name):
+    with np.load(pytester.path / "test_regression" / name) as data:
+        return {key: data[key].copy() for key in data.files}
+
+
+def test_first_run_writes_and_fails_then_passes(pytester):
+    project = _project(pytester)
+    first = _run(project)
+    first.assert_outcomes(failed=2)
+    first.stdout.fnmatch_lines(
+        [
+            "*the baseline *test_sigmoid.npz: wrote it (2 arrays)*",
+            "*test_sigmoid*INCONCLUSIVE*-*-*vs baseline",  # no error number for no comparison
+        ]
+    )
+    folder = project.path / "test_regression"
+    assert sorted(p.name for p in folder.iterdir()) == ["test_sigmoid.npz", "test_two_calls.npz"]
+    second = _run(project)  # the first call of test_two_calls compares, its second writes
+    second.assert_outcomes(passed=1, failed=1)
+    assert (folder / "named.npz").exists()
+    _run(project).assert_outcomes(passed=2)
+
+
+def test_a_changed_layer_fails_naming_the_moved_output(pytester):
+    project = _project(pytester)
+    _run(project)
+    project.makepyfile(sigmoid=LAYER.replace("slope=1.0", "slope=2.0"))
+    result = _run(project, "-k", "test_sigmoid")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*forward output differs from the baseline *test_sigmoid.npz",
+            "*differing: 12 / 12 (100.0%)*",
+            "*dx differs from the baseline*",
+        ]
+    )
+
+
+def test_regen_rewrites_the_baseline(pytester):
+    project = _project(pytester)
+    _run(project)
+    before = _stored(project, "test_sigmoid.npz")
+    project.makepyfile(sigmoid=LAYER.replace("slope=1.0", "slope=2.0"))
+    regen = _run(project, "-k", "test_sigmoid", "--gradverify-regen")
+    regen.assert_outcomes(failed=1)  # rewriting compares nothing, so it does not pass
+    regen.stdout.fnmatch_lines(["*rewrote it (2 arrays)*"])
+    after = _stored(project, "test_sigmoid.npz")
+    assert not np.allclose(before["output_0"], after["output_0"])
+    _run(project, "-k", "test_sigmoid").assert_outcomes(passed=1)
+
+
+def test_a_corrupt_baseline_is_a_clear_error(pytester):
+    project = _project(pytester)
+    _run(project)
+    (project.path / "test_regression" / "test_sigmoid.npz").write_bytes(b"not an archive")
+    result = _run(project, "-k", "test_sigmoid")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*baseline *test_sigmoid.npz cannot be read (not an .npz archive)*--gradverify-regen*"]
+    )
+    result.stdout.no_fnmatch_line("*Traceback*")
+
+
+def test_gradcheck_fixture_takes_a_reference(pytester):
+    pytester.makepyfile(
+        sigmoid=LAYER,
+        test_reference="""
+import numpy as np
+from sigmoid import Sigmoid
+
+def test_steep(gradcheck):
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    gradcheck(Sigmoid(slope=2.0), {"x": x}, reference="Sigmoid")
+""",
+    )
+    pytester.syspathinsert()
+    result = _run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*forward output differs from the reference Sigmoid",
+            "*note: a gradient check cannot see this*",
+        ]
+    )
