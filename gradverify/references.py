@@ -120,7 +120,7 @@ def compare_arrays(
 ) -> Comparison:
     """`yours` against `trusted` under the check's rule; NaN agrees only with NaN."""
     if yours.shape != trusted.shape:
-        return _problem(name, kind, f"shape {yours.shape}, the trusted one has {trusted.shape}")
+        return _problem(name, kind, f"shape {yours.shape}, {what}'s {trusted.shape}")
     precision = min((yours.dtype, trusted.dtype), key=lambda d: d.itemsize)
     rtol, atol = tolerances(precision)
     mine, theirs = yours.astype(np.float64), trusted.astype(np.float64)

@@ -114,7 +114,8 @@ def _keep(found: dict[str, np.ndarray], name: str, gradient: Any) -> None:
     if gradient is None:
         return
     with contextlib.suppress(TypeError, ValueError):
-        found[name] = np.array(gradient, dtype=np.float64)
+        array = np.array(gradient)
+        found[name] = array if array.dtype.kind == "f" else array.astype(np.float64)
 
 
 # ---------------------------------------------------------------- a trusted implementation

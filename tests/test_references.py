@@ -58,9 +58,7 @@ def test_nan_agrees_only_with_nan_and_shapes_must_match() -> None:
     mine[1, 1] = np.nan
     assert compare_arrays("o", "output", mine, trusted, TOLERANCES).differing == 1
     shape = compare_arrays("dW", "gradient", _values((5, 4)), _values(), TOLERANCES)
-    assert (
-        shape.status is Status.FAIL and shape.problem == "shape (5, 4), the trusted one has (4, 5)"
-    )
+    assert shape.status is Status.FAIL and shape.problem == "shape (5, 4), the reference's (4, 5)"
 
 
 def test_observations_pair_outputs_by_position_and_gradients_by_array_name() -> None:
