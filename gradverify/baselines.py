@@ -11,10 +11,11 @@ says so instead of reporting every value as moved.  Files are read with
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import tempfile
+import uuid
 import zipfile
 import zlib
 from collections.abc import Mapping, Sequence
@@ -68,8 +69,9 @@ def fingerprint(
         if isinstance(value, np.ndarray):
             digest.update(f"{value.dtype.str}{value.shape}".encode())
             digest.update(np.ascontiguousarray(value).tobytes())
-        else:
-            digest.update(repr(value).encode())
+        else:  # an object's default repr holds its address, new in every run: not a value
+            text = repr(value)
+            digest.update((type(value).__qualname__ if " at 0x" in text else text).encode())
     return digest.hexdigest()
 
 
@@ -99,14 +101,15 @@ def write(path: str, record: Record) -> None:
     }
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
+    temporary = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
     try:
-        with os.fdopen(handle, "wb") as file:
+        with open(temporary, "xb") as file:  # the umask's permissions, as for any file written
             arrays["header"] = np.array(json.dumps(header))
             np.savez_compressed(file, **arrays)  # type: ignore[arg-type]  # numpy's stub
         os.replace(temporary, path)
     except BaseException:
-        os.unlink(temporary)
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
         raise
 
 
@@ -141,9 +144,25 @@ def _record(path: str, data: NpzFile) -> Record:
             f"baseline {path} was written by a newer gradverify ({header.get('gradverify')}, "
             f"format {header['format']}); upgrade gradverify, or {_REGENERATE}."
         )
-    outputs = tuple(data[f"output_{i}"] for i in range(int(header["outputs"])))
+    declared = header["arrays"]
+
+    def array(key: str) -> np.ndarray:
+        """The stored array, as the header says it is: floats of that shape and dtype."""
+        found, said = data[key], declared[key]
+        if found.dtype.kind != "f" or [found.dtype.name, list(found.shape)] != [
+            said["dtype"],
+            said["shape"],
+        ]:
+            raise _unreadable(
+                path,
+                f"{key} holds {found.dtype.name} of shape {found.shape}, its header says "
+                f"{said['dtype']} of shape {tuple(said['shape'])}",
+            )
+        return found
+
+    outputs = tuple(array(f"output_{i}") for i in range(int(header["outputs"])))
     entries = header["gradients"]
-    gradients = {e["name"]: data[f"gradient_{i}"] for i, e in enumerate(entries)}
+    gradients = {e["name"]: array(f"gradient_{i}") for i, e in enumerate(entries)}
     grad_names = {e["name"]: e["grad_name"] for e in entries}
     return Record(
         Observation(outputs, gradients, grad_names),

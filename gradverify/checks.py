@@ -28,7 +28,13 @@ from gradverify.inputs import (
     keyword_arguments,
     named_inputs,
 )
-from gradverify.regression import Compared, Subject, against_baseline, against_reference
+from gradverify.regression import (
+    Compared,
+    Subject,
+    against_baseline,
+    against_reference,
+    resolve_reference,
+)
 from gradverify.results import CheckResult, Status, worst_status
 from gradverify.run import CheckRun, Found
 from gradverify.state import snapshot
@@ -122,6 +128,7 @@ def check(
         if not isinstance(value, bool):
             raise InvalidArgument(f"`{flag}` must be True or False, got {flag}={value!r}.")
     _check_comparison(reference, baseline, regen)
+    trusted = None if reference is None else resolve_reference(reference, target)
     names, values = named_inputs(target, inputs)
     constants = constant_names(target, nondiff, names)
     keywords = keyword_arguments(kwargs)
@@ -155,11 +162,18 @@ def check(
                 passed = found.status is Status.PASS
                 compared = against_baseline(subject, baseline, regen=regen, gradients_pass=passed)
             else:
+                assert trusted is not None
                 compared = against_reference(
                     subject,
-                    reference,
-                    lambda trusted: check(
-                        trusted, inputs, nondiff=nondiff, kwargs=kwargs, **config.check_options()
+                    *trusted,
+                    lambda other, declared: check(
+                        other,
+                        inputs,
+                        nondiff=nondiff,
+                        kwargs=kwargs,
+                        params=declared,
+                        accumulates=accumulates,
+                        **config.check_options(),
                     ),
                 )
         except TargetRaised as raised:
@@ -208,10 +222,16 @@ def _check_comparison(reference: Any, baseline: Any, regen: bool) -> None:
             "pass `reference` or `baseline`, not both: a check is held against one trusted "
             "source (check twice to compare with both)."
         )
+    example = "pass e.g. baseline='tests/baselines/affine.npz'"
     if baseline is not None and not isinstance(baseline, (str, os.PathLike)):
         raise InvalidArgument(
-            f"`baseline` must be a file path, got baseline={baseline!r}; pass e.g. "
-            f"baseline='tests/baselines/affine.npz'."
+            f"`baseline` must be a file path, got baseline={baseline!r}; {example}."
+        )
+    path = None if baseline is None else os.fspath(baseline)
+    if path is not None and (not path or "\0" in path or os.path.isdir(path)):
+        what = "a folder" if path and os.path.isdir(path) else "no file name"
+        raise InvalidArgument(
+            f"`baseline` must name a file, got baseline={path!r} ({what}); {example}."
         )
     if regen and baseline is None:
         raise InvalidArgument("`regen=True` rewrites a baseline: pass baseline=PATH with it.")

@@ -451,7 +451,7 @@ def _worst(result: CheckResult) -> str:
     tensor, differing = result.worst, result.worst_comparison
     if differing is not None and (tensor is None or tensor.status is Status.PASS):
         if differing.kind == "baseline":
-            return "baseline written" if "wrote" in differing.problem else "baseline not written"
+            return "baseline written" if result.baseline_written else "baseline not written"
         return f"{differing.name}: not the {result.against.split()[1]}"[:28]
     if tensor is None:
         return "-"

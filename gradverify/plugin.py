@@ -12,6 +12,7 @@ Option precedence: the fixture call's own keywords > ``@pytest.mark.gradcheck``
 from __future__ import annotations
 
 import re
+import zlib
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 _RECORDS = pytest.StashKey[list]()  # controller: every check of the session (summary records)
 _ITEM_RECORDS = pytest.StashKey[list]()  # one test's checks, until its report is made
+_WRITTEN = pytest.StashKey[list]()  # one test's baselines written instead of compared
 _CLI = {
     "mode": "gradverify_mode",
     "rtol": "gradverify_rtol",
@@ -126,8 +128,9 @@ class GradCheck:
     def __init__(self, request: pytest.FixtureRequest) -> None:
         self._request = request
 
-    def options(self) -> dict[str, Any]:
-        """The options in force for this test: marker > command line > ini, plus its seed."""
+    def options(self, test_id: str | None = None) -> dict[str, Any]:
+        """The options in force for this test: marker > command line > ini, plus its seed
+        (derived from the session seed and `test_id`, the test's node id by default)."""
         from gradverify.errors import InvalidArgument
         from gradverify.session import Layer, resolve, test_seed
 
@@ -141,26 +144,38 @@ class GradCheck:
         marked = resolve([Layer(marker.kwargs, "the gradcheck marker")]) if marker else {}
         options = {**_session_options(config), **marked}
         if "seed" not in marked:
-            options["seed"] = test_seed(options.get("seed", 0), node.nodeid)
+            options["seed"] = test_seed(options.get("seed", 0), test_id or node.nodeid)
         return options
 
     def __call__(self, target: Any, inputs: Any = None, **options: Any) -> CheckResult:
         __tracebackhide__ = True
+        result = self._recorded(target, inputs, {**self.options(), **options})
+        _fail_unless_passed(result)
+        return result
+
+    def _recorded(self, target: Any, inputs: Any, settings: dict[str, Any]) -> CheckResult:
+        """Run the check and record it for the session summary."""
+        __tracebackhide__ = True
         import gradverify
         from gradverify.errors import GradverifyError
-        from gradverify.report import format_failure
         from gradverify.session import summary_record
 
         try:
-            settings = {**self.options(), **options}
             result = gradverify.check(target, inputs, **settings)
         except GradverifyError as error:  # the test's own bad argument: one line, no traceback
             pytest.fail(f"gradverify: {error}", pytrace=False)
         node = self._request.node
         node.stash.setdefault(_ITEM_RECORDS, []).append(summary_record(node.nodeid, result))
-        if result.status is not gradverify.Status.PASS:
-            pytest.fail(f"GradientMismatch: {format_failure(result)}", pytrace=False)
         return result
+
+
+def _fail_unless_passed(result: CheckResult) -> None:
+    __tracebackhide__ = True
+    from gradverify.report import format_failure
+    from gradverify.results import Status
+
+    if result.status is not Status.PASS:
+        pytest.fail(f"GradientMismatch: {format_failure(result)}", pytrace=False)
 
 
 class GradFuzz(GradCheck):
@@ -198,11 +213,14 @@ class GradRegression(GradCheck):
     """The ``gradregression`` fixture: ``gradregression(layer, inputs, **options)``.
 
     Checks the layer and holds its forward outputs and gradients against the
-    baseline stored for this test, as pytest-regressions keeps its data: in a
-    folder named after the test module, next to it, one ``.npz`` per call
-    (``test_name.npz``, then ``test_name_2.npz``; or ``basename=``).  The first
-    run writes it and fails the test, so that a baseline never passes unseen;
-    ``--gradverify-regen`` rewrites it.
+    baseline stored for this call, as pytest-regressions keeps its data: in a
+    folder named after the test module, next to it, one ``.npz`` per call, named
+    after the test (``TestClass.test_name.npz``; a second call ``..._2.npz``; or
+    ``basename=``).  Its seed derives from that name, not from the node id, so a
+    baseline does not depend on the directory pytest runs from.  A call that
+    writes its baseline (the first run, ``--gradverify-regen``) lets the test go
+    on, so that every baseline of the test is written in one run, and then fails
+    the test: a baseline never passes unseen.
     """
 
     _CALLS = pytest.StashKey[int]()
@@ -211,15 +229,32 @@ class GradRegression(GradCheck):
         self, target: Any, inputs: Any = None, *, basename: str | None = None, **options: Any
     ) -> CheckResult:
         __tracebackhide__ = True
-        node = self._request.node
+        node, path = self._request.node, self._request.path
         calls = node.stash.get(self._CALLS, 0) + 1
         node.stash[self._CALLS] = calls
-        name = basename or (node.name if calls == 1 else f"{node.name}_{calls}")
-        path = self._request.path
-        file_name = re.sub(r"[^\w.-]+", "_", name) + ".npz"
-        baseline = path.parent / path.stem / file_name
-        regen = bool(self._request.config.getoption("gradverify_regen"))
-        return super().__call__(target, inputs, baseline=str(baseline), regen=regen, **options)
+        name = basename or baseline_name(node.nodeid.split("::", 1)[-1], calls)
+        settings = {
+            **self.options(test_id=f"{path.stem}/{name}"),
+            **options,
+            "baseline": str(path.parent / path.stem / f"{name}.npz"),
+            "regen": bool(self._request.config.getoption("gradverify_regen")),
+        }
+        result = self._recorded(target, inputs, settings)
+        if result.baseline_written:
+            node.stash.setdefault(_WRITTEN, []).append(settings["baseline"])
+            return result
+        _fail_unless_passed(result)
+        return result
+
+
+def baseline_name(test: str, call: int) -> str:
+    """A file name for a test's `call`-th baseline: the test's id within its module
+    (``TestClass::test[a b]`` -> ``TestClass.test[a_b]-1a2b3c4d``), made safe for a file
+    system; where that changed the id, a digest of it keeps two ids from sharing a file."""
+    readable = re.sub(r"[^\w.\[\]-]+", "_", test.replace("::", "."))
+    if readable != test.replace("::", "."):
+        readable += f"-{zlib.crc32(test.encode()):08x}"
+    return readable if call == 1 else f"{readable}_{call}"
 
 
 @pytest.fixture
@@ -246,6 +281,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()
     records = item.stash.get(_ITEM_RECORDS, [])
+    written = item.stash.get(_WRITTEN, [])
+    if call.when == "call" and written and report.passed:  # nothing compared is no pass
+        report.outcome = "failed"
+        report.longrepr = "\n  ".join(
+            [
+                "gradverify: baselines written, so nothing was compared (commit them: later "
+                "runs compare against them):",
+                *written,
+            ]
+        )
     if call.when == "call" and records:
         from gradverify.session import junit_properties
 

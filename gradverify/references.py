@@ -16,7 +16,7 @@ any bug.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -85,13 +85,11 @@ def compare_observations(
     for name in [*trusted.gradients, *(n for n in yours.gradients if n not in trusted.gradients)]:
         label = yours.grad_names.get(name) or trusted.grad_names.get(name, name)
         if name not in yours.gradients:
-            found.append(
-                _problem(label, "gradient", f"{what} has a gradient of {name}; this check has none")
-            )
-        elif name not in trusted.gradients:
-            found.append(
-                _problem(label, "gradient", f"{what} has no gradient of {name} to compare with")
-            )
+            problem = f"{what} has a gradient of {name}; yours has none"
+            found.append(_problem(label, "gradient", problem))
+        elif name not in trusted.gradients:  # what the trusted side cannot vouch for
+            problem = f"{what} has no gradient of {name} to compare with"
+            found.append(replace(_problem(label, "gradient", problem), status=Status.INCONCLUSIVE))
         else:
             found.append(
                 compare_arrays(

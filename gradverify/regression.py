@@ -16,6 +16,7 @@ import inspect
 import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ import numpy as np
 from gradverify import baselines
 from gradverify.adapters import (
     Adapter,
+    Gradients,
     ParamDeclaration,
     ParamSlot,
     TargetRaised,
@@ -32,8 +34,9 @@ from gradverify.adapters.base import is_float_array, private_copy
 from gradverify.config import CheckConfig
 from gradverify.errors import InvalidArgument, TargetContractError
 from gradverify.inputs import batch_size, display_name
+from gradverify.loading import import_target
 from gradverify.objects import attributes, lookup
-from gradverify.outputs import read_outputs
+from gradverify.outputs import Outputs, read_outputs
 from gradverify.randomness import seeded_global
 from gradverify.references import Observation, compare_observations, same_values
 from gradverify.report import format_failure
@@ -66,10 +69,12 @@ class Compared:
 
 @dataclass(frozen=True)
 class Observed:
-    """An observation, and copies of the weights it was made with (by slot name)."""
+    """An observation, and the arrays it was made with, as they were before its forward:
+    the weights (and held constants) by slot name, and every array the target held."""
 
     observation: Observation
     weights: dict[str, np.ndarray]
+    held: dict[str, np.ndarray]
 
 
 def observe(
@@ -80,17 +85,15 @@ def observe(
     declared: ParamDeclaration,
     seed: int,
     constants: Sequence[str] = (),
+    slots: list[ParamSlot] | None = None,
 ) -> Observed:
-    """Forward, then backward with a ``dout`` drawn from the seed, each from numpy's global
-    generator seeded from it (a dropout mask is then the same on both sides).  The weights
-    recorded include the held `constants` (running statistics): the outputs depend on them."""
+    """Forward, then backward with a ``dout`` drawn from the seed (see `forward_backward`:
+    a dropout mask is then the same on both sides).  `slots` are the weights when already
+    found (finding them again may miss a read-only one, rebound to a writable copy)."""
+    held = {h.path: np.array(h.value) for h in view.held_arrays() if is_float_array(h.value)}
     with seeded_global(seed):
-        raw = view.forward([private_copy(v) for v in values])
-        outputs = read_outputs(raw, view.name)
-        cotangent = outputs.cotangent(np.random.default_rng([seed, 7]))
-        np.random.seed(seed % 2**32)  # backward too starts from the seed, as in a graded child
-        gradients = view.backward([private_copy(v) for v in values], cotangent.for_backward)
-        slots = view.parameters(declared)
+        outputs, gradients = forward_backward(view, values, seed)
+        slots = view.parameters(declared) if slots is None else slots
     found: dict[str, np.ndarray] = {}
     grad_names: dict[str, str] = {}
     if view.differentiates_inputs:
@@ -104,9 +107,20 @@ def observe(
         grad_names[slot.name] = slot.grad_name
         _keep(found, slot.name, gradients.params.get(slot.name, slot.read_gradient()))
     arrays = tuple(a.copy() for a in outputs.arrays)
-    weights = {slot.name: slot.array.copy() for slot in slots}
-    weights.update({path: np.array(lookup(view.target, path)) for path in constants})
-    return Observed(Observation(arrays, found, grad_names), weights)
+    weights = {s.name: held[s.name] if s.name in held else s.array.copy() for s in slots}
+    for path in constants:
+        weights[path] = held[path] if path in held else np.array(lookup(view.target, path))
+    return Observed(Observation(arrays, found, grad_names), weights, held)
+
+
+def forward_backward(view: Adapter, values: Sequence[Any], seed: int) -> tuple[Outputs, Gradients]:
+    """One forward and one backward, each from numpy's global generator seeded from
+    `seed` (as in a graded child, which starts every call from it)."""
+    np.random.seed(seed % 2**32)
+    outputs = read_outputs(view.forward([private_copy(v) for v in values]), view.name)
+    cotangent = outputs.cotangent(np.random.default_rng([seed, 7]))
+    np.random.seed(seed % 2**32)
+    return outputs, view.backward([private_copy(v) for v in values], cotangent.for_backward)
 
 
 def _keep(found: dict[str, np.ndarray], name: str, gradient: Any) -> None:
@@ -118,31 +132,60 @@ def _keep(found: dict[str, np.ndarray], name: str, gradient: Any) -> None:
         found[name] = array if array.dtype.kind == "f" else array.astype(np.float64)
 
 
+def pair_by_value(
+    weights: Mapping[str, np.ndarray], candidates: Mapping[str, np.ndarray]
+) -> dict[str, str]:
+    """Each weight's counterpart among `candidates`: the one of the same name holding the
+    same values, else the only one holding them (both built from the same arrays)."""
+    pairs: dict[str, str] = {}
+    for name, values in weights.items():
+        same = [
+            other
+            for other, array in candidates.items()
+            if other not in pairs.values()
+            and array.shape == values.shape
+            and np.array_equal(array, values, equal_nan=True)
+        ]
+        if name in same or len(same) == 1:
+            pairs[name] = name if name in same else same[0]
+    return pairs
+
+
 # ---------------------------------------------------------------- a trusted implementation
 
 
 def against_reference(
-    subject: Subject, reference: Any, own_check: Callable[[Any], CheckResult]
+    subject: Subject,
+    trusted_object: Any,
+    label: str,
+    own_check: Callable[[Any, ParamDeclaration], CheckResult],
 ) -> Compared:
-    """Observe the target and the reference (with the target's weights), and compare.
+    """Observe the target and the reference (holding the target's weights), and compare.
 
+    The reference of the target's own class takes its ``params=`` declaration too.
     `own_check` runs the gradient check on the reference: called only when the two
     differ, so that a difference is never blamed on the target when the reference
     is the one that is broken.
     """
     yours = _observe(subject, subject.view)
-    trusted_object, label = resolve_reference(reference, subject.view.target)
     against = f"the reference {label}"
+    same_class = type(trusted_object) is type(subject.view.target)
+    declared = subject.declared if same_class else None
     saved = snapshot(trusted_object)
     try:
-        view = resolve_adapter(trusted_object, subject.values, subject.keywords)
-        copy_weights(yours.weights, view.parameters(None), trusted_object, label)
-        trusted = _observe(replace(subject, declared=None), view)
-        comparisons = _compare(subject, yours, trusted.observation, against)
+        try:
+            view = resolve_adapter(trusted_object, subject.values, subject.keywords)
+        except InvalidArgument as unknown:
+            raise InvalidArgument(f"reference={label}: {unknown}") from None
+        with seeded_global(subject.config.seed):  # creates what backward creates (dW)
+            forward_backward(view, subject.values, subject.config.seed)
+        slots, names = hold_the_same(yours, view.parameters(declared), trusted_object, label)
+        trusted = _observe(replace(subject, declared=declared), view, slots)
+        comparisons = _compare(subject, yours, _renamed(trusted.observation, names), against)
         if all(c.status is Status.PASS for c in comparisons):
             return Compared(against, comparisons)
         comparisons = _with_mode_hints(subject, comparisons, yours, trusted_object)
-        own = own_check(trusted_object)
+        own = own_check(trusted_object, declared)
     except (TargetRaised, TargetContractError) as failed:
         why = failed.describe() if isinstance(failed, TargetRaised) else str(failed)
         return Compared(against, error=f"{against} could not be run on these inputs: {why}")
@@ -159,7 +202,48 @@ def against_reference(
     )
 
 
-def _observe(subject: Subject, view: Adapter) -> Observed:
+def hold_the_same(
+    yours: Observed, slots: list[ParamSlot], trusted: Any, label: str
+) -> tuple[list[ParamSlot], dict[str, str]]:
+    """Copy into the reference every array the target holds at a place the reference
+    holds one of the same shape (weights, running statistics), then each remaining
+    weight into the reference's weight holding the same values (both built from the same
+    arrays).  Returns the reference's weights and, by its names, the target's names."""
+    for path, values in yours.held.items():
+        array = lookup(trusted, path)
+        if is_float_array(array) and array.shape == values.shape and array.flags.writeable:
+            np.copyto(array, values, casting="unsafe")
+    by_name = {slot.name: slot.array for slot in slots}
+    for name, values in yours.weights.items():
+        array = by_name.get(name, lookup(trusted, name))
+        if is_float_array(array) and array.shape != values.shape:
+            raise InvalidArgument(
+                f"reference: {label}'s {name} has shape {array.shape}, the target's "
+                f"{values.shape}; build the reference with the same sizes."
+            )
+    unpaired = {n: v for n, v in yours.weights.items() if not is_float_array(lookup(trusted, n))}
+    pairs = pair_by_value(unpaired, {n: a for n, a in by_name.items() if n not in yours.weights})
+    missing = [name for name in unpaired if name not in pairs]
+    if missing:
+        raise InvalidArgument(
+            f"reference: {label} holds no weight named {missing[0]!r} and no single weight "
+            f"holding the same values (it holds {', '.join(by_name) or 'none'}), so it cannot "
+            f"compute with the target's; name the weights alike, or build both from the same "
+            f"arrays."
+        )
+    for name, other in pairs.items():
+        np.copyto(by_name[other], yours.weights[name], casting="unsafe")
+    return slots, {other: name for name, other in pairs.items()}
+
+
+def _renamed(observation: Observation, names: Mapping[str, str]) -> Observation:
+    """`observation` with the reference's weight names replaced by the target's."""
+    gradients = {names.get(k, k): v for k, v in observation.gradients.items()}
+    grad_names = {names.get(k, k): v for k, v in observation.grad_names.items()}
+    return Observation(observation.outputs, gradients, grad_names)
+
+
+def _observe(subject: Subject, view: Adapter, slots: list[ParamSlot] | None = None) -> Observed:
     config = subject.config
     return observe(
         view,
@@ -169,6 +253,7 @@ def _observe(subject: Subject, view: Adapter) -> Observed:
         subject.declared,
         config.seed,
         subject.constants,
+        slots,
     )
 
 
@@ -185,13 +270,25 @@ def _compare(
     )
 
 
+#: What `reference=` cannot be: a value, not an implementation.
+_NOT_A_REFERENCE = (bool, int, float, complex, list, dict, set, np.ndarray, ModuleType)
+
+
 def resolve_reference(reference: Any, target: Any) -> tuple[Any, str]:
-    """The trusted object and its name: a shipped layer's name (``"Affine"``), a class
-    (built like the target), or an object used as it is."""
+    """The trusted object and its name: a shipped layer's name (``"Affine"``) or
+    ``"MODULE:OBJECT"``, a class (built like the target), or an object used as it is."""
+    if isinstance(reference, _NOT_A_REFERENCE):
+        raise InvalidArgument(
+            f"`reference` must be a trusted layer (an object, its class, a shipped layer's "
+            f"name such as 'Affine', or 'MODULE:OBJECT'), got reference={reference!r}."
+        )
     if isinstance(reference, str):
-        reference = shipped_reference(reference)
+        reference = import_target(reference) if ":" in reference else shipped_reference(reference)
     if isinstance(reference, type):
-        return built_like(reference, target), reference.__name__
+        name = reference.__name__
+        if not reference.__module__.startswith("layers_under_test"):
+            name = f"{reference.__module__}.{reference.__qualname__}"
+        return built_like(reference, target), name
     if reference is target:
         raise InvalidArgument(
             "`reference` is the checked target itself; pass a separate trusted implementation "
@@ -210,8 +307,9 @@ def shipped_reference(name: str) -> Any:
     if case is None:
         shipped = sorted({getattr(c.target, "__name__", c.name) for c in REFERENCE.values()})
         raise InvalidArgument(
-            f"reference={name!r} is not a shipped reference layer; they are "
-            f"{', '.join(shipped)}. Or pass an object: reference=MyTrustedLayer(...)."
+            f"reference {name!r} is not a shipped reference layer (they are "
+            f"{', '.join(shipped)}); for a trusted layer of your own give MODULE:OBJECT, or "
+            f"pass the object itself in Python."
         )
     return case.target
 
@@ -246,35 +344,6 @@ def built_like(cls: type, target: Any) -> Any:
             f"reference={cls.__name__} could not be built from the target's "
             f"{', '.join(arguments) or 'nothing'}: {type(error).__name__}: {error}; {fix}."
         ) from None
-
-
-def copy_weights(
-    weights: Mapping[str, np.ndarray], slots: list[ParamSlot], trusted: Any, label: str
-) -> None:
-    """Copy each of the target's weights (and held constants) into the reference's array of
-    the same name, or, when both were built from the same arrays, the one holding the same
-    values."""
-    by_name = {slot.name: slot.array for slot in slots}
-    for name, values in weights.items():
-        held = by_name.get(name)
-        if held is None and is_float_array(lookup(trusted, name)):
-            held = lookup(trusted, name)
-        if held is None:
-            same = [a for a in by_name.values() if a.shape == values.shape]
-            held = next((a for a in same if np.array_equal(a, values)), None)
-        if held is None:
-            raise InvalidArgument(
-                f"reference: {label} holds no weight named {name!r} (it holds "
-                f"{', '.join(by_name) or 'none'}), so it cannot compute with the target's; "
-                f"name the weights alike, or build both from the same arrays."
-            )
-        if held.shape != values.shape or not held.flags.writeable:
-            raise InvalidArgument(
-                f"reference: {label}'s {name} has shape {held.shape}"
-                f"{'' if held.flags.writeable else ' and is read-only'}, the target's "
-                f"{values.shape}; build the reference with the same sizes, writable."
-            )
-        np.copyto(held, values, casting="unsafe")
 
 
 def _with_mode_hints(
@@ -349,7 +418,14 @@ def against_baseline(
                 "hold a correct layer's values"
             )
         else:
-            baselines.write(where, record)
+            try:
+                baselines.write(where, record)
+            except OSError as error:
+                return Compared(
+                    against,
+                    error=f"{against} cannot be written ({error.strerror or error}); give a "
+                    f"path in a folder you can write to.",
+                )
             problem = (
                 f"{verb} it ({len(yours.observation.named_arrays())} arrays); nothing was "
                 f"compared: commit it, and later runs compare against it"

@@ -34,6 +34,9 @@ class Status(enum.Enum):
 #: `TensorResult.method` of an array the check found but could not differentiate.
 NOT_CHECKED = "not checked"
 
+#: How the problem of a ``baseline`` comparison that wrote its file begins.
+WROTE = ("wrote", "rewrote")
+
 _SEVERITY = {Status.PASS: 0, Status.INCONCLUSIVE: 1, Status.FAIL: 2, Status.ERROR: 3}
 
 
@@ -270,6 +273,11 @@ class CheckResult:
         if not self.tensors:
             return None
         return max(self.tensors, key=lambda t: (t.status.severity, _sortable(t.margin)))
+
+    @property
+    def baseline_written(self) -> bool:
+        """Whether the check wrote its baseline instead of comparing with one."""
+        return any(c.kind == "baseline" and c.problem.startswith(WROTE) for c in self.comparisons)
 
     @property
     def worst_comparison(self) -> Comparison | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import zipfile
 
 import numpy as np
@@ -69,6 +70,8 @@ def test_the_fingerprint_covers_inputs_weights_and_keywords() -> None:
         baselines.fingerprint(["x"], [x.astype(np.float32)], {"W": w}, {"train_flg": True}),
     ]
     assert base not in changed and len(set(changed)) == len(changed)
+    with_object = [baselines.fingerprint([], [], {}, {"rng": object()}) for _ in range(2)]
+    assert with_object[0] == with_object[1]  # an address is no value
 
 
 def _npy() -> bytes:
@@ -111,3 +114,23 @@ def test_a_baseline_holding_objects_is_never_unpickled(tmp_path) -> None:
     np.savez(path, header=np.array([{"format": 1}], dtype=object))
     with pytest.raises(BaselineUnreadable, match="cannot be read"):
         baselines.read(str(path))
+
+
+def test_an_array_unlike_its_header_is_a_damaged_file(tmp_path) -> None:
+    path = tmp_path / "net.npz"
+    baselines.write(str(path), _record())
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {key: data[key] for key in data.files}
+    for changed in (arrays["output_0"].astype(np.float32), np.full((2, 3), "a")):
+        np.savez_compressed(path, **{**arrays, "output_0": changed})
+        with pytest.raises(BaselineUnreadable, match=r"output_0 holds .* its header says float64"):
+            baselines.read(str(path))
+
+
+def test_a_written_file_gets_the_usual_permissions_and_no_temporary_stays(tmp_path) -> None:
+    path = tmp_path / "net.npz"
+    baselines.write(str(path), _record())
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+    assert [p.name for p in tmp_path.iterdir()] == ["net.npz"]

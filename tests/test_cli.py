@@ -235,7 +235,7 @@ def test_baseline_dir_writes_then_compares_and_regen_rewrites(capsys, tmp_path):
     [
         (["--regen"], "--regen rewrites baselines: give --baseline DIR with it."),
         (["--reference", "Sigmoid", "--baseline", "b"], "give --reference or --baseline, not both"),
-        (["--reference", "Sigmod"], "reference='Sigmod' is not a shipped reference layer"),
+        (["--reference", "Sigmod"], "reference 'Sigmod' is not a shipped reference layer"),
     ],
 )
 def test_bad_comparison_flags_exit_2(capsys, argv, message):

@@ -213,19 +213,96 @@ def test_weights_named_otherwise_pair_by_value_or_are_refused() -> None:
     same = gradverify.check(
         AffineRenamed(w, b), {"x": _x(1, (2, 4))}, reference=reference.Affine(w, b)
     )
-    assert same.status is Status.FAIL  # paired by value; dweights and dW cannot pair by name
-    assert {c.problem for c in same.comparisons if c.problem} == {
-        "the reference Affine has a gradient of W; this check has none",
-        "the reference Affine has a gradient of b; this check has none",
-        "the reference Affine has no gradient of weights to compare with",
-        "the reference Affine has no gradient of bias to compare with",
-    }
-    with pytest.raises(
-        InvalidArgument, match=r"Affine holds no weight named 'weights' \(it holds W, b\)"
-    ):
+    assert same.status is Status.PASS  # built from the same arrays: paired by their values
+    assert [c.name for c in same.comparisons] == ["output", "dx", "dweights", "dbias"]
+    with pytest.raises(InvalidArgument, match=r"holds no weight named 'weights' and no single"):
         gradverify.check(
             AffineRenamed(w, b), {"x": _x(1, (2, 4))}, reference=reference.Affine(b=b, W=w + 1)
         )
+
+
+class LazyRenamed:
+    """A correct Affine with weights ``P``, ``Q`` whose gradient attributes appear in backward."""
+
+    def __init__(self, P: np.ndarray, Q: np.ndarray) -> None:
+        self.P, self.Q = P, Q
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.x = x
+        return x @ self.P + self.Q
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        self.dP, self.dQ = self.x.T @ dout, dout.sum(axis=0)
+        return dout @ self.P.T
+
+
+class GradW:
+    """A correct Affine without bias whose gradient is ``grad_W`` (declared with params=)."""
+
+    def __init__(self, W: np.ndarray) -> None:
+        self.W, self.grad_W = W, None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.x = x
+        return x @ self.W
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        self.grad_W = self.x.T @ dout
+        return dout @ self.W.T
+
+
+def test_references_the_target_was_not_designed_with_are_held_like_any_other() -> None:
+    rng = np.random.default_rng(0)
+    w, b = rng.standard_normal((4, 3)), rng.standard_normal(3)
+    x = {"x": _x(1, (2, 4))}
+    lazy = gradverify.check(reference.Affine(w, b), x, reference=LazyRenamed(w.copy(), b.copy()))
+    assert lazy.status is Status.PASS, lazy  # its dP exists only after a backward
+    read_only = reference.Affine(w + 1, b)
+    read_only.W.setflags(write=False)
+    held = gradverify.check(reference.Affine(w, b), x, reference=read_only)
+    assert held.status is Status.PASS, held
+    assert not read_only.W.flags.writeable and np.array_equal(read_only.W, w + 1)
+    declared = gradverify.check(GradW(w), x, params={"W": "grad_W"}, reference=GradW(w - 1))
+    assert declared.status is Status.PASS, declared  # the same class takes the declaration
+
+
+def test_a_gradient_the_reference_lacks_is_inconclusive_not_the_targets_fail() -> None:
+    def forward(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, Any]:
+        return x @ w, (x, w)
+
+    def backward_x_only(dout: np.ndarray, cache: Any) -> np.ndarray:
+        return dout @ cache[1].T
+
+    def backward(dout: np.ndarray, cache: Any) -> tuple[np.ndarray, np.ndarray]:
+        return dout @ cache[1].T, cache[0].T @ dout
+
+    inputs = {"x": _x(1, (2, 4)), "w": _x(2, (4, 3))}
+    held = gradverify.check((forward, backward), inputs, reference=(forward, backward_x_only))
+    assert held.status is Status.INCONCLUSIVE
+    assert (
+        held.comparisons[-1].problem == "the reference forward has no gradient of w to compare with"
+    )
+
+
+@pytest.mark.parametrize("value", [0, False, [1, 2], {"W": 1}, np])
+def test_a_value_is_no_reference_and_is_refused_before_the_check(value: Any) -> None:
+    class Counted(SigmoidViaTanh):
+        calls = 0
+
+        def forward(self, x: np.ndarray) -> np.ndarray:
+            Counted.calls += 1
+            return super().forward(x)
+
+    with pytest.raises(InvalidArgument, match=r"`reference` must be a trusted layer"):
+        gradverify.check(Counted(), {"x": _x()}, reference=value)
+    assert Counted.calls == 0
+
+
+def test_module_object_names_a_reference_in_python_too() -> None:
+    held = gradverify.check(
+        broken.SigmoidWrongSlope(), {"x": _x()}, reference="layers_under_test.reference:Sigmoid"
+    )
+    assert held.status is Status.FAIL and held.against == "the reference Sigmoid"
 
 
 @pytest.mark.parametrize(
@@ -235,7 +312,7 @@ def test_weights_named_otherwise_pair_by_value_or_are_refused() -> None:
         ({"regen": True}, r"`regen=True` rewrites a baseline: pass baseline=PATH"),
         ({"regen": "yes"}, r"`regen` must be True or False, got regen='yes'"),
         ({"baseline": 3}, r"`baseline` must be a file path, got baseline=3"),
-        ({"reference": "Afine"}, r"reference='Afine' is not a shipped reference layer; they are"),
+        ({"reference": "Afine"}, r"reference 'Afine' is not a shipped reference layer \(they are"),
     ],
 )
 def test_bad_comparison_arguments_are_named(options: dict[str, Any], message: str) -> None:
@@ -265,3 +342,31 @@ def test_json_carries_the_comparisons() -> None:
     output = data["comparisons"][0]
     assert output["name"] == "output" and output["status"] == "fail"
     assert output["differing"] == 12 and output["rows"][0]["index"] == [2, 1]
+
+
+def test_assert_gradients_raises_with_the_difference() -> None:
+    with pytest.raises(gradverify.GradientMismatch) as raised:
+        gradverify.assert_gradients(broken.SigmoidWrongSlope(), {"x": _x()}, reference="Sigmoid")
+    message = str(raised.value)
+    assert "SigmoidWrongSlope.backward — forward output differs from the reference Sigmoid" in (
+        message
+    )
+    assert "dx differs from the reference Sigmoid" in message
+    assert raised.value.result.comparisons[0].status is Status.FAIL
+
+
+@pytest.mark.parametrize("path", ["", "a\x00b.npz", "."])
+def test_a_baseline_path_that_names_no_file_is_refused(path: str) -> None:
+    with pytest.raises(InvalidArgument, match=r"`baseline` must name a file"):
+        gradverify.check(SigmoidViaTanh(), {"x": _x()}, baseline=path)
+
+
+def test_a_baseline_that_cannot_be_written_is_an_error_that_keeps_the_gradient_verdict(
+    tmp_path,
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    held = gradverify.check(SigmoidViaTanh(), {"x": _x()}, baseline=str(blocker / "s.npz"))
+    assert held.status is Status.ERROR
+    assert held.error.startswith(f"the baseline {blocker / 's.npz'} cannot be written (")
+    assert [t.status for t in held.tensors] == [Status.PASS]

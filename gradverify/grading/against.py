@@ -31,7 +31,7 @@ from gradverify.grading.remote import RemoteAdapter, RemoteRaised
 from gradverify.loading import MissingName, attribute, module_from_file
 from gradverify.randomness import seeded_global
 from gradverify.references import Tolerances, compare_arrays, compare_observations
-from gradverify.regression import Observed, observe
+from gradverify.regression import Observed, observe, pair_by_value
 from gradverify.results import (
     CheckResult,
     Comparison,
@@ -61,7 +61,9 @@ def against_reference(
         tolerances,
     )
     findings = [_forward_finding(view.label, c) for c in outputs if c.status is not Status.PASS]
-    tensors = tuple(_held(t, mine, trusted, tolerances) for t in result.tensors)
+    pairs = pair_by_value(mine.weights, trusted.weights)
+    held = {name: trusted.observation.gradients.get(other) for name, other in pairs.items()}
+    tensors = tuple(_held(t, mine, trusted, held, tolerances) for t in result.tensors)
     statuses = [t.status for t in tensors] + [Status.FAIL] * bool(findings)
     return replace(
         result,
@@ -156,7 +158,11 @@ def _trusted(graded: GradedCheck, case: Case, seed: int) -> Adapter:
 
 
 def _held(
-    tensor: TensorResult, mine: Observed, trusted: Observed, tolerances: Tolerances
+    tensor: TensorResult,
+    mine: Observed,
+    trusted: Observed,
+    weight_gradients: dict[str, np.ndarray | None],
+    tolerances: Tolerances,
 ) -> TensorResult:
     """The tensor's result, FAILed with the reason if its gradient is not the reference's."""
     if tensor.status is not Status.PASS:
@@ -165,7 +171,7 @@ def _held(
     if tensor.role == "input":
         reference = trusted.observation.gradients.get(tensor.name)
     else:
-        reference = _paired(mine.weights.get(tensor.name), trusted)
+        reference = weight_gradients.get(tensor.name)
         if reference is None:
             problem = (
                 f"{tensor.name} holds none of the reference's weights: its gradient cannot count"
@@ -185,16 +191,6 @@ def _held(
             f"at {row.index or '()'} {row.yours:.6g} vs {row.reference:.6g}"
         )
     return replace(tensor, status=Status.FAIL, hint=problem)
-
-
-def _paired(value: np.ndarray | None, trusted: Observed) -> np.ndarray | None:
-    """The reference's gradient of the weight holding the same values as `value`."""
-    if value is None:
-        return None
-    for name, array in trusted.weights.items():
-        if array.shape == value.shape and np.array_equal(array, value):
-            return trusted.observation.gradients.get(name)
-    return None
 
 
 @functools.cache
