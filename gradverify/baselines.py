@@ -53,6 +53,21 @@ class Record:
     #: What the check was run with (tolerances, keyword arguments), for the reader of the
     #: file; the fingerprint already covers what the values depend on.
     options: dict[str, Any] = field(default_factory=dict)
+    #: The shape and dtype of each input and weight ("x": "(2, 4) float64"): what a
+    #: different fingerprint most often comes from, named when it does.
+    arrays: dict[str, str] = field(default_factory=dict)
+
+
+def described(
+    names: Sequence[str], values: Sequence[Any], weights: Mapping[str, Any]
+) -> dict[str, str]:
+    """Each array's shape and dtype, for a header: ``{"x": "(2, 4) float64"}``."""
+    items = [*zip(names, values), *weights.items()]
+    return {
+        name: f"{value.shape} {value.dtype}"
+        for name, value in items
+        if isinstance(value, np.ndarray)
+    }
 
 
 def fingerprint(
@@ -92,6 +107,7 @@ def write(path: str, record: Record) -> None:
         "seed": record.seed,
         "fingerprint": record.fingerprint,
         "options": record.options,
+        "inputs_and_weights": record.arrays,
         "outputs": len(observation.outputs),
         "gradients": [
             {"name": name, "grad_name": observation.grad_names.get(name, name)}
@@ -170,6 +186,7 @@ def _record(path: str, data: NpzFile) -> Record:
         seed=int(header["seed"]),
         fingerprint=str(header["fingerprint"]),
         options=dict(header.get("options", {})),
+        arrays=dict(header.get("inputs_and_weights", {})),
     )
 
 
@@ -188,6 +205,17 @@ def incompatible(stored: Record, current: Record) -> str:
         return (
             f"was recorded with seed={stored.seed}, this check runs with seed={current.seed}; "
             f"run with the same seed, or {_REGENERATE}."
+        )
+    changed = [
+        f"{name} {stored.arrays.get(name, 'absent')} then, {now} now"
+        for name, now in current.arrays.items()
+        if stored.arrays and stored.arrays.get(name) != now
+    ]
+    if changed:
+        return (
+            f"was recorded at other shapes ({'; '.join(changed)}), so its values cannot be "
+            f"compared with this check's: keep a baseline per shape (another file or folder), "
+            f"or {_REGENERATE}."
         )
     if stored.fingerprint != current.fingerprint:
         return (

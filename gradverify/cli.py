@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -45,6 +46,7 @@ class Job:
     spec: Any = None  # for --fuzz: a gradverify.specs spec, and the factory it feeds
     factory: Any = None
     reference: Any = None  # what forward and gradients are held against (--reference)
+    source: str = ""  # the case's name or MODULE:OBJECT: names its --baseline file
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,10 +155,7 @@ def _check(arguments: argparse.Namespace) -> int:
         CheckConfig(  # fail early, before any layer is imported or built
             seed=arguments.seed, rtol=arguments.rtol, atol=arguments.atol, budget=arguments.budget
         )
-        if arguments.regen and not arguments.baseline:
-            raise InvalidArgument("--regen rewrites baselines: give --baseline DIR with it.")
-        if arguments.reference and arguments.baseline:
-            raise InvalidArgument("give --reference or --baseline, not both.")
+        _check_comparison_flags(arguments)
         jobs = _jobs(arguments)
         results = [_run(job, arguments) for job in jobs]
         fuzzed = [_fuzz(job, arguments) for job in jobs]
@@ -169,6 +168,19 @@ def _check(arguments: argparse.Namespace) -> int:
         _print_report(jobs, results, fuzzed)
     passed = all(r.passed for r in results) and all(f is None or f.passed for f in fuzzed)
     return 0 if passed else 1
+
+
+def _check_comparison_flags(arguments: argparse.Namespace) -> None:
+    baseline = arguments.baseline
+    if arguments.regen and baseline is None:
+        raise InvalidArgument("--regen rewrites baselines: give --baseline DIR with it.")
+    if arguments.reference is not None and baseline is not None:
+        raise InvalidArgument("give --reference or --baseline, not both.")
+    if baseline is not None and (not baseline or os.path.isfile(baseline)):
+        raise InvalidArgument(
+            f"--baseline takes a folder (one LAYER.npz per layer in it), got --baseline "
+            f"{baseline!r}{', a file' if baseline else ''}; e.g. --baseline tests/baselines."
+        )
 
 
 def _json(result: CheckResult, fuzzed: FuzzResult | None) -> dict[str, Any]:
@@ -226,8 +238,9 @@ def _options(job: Job, arguments: argparse.Namespace) -> dict[str, Any]:
         "budget": arguments.budget,
         "reference": job.reference,
     }
-    if arguments.baseline:
-        options["baseline"] = os.path.join(arguments.baseline, f"{job.name}.npz")
+    if arguments.baseline is not None:  # one file per target: a shipped case, MODULE.OBJECT
+        file_name = re.sub(r"[^\w.-]+", "_", job.source.replace(":", "."))
+        options["baseline"] = os.path.join(arguments.baseline, f"{file_name}.npz")
         options["regen"] = arguments.regen
     return options
 
@@ -249,7 +262,7 @@ def _run(job: Job, arguments: argparse.Namespace) -> CheckResult:
     if redraws:
         notes += (f"generated inputs redrawn {redraws} time(s) where they sat on a kink",)
     reproduce = f"{job.reproduce} --seed {arguments.seed}"
-    if arguments.baseline:
+    if arguments.baseline is not None:
         reproduce += f" --baseline {arguments.baseline}"
     return replace(result, notes=notes, reproduce=reproduce)
 
@@ -277,7 +290,7 @@ def _redrawn(
 
 def _jobs(arguments: argparse.Namespace) -> list[Job]:
     jobs = _targets(arguments)
-    if arguments.baseline:  # instead of a wrong-function twin's own reference
+    if arguments.baseline is not None:  # instead of a wrong-function twin's own reference
         return [replace(job, reference=None) for job in jobs]
     if arguments.reference is None:
         return jobs
@@ -342,6 +355,7 @@ def _case_job(case: Any, rng: np.random.Generator) -> Job:
         getattr(case, "spec", None),
         getattr(case, "factory", None) or case.target,
         reference=getattr(case, "reference", "") or None,
+        source=case.name,
     )
 
 
@@ -387,6 +401,7 @@ def _user_job(spec: str, obj: Any, arguments: argparse.Namespace, rng: np.random
         f"gradverify check {spec} {flags.strip()}",
         spec=_read_spec(arguments.spec),
         factory=factory,
+        source=spec,
     )
 
 
@@ -419,11 +434,12 @@ def _shapes(flag: str, specs: list[str]) -> list[tuple[str, tuple[int, ...]]]:
 
 def _table(jobs: list[Job], results: list[CheckResult], fuzzed: list[FuzzResult | None]) -> str:
     width = max([len(j.name) for j in jobs] + [5])
+    checked = max([len(r.coverage) for r in results] + [14])
     fuzz_header = "  fuzz" if any(f is not None for f in fuzzed) else ""
     lines = [
         (
             f"{'layer':<{width}}  {'status':<12}  {'worst':<28}  {'forward':>8}  {'time':>7}  "
-            f"{'checked':<14}" + fuzz_header
+            f"{'checked':<{checked}}" + fuzz_header
         ).rstrip()
     ]
     for job, result, fuzz_result in zip(jobs, results, fuzzed):
@@ -435,7 +451,8 @@ def _table(jobs: list[Job], results: list[CheckResult], fuzzed: list[FuzzResult 
         )
         row = (
             f"{job.name:<{width}}  {result.status.name:<12}  {_worst(result):<28}  "
-            f"{result.forward_calls:>8}  {result.seconds:>6.2f}s  {result.coverage:<14}{fuzz_cell}"
+            f"{result.forward_calls:>8}  {result.seconds:>6.2f}s  "
+            f"{result.coverage:<{checked}}{fuzz_cell}"
         )
         lines.append(row.rstrip())
     combined = [

@@ -170,20 +170,29 @@ def _problem(name: str, kind: str, problem: str) -> Comparison:
 def difference_hint(
     mine: np.ndarray, trusted: np.ndarray, what: str, batch_size: int | None = None
 ) -> str:
-    """The classic bug the data shows, or '': a constant factor (a missing ``1/N``, a
-    dropout scaled in the wrong mode), a constant shift, or a normalization (a softmax)
-    over the wrong axis.  `what` names the trusted side ("the reference Affine")."""
+    """The classic bug the data shows, or '': all zeros (never written), a constant factor
+    (a missing ``1/N``, a dropout scaled in the wrong mode), a constant shift, a shift per
+    feature (a bias left out or added twice), or a normalization (a softmax) over the wrong
+    axis.  `what` names the trusted side ("the reference Affine")."""
+    if not (np.all(np.isfinite(mine)) and np.all(np.isfinite(trusted))):
+        return ""  # NaN or inf: no pattern to read, the rows show them
     if mine.size == 1:  # one number: only a telling factor is evidence
         ratio = float(mine.reshape(-1)[0]) / float(trusted.reshape(-1)[0] or np.nan)
         meaning = hints.factor_meaning(ratio, batch_size)
         return f"yours = {ratio:.4g} x {what}: {meaning}" if meaning else ""
+    if not np.any(mine) and np.any(trusted):
+        return "yours is zero everywhere: never written, or computed from an input never used?"
     found = hints.constant_factor(mine, trusted, batch_size)
     if found is not None:
         return f"yours = {found[0]:.4g} x {what} on every element: {found[1]}"
-    shift = (mine - trusted).reshape(-1)
-    scale = float(np.max(np.abs(trusted), initial=0.0))
-    if shift[0] != 0 and np.allclose(shift, shift[0], atol=1e-12 * scale):
-        return f"yours = {what} + {float(shift[0]):.4g} on every element: a constant shift"
+    shift = mine - trusted
+    scale = 1e-9 * float(np.max(np.abs(trusted)))
+    if np.allclose(shift, shift.reshape(-1)[0], rtol=0, atol=scale):
+        return (
+            f"yours = {what} + {float(shift.reshape(-1)[0]):.4g} on every element: a constant shift"
+        )
+    if mine.ndim > 1 and mine.shape[0] > 1 and np.allclose(shift, shift[:1], rtol=0, atol=scale):
+        return f"yours = {what} + the same vector in every row: a bias left out, or added twice?"
     mine_axes, trusted_axes = _unit_sum_axes(mine), _unit_sum_axes(trusted)
     if mine_axes and trusted_axes and not set(mine_axes) & set(trusted_axes):
         return (

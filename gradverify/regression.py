@@ -349,10 +349,11 @@ def built_like(cls: type, target: Any) -> Any:
 def _with_mode_hints(
     subject: Subject, comparisons: tuple[Comparison, ...], yours: Observed, trusted: Any
 ) -> tuple[Comparison, ...]:
-    """A differing output that the reference gives with a flag flipped (``train_flg``):
-    the target swapped its train and test behaviour.  Or, with such a flag, a constant
-    factor: a scale that belongs to the other mode (dropout scaled at test time)."""
-    flags = [k for k, v in subject.keywords.items() if isinstance(v, bool)]
+    """A differing output that the reference gives with its train flag (``train_flg``,
+    ``training``) flipped: the target swapped its train and test behaviour.  Or, with
+    such a flag, a constant factor: a scale that belongs to the other mode (a dropout
+    scaled at test time)."""
+    flags = [k for k, v in subject.keywords.items() if isinstance(v, bool) and "train" in k]
     outputs = yours.observation.outputs
     if not flags or len(outputs) != 1 or comparisons[0].status is Status.PASS:
         return comparisons
@@ -402,6 +403,7 @@ def against_baseline(
         fingerprint=baselines.fingerprint(
             subject.names, subject.values, yours.weights, subject.keywords
         ),
+        arrays=baselines.described(subject.names, subject.values, yours.weights),
         options={
             "rtol": subject.config.rtol,
             "atol": subject.config.atol,
@@ -426,10 +428,8 @@ def against_baseline(
                     error=f"{against} cannot be written ({error.strerror or error}); give a "
                     f"path in a folder you can write to.",
                 )
-            problem = (
-                f"{verb} it ({len(yours.observation.named_arrays())} arrays); nothing was "
-                f"compared: commit it, and later runs compare against it"
-            )
+            count = len(yours.observation.named_arrays())
+            problem = f"{verb} it ({count} arrays), compared nothing: commit it for later runs"
         return Compared(
             against, (Comparison("baseline", "baseline", Status.INCONCLUSIVE, problem=problem),)
         )
@@ -440,4 +440,4 @@ def against_baseline(
     mismatch = baselines.incompatible(stored, record)
     if mismatch:
         return Compared(against, error=f"{against} {mismatch}")
-    return Compared(against, _compare(subject, yours, stored.observation, against))
+    return Compared(against, _compare(subject, yours, stored.observation, "the baseline"))

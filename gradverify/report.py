@@ -186,16 +186,16 @@ def _comparison_line(comparison: Comparison) -> str:
 def format_comparison(result: CheckResult, comparison: Comparison) -> str:
     """The detailed block for one output or gradient that differs from the trusted one."""
     what = "forward output" if comparison.kind == "output" else comparison.name
+    baseline = result.against.startswith("the baseline")
+    trusted = "the baseline" if baseline else result.against  # its path: the line below
     if comparison.kind == "baseline":
-        lines = [f"{result.label} — {result.against}: {comparison.problem}"]
-    elif comparison.problem:
-        lines = [
-            f"{result.label} — {what} differs from {result.against}",
-            f"  {comparison.problem}",
-        ]
+        lines = [f"{result.label} — {trusted}: {comparison.problem}"]
     else:
-        lines = [f"{result.label} — {what} differs from {result.against}"]
-        lines += _difference_numbers(result, comparison)
+        lines = [f"{result.label} — {what} differs from {trusted}"]
+        lines += [f"  {comparison.problem}"] if comparison.problem else []
+        lines += [] if comparison.problem else _difference_numbers(result, comparison)
+    if baseline:
+        lines.append(f"  baseline: {result.against.removeprefix('the baseline ')}")
     if comparison.hint:
         lines.append(f"  hint: {comparison.hint}")
     if comparison.kind == "output" and "reference" in result.against.split()[:2]:

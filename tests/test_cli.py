@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -228,6 +229,13 @@ def test_baseline_dir_writes_then_compares_and_regen_rewrites(capsys, tmp_path):
     assert "was recorded with seed=0, this check runs with seed=1" in capsys.readouterr().out
     assert main(["check", "Affine", "--baseline", folder, "--regen"]) == 1
     assert "rewrote it (4 arrays)" in capsys.readouterr().out
+    user = ["layers_under_test.reference:Affine", "--init", "W=4,3", "--init", "b=3"]
+    assert main(["check", *user, "--input", "x=2,4", "--baseline", folder]) == 1
+    assert (tmp_path / "baselines" / "layers_under_test.reference.Affine.npz").exists()
+    assert main(["check", *user, "--input", "x=5,4", "--baseline", folder]) == 1
+    assert "recorded at other shapes (x (2, 4) float64 then, (5, 4) float64 now)" in (
+        capsys.readouterr().out
+    )
 
 
 @pytest.mark.parametrize(
@@ -236,8 +244,11 @@ def test_baseline_dir_writes_then_compares_and_regen_rewrites(capsys, tmp_path):
         (["--regen"], "--regen rewrites baselines: give --baseline DIR with it."),
         (["--reference", "Sigmoid", "--baseline", "b"], "give --reference or --baseline, not both"),
         (["--reference", "Sigmod"], "reference 'Sigmod' is not a shipped reference layer"),
+        (["--baseline", ""], "--baseline takes a folder (one LAYER.npz per layer in it), got"),
+        (["--baseline", "README.md"], "got --baseline 'README.md', a file; e.g."),
     ],
 )
-def test_bad_comparison_flags_exit_2(capsys, argv, message):
+def test_bad_comparison_flags_exit_2(capsys, argv, message, monkeypatch):
+    monkeypatch.chdir(Path(__file__).parents[1])  # where README.md is a file
     assert main(["check", "Sigmoid", *argv]) == 2
     assert message in capsys.readouterr().err

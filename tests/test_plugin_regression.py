@@ -124,9 +124,10 @@ def test_a_changed_layer_fails_naming_the_moved_output(pytester):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*forward output differs from the baseline *test_sigmoid.npz",
+            "*Sigmoid.backward — forward output differs from the baseline",
             "*differing: 12 / 12 (100.0%)*",
-            "*dx differs from the baseline*",
+            "  baseline: *test_regression/test_sigmoid.npz",
+            "*dx differs from the baseline",
         ]
     )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -112,3 +114,31 @@ def test_one_number_gets_a_hint_only_for_a_telling_factor() -> None:
     )
     assert difference_hint(loss * 1.7, loss, WHAT, batch_size=3) == ""
     assert difference_hint(loss, np.array(0.0), WHAT, batch_size=3) == ""
+
+
+def test_a_bias_left_out_and_an_all_zero_value_are_named_and_their_near_misses_are_not() -> None:
+    trusted = _values()
+    bias = np.random.default_rng(3).standard_normal(5)
+    assert difference_hint(trusted + bias, trusted, WHAT).endswith(
+        "+ the same vector in every row: a bias left out, or added twice?"
+    )
+    uneven = trusted + bias
+    uneven[2, 1] += 0.5
+    assert difference_hint(uneven, trusted, WHAT) == ""
+    assert difference_hint(np.zeros_like(trusted), trusted, WHAT).startswith(
+        "yours is zero everywhere"
+    )
+    almost = np.zeros_like(trusted)
+    almost[0, 0] = 1.0
+    assert difference_hint(almost, trusted, WHAT) == ""
+
+
+def test_nan_or_inf_gives_no_hint_and_no_warning() -> None:
+    trusted = _values()
+    mine = 2 * trusted
+    mine[0, 0] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert difference_hint(mine, trusted, WHAT) == ""
+        found = compare_arrays("o", "output", mine, trusted, TOLERANCES)
+    assert found.differing == 20 and found.hint == ""

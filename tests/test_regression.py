@@ -370,3 +370,23 @@ def test_a_baseline_that_cannot_be_written_is_an_error_that_keeps_the_gradient_v
     assert held.status is Status.ERROR
     assert held.error.startswith(f"the baseline {blocker / 's.npz'} cannot be written (")
     assert [t.status for t in held.tensors] == [Status.PASS]
+
+
+def test_the_other_mode_is_suggested_only_for_a_train_flag() -> None:
+    class Mean:
+        def forward(self, x: np.ndarray, keepdims: bool = False) -> np.ndarray:
+            return x.mean(axis=1, keepdims=keepdims)
+
+        def backward(self, dout: np.ndarray) -> np.ndarray:
+            return np.repeat(dout.reshape(-1, 1), 4, axis=1) / 4
+
+    class Sum(Mean):
+        def forward(self, x: np.ndarray, keepdims: bool = False) -> np.ndarray:
+            return 4 * super().forward(x, keepdims)
+
+        def backward(self, dout: np.ndarray) -> np.ndarray:
+            return 4 * super().backward(dout)
+
+    held = gradverify.check(Sum(), {"x": _x()}, kwargs={"keepdims": True}, reference=Mean())
+    assert held.comparisons[0].hint.startswith("yours = 4 x the reference Mean on every element")
+    assert "other mode" not in held.comparisons[0].hint
