@@ -33,11 +33,11 @@ from gradverify.regression import (
     Subject,
     against_baseline,
     against_reference,
-    resolve_reference,
 )
 from gradverify.results import CheckResult, Status, worst_status
 from gradverify.run import CheckRun, Found
 from gradverify.state import snapshot
+from gradverify.trusted import resolve_reference
 
 
 def check(

@@ -1,22 +1,17 @@
 """A check's forward outputs and gradients held against a trusted reference or a stored baseline.
 
-`observe` runs one forward and one backward at the check's inputs, from a random
-state and a ``dout`` drawn from the seed; `against_reference` observes a trusted
-implementation the same way, with the target's weights copied into it, and
-`against_baseline` reads (or first writes) the values a trusted run stored (see
-`baselines`).  Both return a `Compared` that `checks.check` folds into the
-result.  A difference is blamed on the target only once the reference has
-passed its own gradient check.
+`against_reference` observes the target and a trusted implementation the same way
+(`observing`), with the target's weights copied into it, and `against_baseline`
+reads (or first writes) the values a trusted run stored (see `baselines`).  Both
+return a `Compared` that `checks.check` folds into the result.  A difference is
+blamed on the target only once the reference has passed its own gradient check.
 """
 
 from __future__ import annotations
 
-import contextlib
-import inspect
 import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -24,7 +19,6 @@ import numpy as np
 from gradverify import baselines
 from gradverify.adapters import (
     Adapter,
-    Gradients,
     ParamDeclaration,
     ParamSlot,
     TargetRaised,
@@ -33,10 +27,10 @@ from gradverify.adapters import (
 from gradverify.adapters.base import is_float_array, private_copy
 from gradverify.config import CheckConfig
 from gradverify.errors import InvalidArgument, TargetContractError
-from gradverify.inputs import batch_size, display_name
-from gradverify.loading import import_target
-from gradverify.objects import attributes, lookup
-from gradverify.outputs import Outputs, read_outputs
+from gradverify.inputs import batch_size
+from gradverify.objects import lookup
+from gradverify.observing import Observed, forward_backward, observe, pair_by_value
+from gradverify.outputs import read_outputs
 from gradverify.randomness import seeded_global
 from gradverify.references import Observation, compare_observations, same_values
 from gradverify.report import format_failure
@@ -65,93 +59,6 @@ class Compared:
     against: str
     comparisons: tuple[Comparison, ...] = ()
     error: str = ""  # the reference or baseline could not serve (never the target's fault)
-
-
-@dataclass(frozen=True)
-class Observed:
-    """An observation, and the arrays it was made with, as they were before its forward:
-    the weights (and held constants) by slot name, and every array the target held."""
-
-    observation: Observation
-    weights: dict[str, np.ndarray]
-    held: dict[str, np.ndarray]
-
-
-def observe(
-    view: Adapter,
-    names: Sequence[str],
-    values: Sequence[Any],
-    nondiff: Collection[str],
-    declared: ParamDeclaration,
-    seed: int,
-    constants: Sequence[str] = (),
-    slots: list[ParamSlot] | None = None,
-) -> Observed:
-    """Forward, then backward with a ``dout`` drawn from the seed (see `forward_backward`:
-    a dropout mask is then the same on both sides).  `slots` are the weights when already
-    found (finding them again may miss a read-only one, rebound to a writable copy)."""
-    held = {h.path: np.array(h.value) for h in view.held_arrays() if is_float_array(h.value)}
-    with seeded_global(seed):
-        outputs, gradients = forward_backward(view, values, seed)
-        slots = view.parameters(declared) if slots is None else slots
-    found: dict[str, np.ndarray] = {}
-    grad_names: dict[str, str] = {}
-    if view.differentiates_inputs:
-        input_grads = view.input_grad_names(list(names))
-        for position, (name, value) in enumerate(zip(names, values)):
-            if is_float_array(value) and name not in nondiff:
-                grad_names[name] = input_grads[position]
-                returned = gradients.inputs[position] if position < len(gradients.inputs) else None
-                _keep(found, name, returned)
-    for slot in slots:
-        grad_names[slot.name] = slot.grad_name
-        _keep(found, slot.name, gradients.params.get(slot.name, slot.read_gradient()))
-    arrays = tuple(a.copy() for a in outputs.arrays)
-    weights = {s.name: held[s.name] if s.name in held else s.array.copy() for s in slots}
-    for path in constants:
-        weights[path] = held[path] if path in held else np.array(lookup(view.target, path))
-    return Observed(Observation(arrays, found, grad_names), weights, held)
-
-
-def forward_backward(view: Adapter, values: Sequence[Any], seed: int) -> tuple[Outputs, Gradients]:
-    """One forward and one backward, each from numpy's global generator seeded from
-    `seed` (as in a graded child, which starts every call from it)."""
-    np.random.seed(seed % 2**32)
-    outputs = read_outputs(view.forward([private_copy(v) for v in values]), view.name)
-    cotangent = outputs.cotangent(np.random.default_rng([seed, 7]))
-    np.random.seed(seed % 2**32)
-    return outputs, view.backward([private_copy(v) for v in values], cotangent.for_backward)
-
-
-def _keep(found: dict[str, np.ndarray], name: str, gradient: Any) -> None:
-    """Record a gradient that is an array of numbers (the check reports any other)."""
-    if gradient is None:
-        return
-    with contextlib.suppress(TypeError, ValueError):
-        array = np.array(gradient)
-        found[name] = array if array.dtype.kind == "f" else array.astype(np.float64)
-
-
-def pair_by_value(
-    weights: Mapping[str, np.ndarray], candidates: Mapping[str, np.ndarray]
-) -> dict[str, str]:
-    """Each weight's counterpart among `candidates`: the one of the same name holding the
-    same values, else the only one holding them (both built from the same arrays)."""
-    pairs: dict[str, str] = {}
-    for name, values in weights.items():
-        same = [
-            other
-            for other, array in candidates.items()
-            if other not in pairs.values()
-            and array.shape == values.shape
-            and np.array_equal(array, values, equal_nan=True)
-        ]
-        if name in same or len(same) == 1:
-            pairs[name] = name if name in same else same[0]
-    return pairs
-
-
-# ---------------------------------------------------------------- a trusted implementation
 
 
 def against_reference(
@@ -268,82 +175,6 @@ def _compare(
         batch_size=batch_size(subject.values),
         max_rows=subject.config.max_rows,
     )
-
-
-#: What `reference=` cannot be: a value, not an implementation.
-_NOT_A_REFERENCE = (bool, int, float, complex, list, dict, set, np.ndarray, ModuleType)
-
-
-def resolve_reference(reference: Any, target: Any) -> tuple[Any, str]:
-    """The trusted object and its name: a shipped layer's name (``"Affine"``) or
-    ``"MODULE:OBJECT"``, a class (built like the target), or an object used as it is."""
-    if isinstance(reference, _NOT_A_REFERENCE):
-        raise InvalidArgument(
-            f"`reference` must be a trusted layer (an object, its class, a shipped layer's "
-            f"name such as 'Affine', or 'MODULE:OBJECT'), got reference={reference!r}."
-        )
-    if isinstance(reference, str):
-        reference = import_target(reference) if ":" in reference else shipped_reference(reference)
-    if isinstance(reference, type):
-        name = reference.__name__
-        if not reference.__module__.startswith("layers_under_test"):
-            name = f"{reference.__module__}.{reference.__qualname__}"
-        return built_like(reference, target), name
-    if reference is target:
-        raise InvalidArgument(
-            "`reference` is the checked target itself; pass a separate trusted implementation "
-            "(another instance, a class, or a shipped layer's name such as reference='Affine')."
-        )
-    return reference, display_name(reference)
-
-
-def shipped_reference(name: str) -> Any:
-    """The shipped reference layer (class or function pair) called `name`, in any case."""
-    from layers_under_test.registry import REFERENCE
-
-    by_name = {case.name.lower(): case for case in REFERENCE.values()}
-    aliases = {getattr(c.target, "__name__", "").lower(): c for c in REFERENCE.values()}
-    case = by_name.get(name.lower()) or aliases.get(name.lower())
-    if case is None:
-        shipped = sorted({getattr(c.target, "__name__", c.name) for c in REFERENCE.values()})
-        raise InvalidArgument(
-            f"reference {name!r} is not a shipped reference layer (they are "
-            f"{', '.join(shipped)}); for a trusted layer of your own give MODULE:OBJECT, or "
-            f"pass the object itself in Python."
-        )
-    return case.target
-
-
-def built_like(cls: type, target: Any) -> Any:
-    """An instance of `cls` built from the constructor arguments `target` holds under the
-    same names (``Affine(W, b)`` from the target's ``W`` and ``b``), copied."""
-    held = attributes(target)
-    try:
-        parameters = inspect.signature(cls).parameters.values()
-    except (TypeError, ValueError):
-        parameters = []  # type: ignore[assignment]
-    arguments, missing = {}, []
-    for parameter in parameters:
-        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-            continue
-        if parameter.name in held:
-            arguments[parameter.name] = private_copy(held[parameter.name])
-        elif parameter.default is parameter.empty:
-            missing.append(parameter.name)
-    fix = f"build it yourself and pass the instance: reference={cls.__name__}(...)"
-    if missing:
-        raise InvalidArgument(
-            f"reference={cls.__name__} is built from the constructor arguments the checked "
-            f"target holds under the same names, but it holds no {', '.join(missing)}; {fix} "
-            f"(its weights are then replaced by the target's, by name)."
-        )
-    try:
-        return cls(**arguments)
-    except Exception as error:  # the reference's own constructor
-        raise InvalidArgument(
-            f"reference={cls.__name__} could not be built from the target's "
-            f"{', '.join(arguments) or 'nothing'}: {type(error).__name__}: {error}; {fix}."
-        ) from None
 
 
 def _with_mode_hints(

@@ -29,9 +29,9 @@ from gradverify.errors import GradverifyError, InvalidArgument
 from gradverify.grading.assignment import Assignment, GradedCheck
 from gradverify.grading.remote import RemoteAdapter, RemoteRaised
 from gradverify.loading import MissingName, attribute, module_from_file
+from gradverify.observing import Observed, observe, pair_by_value
 from gradverify.randomness import seeded_global
 from gradverify.references import Tolerances, compare_arrays, compare_observations
-from gradverify.regression import Observed, observe, pair_by_value
 from gradverify.results import (
     CheckResult,
     Comparison,
