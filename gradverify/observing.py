@@ -84,7 +84,8 @@ def _keep(found: dict[str, np.ndarray], name: str, gradient: Any) -> None:
         return
     with contextlib.suppress(TypeError, ValueError):
         array = np.array(gradient)
-        found[name] = array if array.dtype.kind == "f" else array.astype(np.float64)
+        if array.dtype.kind in "fiub":  # complex, text or objects: not a gradient to compare
+            found[name] = array if array.dtype.kind == "f" else array.astype(np.float64)
 
 
 def pair_by_value(

@@ -86,7 +86,8 @@ def against_reference(
             raise InvalidArgument(f"reference={label}: {unknown}") from None
         with seeded_global(subject.config.seed):  # creates what backward creates (dW)
             forward_backward(view, subject.values, subject.config.seed)
-        slots, names = hold_the_same(yours, view.parameters(declared), trusted_object, label)
+        slots = view.parameters(declared)  # once: finding them again may miss a read-only one
+        names = hold_the_same(yours, slots, trusted_object, label)
         trusted = _observe(replace(subject, declared=declared), view, slots)
         comparisons = _compare(subject, yours, _renamed(trusted.observation, names), against)
         if all(c.status is Status.PASS for c in comparisons):
@@ -111,11 +112,11 @@ def against_reference(
 
 def hold_the_same(
     yours: Observed, slots: list[ParamSlot], trusted: Any, label: str
-) -> tuple[list[ParamSlot], dict[str, str]]:
+) -> dict[str, str]:
     """Copy into the reference every array the target holds at a place the reference
     holds one of the same shape (weights, running statistics), then each remaining
     weight into the reference's weight holding the same values (both built from the same
-    arrays).  Returns the reference's weights and, by its names, the target's names."""
+    arrays).  Returns the target's name of each weight paired so, by the reference's."""
     for path, values in yours.held.items():
         array = lookup(trusted, path)
         if is_float_array(array) and array.shape == values.shape and array.flags.writeable:
@@ -140,7 +141,7 @@ def hold_the_same(
         )
     for name, other in pairs.items():
         np.copyto(by_name[other], yours.weights[name], casting="unsafe")
-    return slots, {other: name for name, other in pairs.items()}
+    return {other: name for name, other in pairs.items()}
 
 
 def _renamed(observation: Observation, names: Mapping[str, str]) -> Observation:
