@@ -87,14 +87,16 @@ def check(
         one forward are expected to differ.
     reference : object, class or str, optional
         A trusted implementation to hold forward outputs and gradients against, run
-        on the same inputs with the target's weights copied into it by name: an
-        object, a class (built from the constructor arguments the target holds
-        under the same names), or a shipped layer's name (``"Affine"``).  A
-        difference FAILs the check; a reference that fails its own gradient check
-        makes it an ERROR instead.
+        on the same inputs with the target's weights copied into it (by name, or
+        into the weight holding the same values): an object, a class (built from
+        the constructor arguments the target holds under the same names), a
+        shipped layer's name (``"Affine"``) or ``"MODULE:OBJECT"``.  A difference
+        FAILs the check; a reference that fails its own gradient check makes it an
+        ERROR instead, and a gradient the reference lacks is INCONCLUSIVE.
     baseline : path, optional
         A ``.npz`` file of the outputs and gradients a trusted run stored: compared
-        with when it exists, written (and the check INCONCLUSIVE) when it does not.
+        with when it exists, written (and the check INCONCLUSIVE) when it does not,
+        and only when the gradients pass (see `gradverify.baselines`).
     regen : bool
         Rewrite `baseline` from this run instead of comparing with it.
     seed, rtol, atol, max_reestimate, mode, directions, budget
