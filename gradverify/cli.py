@@ -27,7 +27,7 @@ from gradverify.grading.commands import add_commands
 from gradverify.grading.commands import run as run_command
 from gradverify.jobs import Job
 from gradverify.jobs import jobs as find_jobs
-from gradverify.report import format_result, projection_notes
+from gradverify.report import format_result, projection_notes, worst_of
 from gradverify.results import CheckResult, Status, worst_status
 
 if TYPE_CHECKING:
@@ -306,16 +306,12 @@ def _table(jobs: list[Job], results: list[CheckResult], fuzzed: list[FuzzResult 
 
 
 def _worst(result: CheckResult) -> str:
-    tensor, differing = result.worst, result.worst_comparison
-    if differing is not None and (tensor is None or tensor.status is Status.PASS):
-        if differing.kind == "baseline":
-            return "baseline written" if result.baseline_written else "baseline not written"
-        return f"{differing.name}: not the {result.against.split()[1]}"[:28]
-    if tensor is None:
+    worst = worst_of(result)
+    if worst.reason:
+        return worst.reason[:28]
+    if worst.rel_err is None or worst.margin is None:
         return "-"
-    if tensor.problem:
-        return f"{tensor.grad_name}: {tensor.problem[:20]}"
-    return f"{tensor.grad_name} rel {tensor.max_rel_err:.1e} margin {tensor.margin:.2g}"
+    return f"{worst.name} rel {worst.rel_err:.1e} margin {worst.margin:.2g}"
 
 
 if __name__ == "__main__":

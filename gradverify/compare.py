@@ -143,7 +143,7 @@ def _unravel(flat_index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def error_summary(analytic: Floats, numeric: Floats, tol: Floats) -> dict[str, Any]:
-    """Max abs error (and where), max rel error, and margin over a whole tensor."""
+    """Max abs error (and where), max rel error (see `max_relative_error`), and margin."""
     if analytic.size == 0:
         return {"max_abs_err": 0.0, "max_abs_index": None, "max_rel_err": 0.0, "margin": 0.0}
     diff = np.abs(analytic - numeric)
@@ -151,6 +151,16 @@ def error_summary(analytic: Floats, numeric: Floats, tol: Floats) -> dict[str, A
     return {
         "max_abs_err": float(diff.reshape(-1)[worst]),
         "max_abs_index": _unravel(worst, analytic.shape),
-        "max_rel_err": float(np.max(relative_error(analytic, numeric))),
+        "max_rel_err": max_relative_error(analytic, numeric, tol),
         "margin": float(np.max(_ratio(diff, tol))),
     }
+
+
+def max_relative_error(first: Floats, second: Floats, tol: Floats) -> float:
+    """The largest relative error where it means something: an element whose `second`
+    value is exactly 0 and that agrees within `tol` has none (its relative error would
+    be inf for a difference of 1e-17); one that disagrees there is inf."""
+    with np.errstate(invalid="ignore"):
+        agrees_at_zero = (second == 0) & (np.abs(first - second) <= tol)
+    rel = np.where(agrees_at_zero, 0.0, relative_error(first, second))
+    return float(np.max(rel, initial=0.0))

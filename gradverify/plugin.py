@@ -192,18 +192,21 @@ class GradFuzz(GradCheck):
         __tracebackhide__ = True
         from gradverify.errors import GradverifyError
         from gradverify.fuzzing import fuzz
-        from gradverify.session import summary_record
+        from gradverify.session import fuzz_record, summary_record
 
         try:
             settings = {**self.options(), **options}
             found = fuzz(factory, spec, examples=examples, **settings)
         except GradverifyError as error:
             pytest.fail(f"gradverify: {error}", pytrace=False)
-        if found.result is not None:
-            node = self._request.node
-            node.stash.setdefault(_ITEM_RECORDS, []).append(
-                summary_record(node.nodeid, found.result)
-            )
+        node = self._request.node
+        name = getattr(factory, "__qualname__", type(factory).__name__)
+        record = (
+            fuzz_record(node.nodeid, name, found)
+            if found.result is None
+            else summary_record(node.nodeid, found.result)
+        )
+        node.stash.setdefault(_ITEM_RECORDS, []).append(record)
         if not found.passed:
             pytest.fail(str(found), pytrace=False)
         return found

@@ -147,7 +147,7 @@ def compare_arrays(
         differing=differing,
         max_abs_err=0.0 if worst is None else float(diff.reshape(-1)[worst]),
         max_abs_index=where,
-        max_rel_err=float(np.max(compare.relative_error(mine, theirs), initial=0.0)),
+        max_rel_err=compare.max_relative_error(mine, theirs, tol),
         rows=tuple(_row(mine, theirs, flat) for flat in suspects),
         hint=difference_hint(mine, theirs, what, batch_size) if differing else "",
     )

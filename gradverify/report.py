@@ -8,6 +8,8 @@ reproduce.  Lines stay under 100 columns; whole arrays are never printed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from gradverify.results import (
     NOT_CHECKED,
     CheckResult,
@@ -134,7 +136,8 @@ def _numbers(result: CheckResult, tensor: TensorResult) -> list[str]:
         f"  {tensor.name}: {_shape(tensor)} | {tensor.method}, h={tensor.step:.1e}, "
         f"noise <= {tensor.max_noise:.1e} | seed={result.seed}",
         f"  tolerance: {_RULE}  (rtol={tensor.rtol:.0e}, atol={tensor.atol:.0e})",
-        f"  mismatched: {tensor.mismatched} / {tensor.checked} ({share:.1f}%) | "
+        f"  mismatched: {'at least ' if tensor.projected else ''}{tensor.mismatched} / "
+        f"{tensor.checked} ({share:.1f}%) | "
         f"max abs err {tensor.max_abs_err:.1e}{where} | max rel err {_rel(tensor.max_rel_err)}",
     ]
     if tensor.reestimated:
@@ -234,3 +237,45 @@ def _difference_row(row: DifferenceRow) -> str:
         f"    {index:>10}  {row.yours:>12.4e}  {row.reference:>12.4e}  "
         f"{row.abs_err:>10.3e}  {_rel(row.rel_err):>10}"
     )
+
+
+@dataclass(frozen=True)
+class Worst:
+    """What a summary row shows for a check: its worst gradient's numbers, or, where no
+    number says why it did not pass (a shape, a contract, a comparison), the reason."""
+
+    name: str = ""
+    rel_err: float | None = None
+    margin: float | None = None
+    reason: str = ""
+
+
+def worst_of(result: CheckResult) -> Worst:
+    """The summary of `result` for one row of a table (the CLI's, the pytest session's)."""
+    if result.error:
+        return Worst(reason=result.error.splitlines()[0])
+    tensor = result.worst
+    if tensor is not None and tensor.status is Status.FAIL and not tensor.mismatched:
+        return Worst(
+            tensor.grad_name, reason=f"{tensor.grad_name}: {tensor.problem or tensor.hint}"
+        )
+    if tensor is not None and tensor.status is not Status.PASS:
+        return Worst(tensor.grad_name, tensor.max_rel_err, tensor.margin)
+    finding = next((f for f in result.findings if f.severity == "error"), None)
+    if finding is not None:
+        return Worst(reason=finding.name)
+    differing = result.worst_comparison
+    if differing is not None:
+        source = result.against.split()[1]
+        if differing.kind == "baseline":
+            return Worst(
+                reason=f"baseline {'written' if result.baseline_written else 'not written'}"
+            )
+        if differing.problem:
+            return Worst(differing.name, reason=f"{differing.name}: {differing.problem}")
+        return Worst(
+            differing.name, differing.max_rel_err, reason=f"{differing.name}: not the {source}"
+        )
+    if tensor is None:
+        return Worst()
+    return Worst(tensor.grad_name, tensor.max_rel_err, tensor.margin)

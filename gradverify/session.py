@@ -11,12 +11,15 @@ import json
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradverify.config import MODES, CheckConfig
 from gradverify.errors import InvalidArgument
-from gradverify.report import projection_notes
+from gradverify.report import projection_notes, worst_of
 from gradverify.results import CheckResult, Status
+
+if TYPE_CHECKING:
+    from gradverify.fuzzing import FuzzResult
 
 #: The options a test can set, with how to read each from text (command line, ini).
 OPTIONS = ("mode", "rtol", "atol", "seed", "budget")
@@ -89,21 +92,15 @@ def test_seed(session_seed: int, test_id: str) -> int:
 
 def summary_record(test_id: str, result: CheckResult) -> dict[str, Any]:
     """One row of the session summary (plain data, so it crosses xdist workers)."""
-    worst, differing = result.worst, result.worst_comparison
-    if differing is not None and (worst is None or worst.status is Status.PASS):
-        rel_err = None if differing.problem else differing.max_rel_err
-        shown, margin = differing.name, None
-    elif worst is not None:
-        shown, rel_err, margin = worst.grad_name, worst.max_rel_err, worst.margin
-    else:
-        shown, rel_err, margin = "", None, None
+    worst = worst_of(result)
     return {
         "test": test_id,
         "target": result.label,
         "status": result.status.value,
-        "worst": shown,
-        "max_rel_err": rel_err,
-        "margin": margin,
+        "worst": worst.name,
+        "max_rel_err": worst.rel_err,
+        "margin": worst.margin,
+        "reason": worst.reason,
         "forward_calls": result.forward_calls,
         "seconds": result.seconds,
         "seed": result.seed,
@@ -111,6 +108,26 @@ def summary_record(test_id: str, result: CheckResult) -> dict[str, Any]:
         "projections": projection_notes(result),
         "findings": [f"{f.severity}: {f.message}" for f in result.findings],
         "result": result.to_dict(),
+    }
+
+
+def fuzz_record(test_id: str, target: str, fuzzed: FuzzResult) -> dict[str, Any]:
+    """The row of a fuzz run none of whose cases failed (a failing one shows its case's)."""
+    return {
+        "test": test_id,
+        "target": target,
+        "status": fuzzed.status.value,
+        "worst": "",
+        "max_rel_err": None,
+        "margin": None,
+        "reason": "",
+        "forward_calls": None,
+        "seconds": fuzzed.seconds,
+        "seed": fuzzed.seed,
+        "checked": f"fuzz: {fuzzed.examples} cases ({fuzzed.inconclusive} inconclusive)",
+        "projections": [],
+        "findings": [],
+        "result": fuzzed.to_dict(),
     }
 
 
@@ -139,10 +156,12 @@ def summary_table(records: list[Mapping[str, Any]]) -> list[str]:
     for r in ordered:
         test = r["test"] if len(r["test"]) <= test_width else "..." + r["test"][-test_width + 3 :]
         margin = "-" if r["margin"] is None else f"{r['margin']:.2g}"
+        calls = "-" if r["forward_calls"] is None else r["forward_calls"]
         lines.append(
             f"{test:<{test_width}}  {r['target']:<{target_width}}  {r['status'].upper():<12}  "
-            f"{_number(r['max_rel_err']):>13}  {margin:>8}  {r['forward_calls']:>8}  "
+            f"{_number(r['max_rel_err']):>13}  {margin:>8}  {calls:>8}  "
             f"{r['seconds']:>6.2f}s  {r.get('checked', '')}"
+            + (f"  ({r['reason']})" if r.get("reason") else "")
         )
     counts = {s: sum(r["status"] == s.value for r in ordered) for s in Status}
     lines.append(", ".join(f"{n} {s.name.lower()}" for s, n in counts.items() if n))

@@ -254,7 +254,8 @@ def _reestimate_suspects(
         if verdict.status is Status.PASS:
             error = abs(flat_analytic[flat] - flat_numeric[flat])
             flat_tol[flat] = max(flat_tol[flat], error)
-    unjudged = len(compare.suspects(analytic, numeric, tol, analytic.size))
+    outside = compare.suspects(analytic, numeric, tol, analytic.size)
+    unjudged = sum(1 for flat in outside if flat not in statuses)  # never re-estimated
     if unjudged and smooth < budget:
         statuses[-1] = Status.INCONCLUSIVE
         notes[-1] = f"{unjudged} element(s) outside tolerance were not re-estimated (kinks first)"

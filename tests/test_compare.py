@@ -70,3 +70,12 @@ def test_error_summary():
     assert summary["max_abs_index"] == (1,)
     assert summary["margin"] == pytest.approx(2.0)
     assert summary["max_rel_err"] == pytest.approx(0.2)
+
+
+def test_max_relative_error_is_inf_only_for_a_disagreement_at_an_exact_zero():
+    numeric = np.array([0.0, 2.0, 0.0])
+    tol = np.array([1e-8, 1e-3, 1e-8])
+    agreeing = np.array([1e-17, 2.0005, 0.0])  # a rounding speck where numeric is 0
+    assert compare.max_relative_error(agreeing, numeric, tol) == pytest.approx(2.5e-4)
+    disagreeing = np.array([0.5, 2.0, 0.0])
+    assert compare.max_relative_error(disagreeing, numeric, tol) == math.inf

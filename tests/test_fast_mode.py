@@ -105,3 +105,18 @@ def test_an_input_at_a_kink_neither_hides_a_bug_nor_fails_a_correct_layer(wrong)
     assert tensor.status is (Status.FAIL if wrong else Status.PASS), str(result)
     if wrong:
         assert all(row.index[0] in (5, 6) for row in tensor.rows if row.note == "confirmed")
+
+
+def test_a_projected_count_of_mismatches_says_it_is_a_lower_bound():
+    class FiveColumnsOff(reference.Affine):
+        def backward(self, dout):
+            dx = super().backward(dout)
+            self.dW[:, :5] *= 1.5  # 500 wrong elements: localization names some of them
+            return dx
+
+    rng = np.random.default_rng(0)
+    layer = FiveColumnsOff(rng.standard_normal((100, 100)), rng.standard_normal(100))
+    result = gradverify.check(layer, {"x": rng.standard_normal((5, 100))}, mode="fast")
+    dw = next(t for t in result.tensors if t.grad_name == "dW")
+    assert dw.status is Status.FAIL and dw.projected and dw.mismatched < 500
+    assert f"mismatched: at least {dw.mismatched} / 10000" in str(result)

@@ -234,3 +234,34 @@ def test_squeezed(gradfuzz):
     result.stdout.fnmatch_lines(
         ["*fuzz: FAIL after*", "*smallest failing case:*", "*dims: N=1, D=1, M=1*"]
     )
+    result.stdout.fnmatch_lines(  # the passing fuzz has its row in the summary too
+        ["test_fuzzing.py::test_reference *Affine *PASS *- *- *- *fuzz: 20 cases (0 inconclusive)"]
+    )
+
+
+def test_a_row_failing_for_a_reason_shows_the_reason_not_numbers(pytester):
+    pytester.makepyfile(
+        test_reasons="""
+import numpy as np
+from layers_under_test.registry import BROKEN
+
+def _check(gradcheck, name):
+    case = BROKEN[name]
+    rng = np.random.default_rng(0)
+    gradcheck(case.build(rng), case.make_inputs(rng), nondiff=case.nondiff)
+
+def test_shape(gradcheck):
+    _check(gradcheck, "AffineNoReshapeBack")
+
+def test_contract(gradcheck):
+    _check(gradcheck, "ReluForwardInPlace")
+"""
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "test_reasons.py::test_contract *FAIL *- *- *(input modified)",
+            "test_reasons.py::test_shape *FAIL *- *- *(dx: dx has shape (2, 12)*",
+        ]
+    )

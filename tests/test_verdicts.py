@@ -64,6 +64,42 @@ class NoisyForward:
         return dout * np.cos(self.x)
 
 
+class _ScaledRelu:
+    """ReLU whose backward is 1.5x on positive inputs and 100 at its kinks."""
+
+    def forward(self, x):
+        self.x = x
+        return np.maximum(x, 0)
+
+    def backward(self, dout):
+        return dout * np.where(self.x > 0, 1.5, np.where(self.x == 0, 100.0, 0.0))
+
+
+def _not_reestimated(result):
+    return [n for t in result.tensors for n in t.notes if "not re-estimated" in n]
+
+
+def test_only_elements_never_re_estimated_are_called_so():
+    rng = np.random.default_rng(0)
+    below = gradverify.check(_ScaledRelu(), {"x": np.abs(rng.standard_normal((3, 4))) + 0.1})
+    (dx,) = below.tensors
+    assert (dx.status, dx.mismatched, dx.reestimated) == (Status.FAIL, 12, 12)
+    assert _not_reestimated(below) == []  # all 12 were: none is left unjudged
+    above = gradverify.check(
+        _ScaledRelu(), {"x": np.abs(rng.standard_normal((6, 10))) + 0.1}, max_reestimate=20
+    )
+    (dx,) = above.tensors
+    assert (dx.status, dx.mismatched, dx.reestimated) == (Status.FAIL, 60, 20)
+    assert _not_reestimated(above) == []  # 20 confirmed: the budget was spent, not skipped
+    x = np.concatenate([np.zeros(8), np.linspace(0.5, 1.5, 10), -np.linspace(0.5, 1, 6)])
+    kinks = gradverify.check(_ScaledRelu(), {"x": x.reshape(4, 6)}, max_reestimate=1)
+    # the 5 worst are kinks (they do not count against the budget of 1): 3 more kinks and
+    # the 10 positive elements were never re-estimated
+    assert _not_reestimated(kinks) == [
+        "13 element(s) outside tolerance were not re-estimated (kinks first)"
+    ]
+
+
 def test_noisy_forward_is_inconclusive_not_failed():
     result = gradverify.check(NoisyForward(), {"x": np.linspace(-1, 1, 6)})
     assert result.status in (Status.PASS, Status.INCONCLUSIVE)
