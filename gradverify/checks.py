@@ -203,6 +203,7 @@ def check(
         adapter=view.kind,
         undifferentiated=tuple(found.undifferentiated),
         against=compared.against,
+        trusted="" if not compared.against else "baseline" if baseline is not None else "reference",
         comparisons=compared.comparisons,
     )
 

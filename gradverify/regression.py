@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from gradverify import baselines
+from gradverify import baselines, hints
 from gradverify.adapters import (
     Adapter,
     ParamDeclaration,
@@ -92,7 +92,9 @@ def against_reference(
         comparisons = _compare(subject, yours, _renamed(trusted.observation, names), against)
         if all(c.status is Status.PASS for c in comparisons):
             return Compared(against, comparisons)
-        comparisons = _with_mode_hints(subject, comparisons, yours, trusted_object)
+        comparisons = _with_mode_hints(
+            subject, comparisons, yours, trusted.observation, trusted_object
+        )
         own = own_check(trusted_object, declared)
     except (TargetRaised, TargetContractError) as failed:
         why = failed.describe() if isinstance(failed, TargetRaised) else str(failed)
@@ -179,7 +181,11 @@ def _compare(
 
 
 def _with_mode_hints(
-    subject: Subject, comparisons: tuple[Comparison, ...], yours: Observed, trusted: Any
+    subject: Subject,
+    comparisons: tuple[Comparison, ...],
+    yours: Observed,
+    observed: Observation,
+    trusted: Any,
 ) -> tuple[Comparison, ...]:
     """A differing output that the reference gives with its train flag (``train_flg``,
     ``training``) flipped: the target swapped its train and test behaviour.  Or, with
@@ -189,8 +195,9 @@ def _with_mode_hints(
     outputs = yours.observation.outputs
     if not flags or len(outputs) != 1 or comparisons[0].status is Status.PASS:
         return comparisons
-    first = comparisons[0]
-    if first.hint.startswith("yours = ") and " x " in first.hint:
+    first, mine, theirs = comparisons[0], outputs[0], observed.outputs[0]
+    scaled = mine.shape == theirs.shape and hints.constant_factor(mine, theirs) is not None
+    if scaled and first.hint:
         mode = ", ".join(f"{flag}={subject.keywords[flag]}" for flag in flags)
         hint = (
             f"{first.hint} Or, with {mode}: a scale that belongs to the other mode "
@@ -262,9 +269,10 @@ def against_baseline(
                 )
             count = len(yours.observation.named_arrays())
             problem = f"{verb} it ({count} arrays), compared nothing: commit it for later runs"
-        return Compared(
-            against, (Comparison("baseline", "baseline", Status.INCONCLUSIVE, problem=problem),)
+        written = Comparison(
+            "baseline", "baseline", Status.INCONCLUSIVE, problem=problem, written=gradients_pass
         )
+        return Compared(against, (written,))
     try:
         stored = baselines.read(where)
     except baselines.BaselineUnreadable as unreadable:

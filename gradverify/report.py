@@ -189,7 +189,7 @@ def _comparison_line(comparison: Comparison) -> str:
 def format_comparison(result: CheckResult, comparison: Comparison) -> str:
     """The detailed block for one output or gradient that differs from the trusted one."""
     what = "forward output" if comparison.kind == "output" else comparison.name
-    baseline = result.against.startswith("the baseline")
+    baseline = result.trusted == "baseline"
     trusted = "the baseline" if baseline else result.against  # its path: the line below
     if comparison.kind == "baseline":
         lines = [f"{result.label} — {trusted}: {comparison.problem}"]
@@ -201,7 +201,7 @@ def format_comparison(result: CheckResult, comparison: Comparison) -> str:
         lines.append(f"  baseline: {result.against.removeprefix('the baseline ')}")
     if comparison.hint:
         lines.append(f"  hint: {comparison.hint}")
-    if comparison.kind == "output" and "reference" in result.against.split()[:2]:
+    if comparison.kind == "output" and result.trusted == "reference":
         lines.append(
             "  note: a gradient check cannot see this: a backward consistent with a wrong "
             "forward passes it"
@@ -212,7 +212,7 @@ def format_comparison(result: CheckResult, comparison: Comparison) -> str:
 
 
 def _difference_numbers(result: CheckResult, comparison: Comparison) -> list[str]:
-    trusted = "baseline" if result.against.startswith("the baseline") else "reference"
+    trusted = result.trusted
     share = 100.0 * comparison.differing / comparison.checked if comparison.checked else 0.0
     index = comparison.max_abs_index
     where = "" if index is None else f" at {index or '()'}"
@@ -265,17 +265,11 @@ def worst_of(result: CheckResult) -> Worst:
     if finding is not None:
         return Worst(reason=finding.name)
     differing = result.worst_comparison
+    if differing is not None and differing.kind == "baseline":
+        return Worst(reason=f"baseline {'written' if differing.written else 'not written'}")
     if differing is not None:
-        source = result.against.split()[1]
-        if differing.kind == "baseline":
-            return Worst(
-                reason=f"baseline {'written' if result.baseline_written else 'not written'}"
-            )
-        if differing.problem:
-            return Worst(differing.name, reason=f"{differing.name}: {differing.problem}")
-        return Worst(
-            differing.name, differing.max_rel_err, reason=f"{differing.name}: not the {source}"
-        )
+        why = differing.problem or f"not the {result.trusted}"
+        return Worst(differing.name, reason=f"{differing.name}: {why}")
     if tensor is None:
         return Worst()
     return Worst(tensor.grad_name, tensor.max_rel_err, tensor.margin)

@@ -34,9 +34,6 @@ class Status(enum.Enum):
 #: `TensorResult.method` of an array the check found but could not differentiate.
 NOT_CHECKED = "not checked"
 
-#: How the problem of a ``baseline`` comparison that wrote its file begins.
-WROTE = ("wrote", "rewrote")
-
 _SEVERITY = {Status.PASS: 0, Status.INCONCLUSIVE: 1, Status.FAIL: 2, Status.ERROR: 3}
 
 
@@ -193,6 +190,7 @@ class Comparison:
     rows: tuple[DifferenceRow, ...] = ()
     problem: str = ""  # why it could not be compared element by element
     hint: str = ""
+    written: bool = False  # kind "baseline": the baseline was written, so nothing compared
 
     def __repr__(self) -> str:
         return f"<Comparison {self.name} {self.status.name}>"
@@ -214,6 +212,7 @@ class Comparison:
             "rows": [row.to_dict() for row in self.rows],
             "problem": self.problem,
             "hint": self.hint,
+            "written": self.written,
         }
 
 
@@ -243,8 +242,10 @@ class CheckResult:
     adapter: str = ""
     #: Inputs not differentiated, each with why: "t (int64)", "t (nondiff)".
     undifferentiated: tuple[str, ...] = ()
-    #: What the outputs and gradients were held against ("the reference Sigmoid"), if any.
+    #: What the outputs and gradients were held against ("the reference Sigmoid"), if any,
+    #: and which kind of trusted source that is: "reference" or "baseline".
     against: str = ""
+    trusted: str = ""
     comparisons: tuple[Comparison, ...] = ()
 
     @property
@@ -261,7 +262,7 @@ class CheckResult:
         against (``; vs reference``)."""
         projected = [t.grad_name for t in self.tensors if t.projected]
         how = f"projections: {', '.join(projected)}" if projected else "all elements"
-        return f"{how}; vs {self.against.split()[1]}" if self.against else how
+        return f"{how}; vs {self.trusted}" if self.trusted else how
 
     def __repr__(self) -> str:
         tensors = ", ".join(f"{t.grad_name} {t.status.name}" for t in self.tensors)
@@ -277,7 +278,7 @@ class CheckResult:
     @property
     def baseline_written(self) -> bool:
         """Whether the check wrote its baseline instead of comparing with one."""
-        return any(c.kind == "baseline" and c.problem.startswith(WROTE) for c in self.comparisons)
+        return any(c.kind == "baseline" and c.written for c in self.comparisons)
 
     @property
     def worst_comparison(self) -> Comparison | None:
@@ -302,6 +303,7 @@ class CheckResult:
             "undifferentiated": list(self.undifferentiated),
             "tensors": [t.to_dict() for t in self.tensors],
             "against": self.against,
+            "trusted": self.trusted,
             "comparisons": [c.to_dict() for c in self.comparisons],
         }
 
