@@ -195,8 +195,8 @@ def format_comparison(result: CheckResult, comparison: Comparison) -> str:
         lines = [f"{result.label} — {trusted}: {comparison.problem}"]
     else:
         lines = [f"{result.label} — {what} differs from {trusted}"]
-        lines += [f"  {comparison.problem}"] if comparison.problem else []
-        lines += [] if comparison.problem else _difference_numbers(result, comparison)
+        problem = [f"  {comparison.problem}"] if comparison.problem else []
+        lines += problem or _difference_numbers(result, comparison)
     if baseline:
         lines.append(f"  baseline: {result.against.removeprefix('the baseline ')}")
     if comparison.hint:
