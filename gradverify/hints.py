@@ -70,6 +70,9 @@ def constant_factor(
 def factor_meaning(ratio: float, batch_size: int | None = None) -> str | None:
     """What a ratio that is a telling factor means (sign, 2, 1/2, N, 1/N), else None."""
     names = {-1.0: "a sign error", 2.0: "an extra factor of 2", 0.5: "a missing factor of 2"}
+    if batch_size == 2:  # the two causes cannot be told apart: say both
+        names[2.0] += ", or a missing 1/N (N = 2)"
+        names[0.5] += ", or an extra 1/N (N = 2)"
     if batch_size and batch_size > 2:
         names[float(batch_size)] = f"a missing 1/N (N = {batch_size}, the batch size)"
         names[1.0 / batch_size] = f"an extra 1/N (N = {batch_size}, the batch size)"
@@ -156,7 +159,19 @@ def swapped(first: tuple[str, Floats, Floats], second: tuple[str, Floats, Floats
 def wrong_shape(
     name: str, grad_name: str, array_shape: tuple[int, ...], grad_shape: tuple[int, ...]
 ) -> str:
-    """Why a gradient's shape may differ from its array's."""
+    """Why a gradient's shape may differ from its array's, guessed only where the shapes
+    show it: transposed, an axis not summed away, the same elements in another shape, a
+    sum over the wrong axis; otherwise only what the shape must be."""
+    if len(array_shape) == 2 and grad_shape == array_shape[::-1]:
+        return (
+            f"{grad_name} has {name}'s shape transposed ({grad_shape} for {array_shape}): a "
+            f"product in the wrong order (x.T @ dout for a weight), or a missing .T?"
+        )
+    if grad_shape[1:] == array_shape:
+        return (
+            f"{grad_name} keeps an axis of length {grad_shape[0]} that {name} lacks: not "
+            f"summed over the batch (axis 0)?"
+        )
     if int(np.prod(grad_shape)) == int(np.prod(array_shape)):
         return f"same number of elements: reshape {grad_name} back to {name}'s shape {array_shape}."
     if len(array_shape) == 1 and len(grad_shape) == 1:
@@ -164,7 +179,7 @@ def wrong_shape(
             f"{grad_name} has length {grad_shape[0]}, {name} {array_shape[0]}: "
             f"summed over the wrong axis?"
         )
-    return f"{grad_name} must have {name}'s shape {array_shape}; is a product transposed?"
+    return f"{grad_name} must have {name}'s shape {array_shape}, not {grad_shape}."
 
 
 def _fmt(value: float) -> str:

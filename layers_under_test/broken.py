@@ -557,6 +557,16 @@ class BatchNormDgammaNoXn(BatchNormalization):
         return dx
 
 
+class BatchNormDgammaNotSummed(BatchNormalization):
+    """BatchNorm with dgamma = dout * xn, not summed over the batch: shape (N, D), not (D,)."""
+
+    def backward(self, dout: Array) -> Array:
+        dx = super().backward(dout)
+        assert self.xn is not None
+        self.dgamma = _flat(dout) * self.xn
+        return dx
+
+
 class BatchNormTrainBackwardInTestMode(BatchNormalization):
     """BatchNorm applying the train-mode backward after a test-mode forward (the book's own code).
 

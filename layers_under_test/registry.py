@@ -588,6 +588,8 @@ BROKEN: dict[str, LayerCase] = _by_name(
     _case(broken.AffineDxNoTranspose, _weights(4, 4), _AFFINE_X),
     # square W (D == M == 4): the only shapes for which dout.T @ x fits dW
     _case(broken.AffineDWTransposed, _weights(4, 4), _AFFINE_X),
+    # non-square W (4, 3): dW comes back (3, 4), W's shape transposed
+    _case(broken.AffineDWTransposed, _weights(4, 3), _AFFINE_X, name="AffineDWTransposedNonSquare"),
     # N == M == 3: db has the right shape and wrong values
     _case(broken.AffineDbWrongAxis, _weights(4, 3), _X),
     _case(broken.AffineDbMean, _weights(4, 3), _AFFINE_X),
@@ -620,6 +622,7 @@ BROKEN: dict[str, LayerCase] = _by_name(
     _case(broken.BatchNormNoMeanTerm, _norm(3), _BN_X, kwargs=_TRAIN),
     _case(broken.BatchNormNoVarianceTerm, _norm(3), _BN_X, kwargs=_TRAIN),
     _case(broken.BatchNormDgammaNoXn, _norm(3), _BN_X, kwargs=_TRAIN),
+    _case(broken.BatchNormDgammaNotSummed, _norm(3), _BN_X, kwargs=_TRAIN),
     # right in train mode: only a test-mode forward shows it
     _case(
         broken.BatchNormTrainBackwardInTestMode,

@@ -211,7 +211,10 @@ def test_reference_flag_builds_a_class_from_the_same_init_arrays(capsys, tmp_pat
     finally:
         sys.path.remove(str(tmp_path))
     out = capsys.readouterr().out
-    assert "hint: yours = 2 x the reference Affine on every element: an extra factor of 2?" in out
+    assert (
+        "hint: yours = 2 x the reference Affine on every element: an extra factor of 2, or a "
+        "missing 1/N (N = 2)?" in out
+    )
     assert "--reference layers_under_test.reference:Affine --seed 0" in out
 
 

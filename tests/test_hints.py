@@ -55,8 +55,27 @@ def test_swapped_pair():
 
 
 @pytest.mark.parametrize(
-    ("array_shape", "grad_shape", "expected"),
-    [((2, 3, 2), (2, 6), "reshape"), ((3,), (2,), "wrong axis"), ((4, 3), (3, 2), "transposed")],
+    ("array_shape", "grad_shape", "expected", "not_said"),
+    [
+        ((2, 3, 2), (2, 6), "reshape dx back", "transposed"),
+        ((3,), (2,), "summed over the wrong axis", "batch"),
+        # a forgotten transpose of a non-square W: no advice to reshape it
+        ((4, 3), (3, 4), "shape transposed ((3, 4) for (4, 3))", "reshape"),
+        ((4, 3), (2, 6), "reshape", "transposed"),  # its near miss: the same elements
+        # a dgamma not summed over the batch
+        ((3,), (5, 3), "not summed over the batch (axis 0)", "reshape"),
+        ((3,), (5, 4), "must have x's shape (3,), not (5, 4)", "batch"),  # its near miss
+        ((4, 3), (3, 2), "must have x's shape (4, 3), not (3, 2)", "transposed"),  # no guess
+    ],
 )
-def test_wrong_shape(array_shape, grad_shape, expected):
-    assert expected in hints.wrong_shape("x", "dx", array_shape, grad_shape)
+def test_wrong_shape(array_shape, grad_shape, expected, not_said):
+    said = hints.wrong_shape("x", "dx", array_shape, grad_shape)
+    assert expected in said and not_said not in said
+
+
+def test_a_factor_of_2_at_a_batch_of_2_names_both_causes():
+    both = hints.constant_ratio(2 * NUMERIC, NUMERIC, batch_size=2)
+    assert "an extra factor of 2, or a missing 1/N (N = 2)?" in both
+    half = hints.constant_ratio(0.5 * NUMERIC, NUMERIC, batch_size=2)
+    assert "a missing factor of 2, or an extra 1/N (N = 2)?" in half
+    assert "1/N" not in hints.constant_ratio(2 * NUMERIC, NUMERIC, batch_size=3)  # near miss

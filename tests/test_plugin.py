@@ -65,7 +65,8 @@ def test_pass_and_fail_read_like_the_canonical_report(project):
             "*W: shape (4, 3) float64 | central differences, h=6.1e-06*",
             "*tolerance: |analytic - numeric| <= atol + rtol*|numeric| + noise*",
             "*mismatched: 12 / 12 (100.0%)*",
-            "*hint: analytic = 0.5 x numeric on every element: a missing factor of 2?",
+            "*hint: analytic = 0.5 x numeric on every element: a missing factor of 2, or an "
+            "extra 1/N (N = 2)?",
         ]
     )
     assert "Traceback" not in result.stdout.str()

@@ -30,7 +30,7 @@ Affine.backward — dW disagrees with finite differences
         (1, 2)    5.5545e-02    1.1109e-01   5.555e-02   5.000e-01  confirmed
         (2, 0)    5.2450e-02    1.0490e-01   5.245e-02   5.000e-01  confirmed
     ... showing 10 of 12
-  hint: analytic = 0.5 x numeric on every element: a missing factor of 2?
+  hint: analytic = 0.5 x numeric on every element: a missing factor of 2, or an extra 1/N (N = 2)?
   reproduce: gradverify.check(<the same Affine>, <same inputs>, seed=0)"""
 
 

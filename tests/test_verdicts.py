@@ -126,6 +126,8 @@ def test_unusable_gradients_fail_with_the_problem_named(name):
         ("ReluMaskInverted", "inverted mask"),
         ("SigmoidSignFlip", "sign error"),
         ("AffineDWTransposed", "transpose"),
+        ("AffineDWTransposedNonSquare", "shape transposed ((3, 4) for (4, 3))"),
+        ("BatchNormDgammaNotSummed", "not summed over the batch (axis 0)"),
         ("AffineDbWrongAxis", "summed over axis 1"),
         ("AffineDbMean", "x numeric on every element"),
         ("AffineMissingDW", ""),
