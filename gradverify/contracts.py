@@ -52,21 +52,43 @@ def _arrays(gradients: Gradients) -> list[np.ndarray | None]:
 def _agree(first: Gradients, second: Gradients, factor: float = 1.0) -> bool:
     """Whether `first` is `factor` times `second`: input gradients by position,
     parameter gradients by name (a network's dict may come back in any order)."""
-    if len(first.inputs) != len(second.inputs) or set(first.params) != set(second.params):
+    pairs = _paired(first, second)
+    return pairs is not None and all(_times(a, b, factor) for a, b in pairs)
+
+
+def _summed_into(first: Gradients, again: Gradients, third: Gradients) -> bool:
+    """Whether each further backward after one forward adds the same amount to every
+    gradient: a sum into stored gradients, not a backward that changes its cache."""
+    one, two = _paired(again, first), _paired(third, again)
+    if one is None or two is None:
         return False
-    raw = list(zip(first.inputs, second.inputs))
-    raw += [(first.params[k], second.params[k]) for k in first.params]
-    for raw_a, raw_b in raw:
-        a, b = _array(raw_a), _array(raw_b)
-        if a is None or b is None or a.shape != b.shape:
-            if not (a is None and b is None):
-                return False
-            continue
-        rtol, atol = _agreement(raw_a)
-        scale = float(np.max(np.abs(factor * b), initial=0.0))
-        if not np.all(np.abs(a - factor * b) <= rtol * scale + atol):
+    steps = []
+    for (raw_again, raw_first), (raw_third, _) in zip(one, two):
+        x1, x2, x3 = (_array(raw) for raw in (raw_first, raw_again, raw_third))
+        if x1 is None or x2 is None or x3 is None or not x1.shape == x2.shape == x3.shape:
             return False
-    return True
+        steps.append((x2 - x1, x3 - x2))
+    moved = any(np.any(step != 0) for step, _ in steps)
+    return moved and all(_times(later, step, 1.0) for step, later in steps)
+
+
+def _paired(first: Gradients, second: Gradients) -> list[tuple[Any, Any]] | None:
+    """The gradients of two backward calls side by side, or None if they do not pair."""
+    if len(first.inputs) != len(second.inputs) or set(first.params) != set(second.params):
+        return None
+    return [
+        *zip(first.inputs, second.inputs),
+        *((first.params[k], second.params[k]) for k in first.params),
+    ]
+
+
+def _times(raw_a: Any, raw_b: Any, factor: float) -> bool:
+    a, b = _array(raw_a), _array(raw_b)
+    if a is None or b is None or a.shape != b.shape:
+        return a is None and b is None
+    rtol, atol = _agreement(raw_a)
+    scale = float(np.max(np.abs(factor * b), initial=0.0))
+    return bool(np.all(np.abs(a - factor * b) <= rtol * scale + atol))
 
 
 def _agreement(value: Any) -> tuple[float, float]:
@@ -140,14 +162,21 @@ def repeated_backward(probe: Probe, accumulates: bool) -> Finding | None:
     again = probe.view.backward_again(probe.cotangent)
     if again is None or _agree(again, first):
         return None
-    doubled = _agree(again, first, 2.0)
-    why = "accumulates (the second call returned twice the first)" if doubled else "changes"
-    return Finding(
-        "backward not repeatable",
-        "error",
-        f"{probe.view.label} {why} when called twice after one forward; reset gradients in "
-        f"backward, or pass accumulates=True if summing into them is intended.",
-    )
+    label = probe.view.label
+    third = probe.view.backward_again(probe.cotangent)
+    if third is not None and _summed_into(first, again, third):
+        message = (
+            f"{label} accumulates (each call after one forward adds the same gradient "
+            f"again); reset gradients in backward, or pass accumulates=True if summing into "
+            f"them is intended."
+        )
+    else:  # not a sum: backward changed what the next backward reads
+        message = (
+            f"{label} returns other gradients when called twice after one forward: does "
+            f"backward change what forward cached (self.out, self.mask) or the weights? It "
+            f"must leave the layer as forward left it."
+        )
+    return Finding("backward not repeatable", "error", message)
 
 
 def stale_state(probe: Probe) -> Finding | None:

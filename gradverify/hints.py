@@ -97,6 +97,12 @@ def wrong_only_off_mask(analytic: Floats, numeric: Floats) -> str | None:
         return None
     numeric_zero, analytic_zero = numeric[wrong] == 0, analytic[wrong] == 0
     if np.all(numeric_zero | analytic_zero) and np.any(numeric_zero) and np.any(analytic_zero):
+        agreeing = (analytic != 0) & (numeric != 0) & ~wrong
+        if np.any(agreeing):  # an inverted mask would leave no element on in both
+            return (
+                "analytic agrees where both masks keep a unit and is zero where only one "
+                "does: a mask other than forward's (drawn again in backward?)"
+            )
         return "analytic is zero exactly where numeric is not, and vice versa: an inverted mask?"
     if np.all(numeric_zero):
         return (

@@ -297,8 +297,11 @@ def kink_notes(notes: dict[int, str]) -> tuple[str, ...]:
 
 
 def with_finding_hints(results: list[TensorResult], findings: list[Finding]) -> list[TensorResult]:
-    """Point failing gradients without a hint of their own at a finding that explains them."""
-    ignored = [f for f in findings if f.name == "dout ignored"]
+    """Point failing gradients without a hint of their own at a finding that explains them.
+
+    Only an error explains them: a loss layer ignoring dout is a warning, and with the
+    ``dout = 1`` its scalar output is checked with, ignoring it changes no gradient."""
+    ignored = [f for f in findings if f.name == "dout ignored" and f.severity == "error"]
     if not ignored:
         return results
     hint = "backward ignores dout (see the finding above): multiply the gradient by dout."

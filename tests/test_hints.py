@@ -40,6 +40,14 @@ def test_inverted_mask_hint():
     assert "inverted mask" in hints.first_hint(analytic, numeric)
 
 
+def test_a_second_mask_is_not_called_inverted():
+    kept = NUMERIC > 0
+    other = np.roll(kept, 1, axis=1)  # another draw: agrees on some units, not on others
+    numeric, analytic = np.where(kept, NUMERIC, 0.0), np.where(other, NUMERIC, 0.0)
+    said = hints.first_hint(analytic, numeric)
+    assert "a mask other than forward's" in said and "inverted" not in said
+
+
 def test_unused_array_hint():
     assert "copy" in hints.first_hint(NUMERIC, np.zeros((4, 4)))
 

@@ -100,6 +100,21 @@ def test_only_elements_never_re_estimated_are_called_so():
     ]
 
 
+def test_a_loss_ignoring_dout_is_not_blamed_for_a_failure_it_cannot_cause():
+    class OneElementOff(reference.SoftmaxWithLoss):  # ignores dout, like the book's
+        def backward(self, dout=1):
+            dx = super().backward(dout)
+            dx[1, 2] += 0.3  # a bug no pattern names
+            return dx
+
+    rng = np.random.default_rng(0)
+    inputs = {"x": rng.standard_normal((3, 4)), "t": np.eye(4)[[0, 2, 1]]}
+    result = gradverify.check(OneElementOff(), inputs, nondiff=["t"])
+    (dx,) = result.tensors
+    assert [f.severity for f in result.findings if f.name == "dout ignored"] == ["warning"]
+    assert dx.status is Status.FAIL and dx.hint == ""  # not "multiply by dout": dout is 1
+
+
 def test_noisy_forward_is_inconclusive_not_failed():
     result = gradverify.check(NoisyForward(), {"x": np.linspace(-1, 1, 6)})
     assert result.status in (Status.PASS, Status.INCONCLUSIVE)
@@ -126,6 +141,7 @@ def test_unusable_gradients_fail_with_the_problem_named(name):
         ("ReluMaskInverted", "inverted mask"),
         ("SigmoidSignFlip", "sign error"),
         ("AffineDWTransposed", "transpose"),
+        ("DropoutNewMaskInBackward", "a mask other than forward's (drawn again in backward?)"),
         ("AffineDWTransposedNonSquare", "shape transposed ((3, 4) for (4, 3))"),
         ("BatchNormDgammaNotSummed", "not summed over the batch (axis 0)"),
         ("AffineDbWrongAxis", "summed over axis 1"),
