@@ -90,6 +90,43 @@ def transposed(analytic: Floats, numeric: Floats) -> str | None:
     return None
 
 
+def confined(analytic: Floats, numeric: Floats) -> str | None:
+    """Every wrong element in one row or one column of the last two axes, or on their
+    border, covering at least half of it: a loop bound off by one, a padding dropped."""
+    if analytic.ndim < 2 or min(analytic.shape[-2:]) < 3:
+        return None
+    wrong = np.abs(analytic - numeric) > _SAME * max(float(np.max(np.abs(numeric))), 1e-300)
+    count = int(np.count_nonzero(wrong))
+    if count < 2:
+        return None
+    rows, cols = analytic.shape[-2:]
+    lines = wrong.reshape(-1, rows, cols)
+    for axis, what, size in ((1, "row", rows), (2, "column", cols)):
+        hit = np.flatnonzero(lines.any(axis=tuple(a for a in (0, 1, 2) if a != axis)))
+        if len(hit) == 1 and count * 2 >= wrong.size // size:
+            index = int(hit[0])
+            end = " (the last)" if index == size - 1 else " (the first)" if index == 0 else ""
+            return (
+                f"every wrong element is in {what} {index}{end} of the last two axes: a loop "
+                f"bound off by one?"
+            )
+    border = np.ones((rows, cols), dtype=bool)
+    border[1:-1, 1:-1] = False
+    on_border = lines[:, border]
+    # evidence: `count` errors falling on the border by chance would be rarer than 1e-3
+    chance = float(np.mean(border)) ** count
+    if (
+        chance < 1e-3
+        and not lines[:, ~border].any()
+        and 2 * np.count_nonzero(on_border) >= on_border.size
+    ):
+        return (
+            "every wrong element is on the border of the last two axes: a loop bound off by "
+            "one, or a padding dropped?"
+        )
+    return None
+
+
 def wrong_only_off_mask(analytic: Floats, numeric: Floats) -> str | None:
     """Mismatches exactly where one side is zero: a missing or inverted mask (ReLU, Dropout)."""
     wrong = np.abs(analytic - numeric) > _SAME * max(float(np.max(np.abs(numeric))), 1e-300)
@@ -101,7 +138,7 @@ def wrong_only_off_mask(analytic: Floats, numeric: Floats) -> str | None:
         if np.any(agreeing):  # an inverted mask would leave no element on in both
             return (
                 "analytic agrees where both masks keep a unit and is zero where only one "
-                "does: a mask other than forward's (drawn again in backward?)"
+                "does: a mask other than forward's (drawn again, or routed elsewhere)?"
             )
         return "analytic is zero exactly where numeric is not, and vice versa: an inverted mask?"
     if np.all(numeric_zero):
@@ -143,6 +180,7 @@ def first_hint(
         lambda: constant_ratio(analytic, numeric, batch_size),
         lambda: transposed(analytic, numeric),
         lambda: summed_over_wrong_axis(analytic, numeric, dout),
+        lambda: confined(analytic, numeric),
         lambda: wrong_only_off_mask(analytic, numeric),
     ]
     for check in checks:

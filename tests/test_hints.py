@@ -48,6 +48,29 @@ def test_a_second_mask_is_not_called_inverted():
     assert "a mask other than forward's" in said and "inverted" not in said
 
 
+def test_an_error_confined_to_a_row_a_column_or_the_border_is_named():
+    numeric = RNG.standard_normal((2, 5, 6))
+    row, column, border = numeric.copy(), numeric.copy(), numeric.copy()
+    row[:, 4, :] = 0  # the last row forgotten
+    column[:, :, 2] *= 1.5
+    border[:, [0, -1], :] = 0
+    border[:, :, [0, -1]] = 0
+    assert "in row 4 (the last) of the last two axes" in hints.confined(row, numeric)
+    assert "in column 2 of the last two axes" in hints.confined(column, numeric)
+    assert "on the border of the last two axes" in hints.confined(border, numeric)
+    two_rows = numeric.copy()
+    two_rows[:, [1, 3], :] *= 1.5  # near misses: two rows, one element, everywhere
+    one = numeric.copy()
+    one[0, 2, 3] += 1.0
+    small = RNG.standard_normal((3, 4))  # 10 of 12 elements are border: 4 errors prove little
+    few = small.copy()
+    few[0, :2] += 1.0
+    few[2, 2:] += 1.0
+    for near_miss, truth in ((two_rows, numeric), (one, numeric), (1.5 * numeric, numeric)):
+        assert hints.confined(near_miss, truth) is None
+    assert hints.confined(few, small) is None
+
+
 def test_unused_array_hint():
     assert "copy" in hints.first_hint(NUMERIC, np.zeros((4, 4)))
 
