@@ -60,8 +60,12 @@ def _summed_into(first: Gradients, again: Gradients, third: Gradients) -> bool:
     """Whether each further backward after one forward adds the same amount to every
     gradient: a sum into stored gradients, not a backward that changes its cache."""
     one, two = _paired(again, first), _paired(third, again)
-    if one is None or two is None:
-        return False
+    if (
+        one is None
+        or two is None
+        or not _agree(Gradients(again.inputs, {}), Gradients(first.inputs, {}))
+    ):
+        return False  # a sum into stored gradients leaves the input gradients as they were
     steps = []
     for (raw_again, raw_first), (raw_third, _) in zip(one, two):
         x1, x2, x3 = (_array(raw) for raw in (raw_first, raw_again, raw_third))
@@ -87,8 +91,10 @@ def _times(raw_a: Any, raw_b: Any, factor: float) -> bool:
     if a is None or b is None or a.shape != b.shape:
         return a is None and b is None
     rtol, atol = _agreement(raw_a)
-    scale = float(np.max(np.abs(factor * b), initial=0.0))
-    return bool(np.all(np.abs(a - factor * b) <= rtol * scale + atol))
+    with np.errstate(invalid="ignore"):
+        scale = float(np.nanmax(np.abs(factor * b), initial=0.0))
+        same = np.abs(a - factor * b) <= rtol * scale + atol
+    return bool(np.all(same | (np.isnan(a) & np.isnan(b))))  # a NaN is the same NaN
 
 
 def _agreement(value: Any) -> tuple[float, float]:
@@ -172,9 +178,9 @@ def repeated_backward(probe: Probe, accumulates: bool) -> Finding | None:
         )
     else:  # not a sum: backward changed what the next backward reads
         message = (
-            f"{label} returns other gradients when called twice after one forward: does "
-            f"backward change what forward cached (self.out, self.mask) or the weights? It "
-            f"must leave the layer as forward left it."
+            f"{label} returns other gradients when called twice after one forward: backward "
+            f"must depend only on what forward left (does it change the cache, self.out or "
+            f"self.mask, or the weights, or draw random numbers?)."
         )
     return Finding("backward not repeatable", "error", message)
 

@@ -103,7 +103,10 @@ def confined(analytic: Floats, numeric: Floats) -> str | None:
     lines = wrong.reshape(-1, rows, cols)
     for axis, what, size in ((1, "row", rows), (2, "column", cols)):
         hit = np.flatnonzero(lines.any(axis=tuple(a for a in (0, 1, 2) if a != axis)))
-        if len(hit) == 1 and count * 2 >= wrong.size // size:
+        # evidence: `count` errors falling in one of the `size` lines by chance would be
+        # rarer than 1e-3, and they cover at least half of it
+        chance = size * (1.0 / size) ** count
+        if len(hit) == 1 and chance < 1e-3 and count * 2 >= wrong.size // size:
             index = int(hit[0])
             end = " (the last)" if index == size - 1 else " (the first)" if index == 0 else ""
             return (
@@ -211,7 +214,7 @@ def wrong_shape(
             f"{grad_name} has {name}'s shape transposed ({grad_shape} for {array_shape}): a "
             f"product in the wrong order (x.T @ dout for a weight), or a missing .T?"
         )
-    if grad_shape[1:] == array_shape:
+    if grad_shape[1:] == array_shape and grad_shape[0] > 1:  # length 1: keepdims, reshape
         return (
             f"{grad_name} keeps an axis of length {grad_shape[0]} that {name} lacks: not "
             f"summed over the batch (axis 0)?"

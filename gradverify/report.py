@@ -255,7 +255,8 @@ def worst_of(result: CheckResult) -> Worst:
     if result.error:
         return Worst(reason=result.error.splitlines()[0])
     tensor = result.worst
-    if tensor is not None and tensor.status is Status.FAIL and not tensor.mismatched:
+    unnumbered = tensor is not None and tensor.status is Status.FAIL and not tensor.mismatched
+    if tensor is not None and tensor.status is not Status.PASS and (tensor.problem or unnumbered):
         return Worst(
             tensor.grad_name, reason=f"{tensor.grad_name}: {tensor.problem or tensor.hint}"
         )

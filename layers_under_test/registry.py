@@ -595,6 +595,13 @@ BROKEN: dict[str, LayerCase] = _by_name(
     _case(broken.AffineDbMean, _weights(4, 3), _AFFINE_X),
     _case(broken.AffineMissingDW, _weights(4, 3), _AFFINE_X),
     _case(broken.AffineForgetsLastFeature, _weights(4, 3), _AFFINE_X),
+    # wide enough (dW 6 x 8) that one wrong row is evidence of an off-by-one bound
+    _case(
+        broken.AffineForgetsLastFeature,
+        _weights(6, 8),
+        _arrays(x=(5, 6)),
+        name="AffineForgetsLastFeatureWide",
+    ),
     # a 4-D x: dx comes back (2, 12) instead of (2, 3, 2, 2)
     _case(broken.AffineNoReshapeBack, _weights(12, 3), _AFFINE_4D_X),
     _case(broken.SoftmaxWithLossNoDivN, _no_args, _SCORES, nondiff=_LABELS),

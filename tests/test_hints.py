@@ -69,6 +69,9 @@ def test_an_error_confined_to_a_row_a_column_or_the_border_is_named():
     for near_miss, truth in ((two_rows, numeric), (one, numeric), (1.5 * numeric, numeric)):
         assert hints.confined(near_miss, truth) is None
     assert hints.confined(few, small) is None
+    two_in_a_row = small.copy()  # ReLU's two negatives in one row: no evidence of a bound
+    two_in_a_row[1, :2] = 0.0
+    assert hints.confined(two_in_a_row, small) is None
 
 
 def test_unused_array_hint():
@@ -95,6 +98,7 @@ def test_swapped_pair():
         ((4, 3), (2, 6), "reshape", "transposed"),  # its near miss: the same elements
         # a dgamma not summed over the batch
         ((3,), (5, 3), "not summed over the batch (axis 0)", "reshape"),
+        ((3,), (1, 3), "reshape dx back", "batch"),  # summed with keepdims: a near miss
         ((3,), (5, 4), "must have x's shape (3,), not (5, 4)", "batch"),  # its near miss
         ((4, 3), (3, 2), "must have x's shape (4, 3), not (3, 2)", "transposed"),  # no guess
     ],

@@ -119,3 +119,32 @@ def test_a_pass_never_shows_an_infinite_relative_error():
     assert result.status is gradverify.Status.PASS
     (dx,) = result.tensors
     assert dx.max_rel_err < 1e-6 and "inf" not in str(result)
+
+
+def test_a_pass_summarizes_the_elements_it_cleared_as_within_tolerance():
+    class Wiggle:  # x[1] does not move the output; a budget of 1 clears it unexamined
+        def forward(self, x):
+            self.x = x
+            return np.array([np.sin(3e4 * x[0]), 0.0 * x[1]])
+
+        def backward(self, dout):
+            return np.array([dout[0] * 3e4 * np.cos(3e4 * self.x[0]), 9.0 * dout[1]])
+
+    result = gradverify.check(Wiggle(), {"x": np.array([0.3, 0.7])}, max_reestimate=1)
+    (dx,) = result.tensors
+    assert result.status is gradverify.Status.PASS
+    assert dx.margin <= 1.0 and dx.max_rel_err < 1e-6 and "inf" not in str(result)
+
+
+def test_a_row_names_why_a_gradient_could_not_be_checked():
+    from gradverify.report import worst_of
+
+    class NanGradient(Affine):
+        def backward(self, dout):
+            dx = super().backward(dout)
+            dx[0, 0] = np.nan
+            return dx
+
+    layer = NanGradient(np.ones((4, 3)), np.zeros(3))
+    worst = worst_of(gradverify.check(layer, {"x": np.ones((2, 4))}))
+    assert worst.reason.startswith("dx: dx is not finite at (0, 0)")
