@@ -46,9 +46,8 @@ def observe(
     a dropout mask is then the same on both sides).  `slots` are the weights when already
     found (finding them again may miss a read-only one, rebound to a writable copy)."""
     held = {h.path: np.array(h.value) for h in view.held_arrays() if is_float_array(h.value)}
-    with seeded_global(seed):
-        outputs, gradients = forward_backward(view, values, seed)
-        slots = view.parameters(declared) if slots is None else slots
+    outputs, gradients = forward_backward(view, values, seed)
+    slots = view.parameters(declared) if slots is None else slots
     found: dict[str, np.ndarray] = {}
     grad_names: dict[str, str] = {}
     if view.differentiates_inputs:
@@ -70,12 +69,13 @@ def observe(
 
 def forward_backward(view: Adapter, values: Sequence[Any], seed: int) -> tuple[Outputs, Gradients]:
     """One forward and one backward, each from numpy's global generator seeded from
-    `seed` (as in a graded child, which starts every call from it)."""
-    np.random.seed(seed % 2**32)
-    outputs = read_outputs(view.forward([private_copy(v) for v in values]), view.name)
-    cotangent = outputs.cotangent(np.random.default_rng([seed, 7]))
-    np.random.seed(seed % 2**32)
-    return outputs, view.backward([private_copy(v) for v in values], cotangent.for_backward)
+    `seed` (as in a graded child, which starts every call from it); the caller's global
+    state is put back after."""
+    with seeded_global(seed):
+        outputs = read_outputs(view.forward([private_copy(v) for v in values]), view.name)
+        cotangent = outputs.cotangent(np.random.default_rng([seed, 7]))
+        np.random.seed(seed % 2**32)
+        return outputs, view.backward([private_copy(v) for v in values], cotangent.for_backward)
 
 
 def _keep(found: dict[str, np.ndarray], name: str, gradient: Any) -> None:

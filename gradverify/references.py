@@ -39,11 +39,6 @@ class Observation:
     gradients: dict[str, np.ndarray]
     grad_names: dict[str, str] = field(default_factory=dict)
 
-    def named_arrays(self) -> dict[str, np.ndarray]:
-        """Every array by its report name: ``output`` (``output 0``, ...) and ``dW``..."""
-        outputs = {_output_name(i, len(self.outputs)): a for i, a in enumerate(self.outputs)}
-        return {**outputs, **{self.grad_names.get(k, k): v for k, v in self.gradients.items()}}
-
 
 def _output_name(position: int, count: int) -> str:
     return "output" if count == 1 else f"output {position}"

@@ -84,8 +84,7 @@ def against_reference(
             view = resolve_adapter(trusted_object, subject.values, subject.keywords)
         except InvalidArgument as unknown:
             raise InvalidArgument(f"reference={label}: {unknown}") from None
-        with seeded_global(subject.config.seed):  # creates what backward creates (dW)
-            forward_backward(view, subject.values, subject.config.seed)
+        forward_backward(view, subject.values, subject.config.seed)  # creates dW and the like
         slots = view.parameters(declared)  # once: finding them again may miss a read-only one
         names = hold_the_same(yours, slots, trusted_object, label)
         trusted = _observe(replace(subject, declared=declared), view, slots)
@@ -267,7 +266,7 @@ def against_baseline(
                     error=f"{against} cannot be written ({error.strerror or error}); give a "
                     f"path in a folder you can write to.",
                 )
-            count = len(yours.observation.named_arrays())
+            count = len(yours.observation.outputs) + len(yours.observation.gradients)
             problem = f"{verb} it ({count} arrays), compared nothing: commit it for later runs"
         written = Comparison(
             "baseline", "baseline", Status.INCONCLUSIVE, problem=problem, written=gradients_pass
