@@ -18,7 +18,9 @@ from gradverify.adapters import (
     TargetRaised,
     resolve_adapter,
 )
+from gradverify.adapters.base import private_copy
 from gradverify.config import DEFAULT_BUDGET, CheckConfig
+from gradverify.diagnosis import check_each_layer, held_layers
 from gradverify.errors import GradientMismatch, InvalidArgument, TargetContractError
 from gradverify.inputs import (
     Inputs,
@@ -34,7 +36,7 @@ from gradverify.regression import (
     against_baseline,
     against_reference,
 )
-from gradverify.results import CheckResult, Status, worst_status
+from gradverify.results import CheckResult, LayerVerdict, Status, worst_status
 from gradverify.run import CheckRun, Found
 from gradverify.state import snapshot
 from gradverify.trusted import resolve_reference
@@ -156,6 +158,10 @@ def check(
         found, error = Found(), str(broken)
     finally:
         saved.restore()
+    layers: tuple[LayerVerdict, ...] = ()
+    if not error and found.status is Status.FAIL:
+        layers = _each_layer(view, values, set(nondiff) & set(names), names, keywords, config)
+        saved.restore()
     compared = Compared("")
     if not error and (reference is not None or baseline is not None):
         subject = Subject(view, names, values, set(nondiff), constants, params, keywords, config)
@@ -205,6 +211,32 @@ def check(
         against=compared.against,
         trusted="" if not compared.against else "baseline" if baseline is not None else "reference",
         comparisons=compared.comparisons,
+        layers=layers,
+    )
+
+
+def _each_layer(
+    view: Adapter,
+    values: list[Any],
+    nondiff: set[str],
+    names: list[str],
+    keywords: dict[str, Any],
+    config: CheckConfig,
+) -> tuple[LayerVerdict, ...]:
+    """A failing network's layers, each checked alone on its inputs (see `diagnosis`)."""
+    layers = held_layers(view.target)
+    if not layers:
+        return ()
+    work = [private_copy(v) for v in values]
+    return check_each_layer(
+        view.name,
+        layers,
+        lambda: view.forward(work),
+        [v for name, v in zip(names, work) if name in nondiff],
+        lambda layer, args, kwargs, nondiff: check(
+            layer, args, kwargs=kwargs, nondiff=nondiff, **config.check_options()
+        ),
+        lambda layer, args: named_inputs(layer, args)[0],
     )
 
 

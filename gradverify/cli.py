@@ -307,11 +307,7 @@ def _table(jobs: list[Job], results: list[CheckResult], fuzzed: list[FuzzResult 
 
 def _worst(result: CheckResult) -> str:
     worst = worst_of(result)
-    if worst.reason:
-        return worst.reason[:28]
-    if worst.rel_err is None or worst.margin is None:
-        return "-"
-    return f"{worst.name} rel {worst.rel_err:.1e} margin {worst.margin:.2g}"
+    return worst.reason[:28] if worst.reason else worst.describe()
 
 
 if __name__ == "__main__":

@@ -36,11 +36,16 @@ def never_written(analytic: Floats, numeric: Floats) -> str | None:
 
 
 def input_not_used(analytic: Floats, numeric: Floats) -> str | None:
-    """Numeric exactly zero everywhere: perturbing the array never reaches the output."""
+    """Numeric exactly zero everywhere: perturbing the array never reaches the output.
+
+    Two causes, both named: its gradient truly is zero (a bias just before a batch
+    normalization, which subtracts it again) and backward is wrong, or forward reads a
+    copy of it, so the perturbation never arrives."""
     if np.all(numeric == 0) and np.any(analytic != 0):
         return (
             "numeric is exactly zero everywhere: perturbing this array never changes the output. "
-            "Does forward read a copy of it (layers that do not share the params arrays)?"
+            "Either its gradient is truly 0 (a bias just before a normalization) and backward "
+            "is wrong, or forward reads a copy of it (layers that do not share the params arrays)"
         )
     return None
 

@@ -112,9 +112,11 @@ def _is_numbers(value: Any) -> bool:
 
 
 def _positional_names(target: Any, count: int) -> list[str]:
-    """Names of forward's parameters when they can be read, else x0, x1, ..."""
-    function = getattr(target, "forward", None) or (
-        target[0] if isinstance(target, tuple) else target
+    """Names of forward's (a network's loss's) parameters when they can be read, else x0, x1..."""
+    function = (
+        getattr(target, "forward", None)
+        or getattr(target, "loss", None)
+        or (target[0] if isinstance(target, tuple) else target)
     )
     try:
         parameters = [

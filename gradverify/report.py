@@ -39,12 +39,15 @@ def format_result(result: CheckResult) -> str:
     if result.comparisons:
         lines.append(f"  held against {result.against}:")
         lines += [_comparison_line(c) for c in result.comparisons]
+    lines += _layer_lines(result)
     for tensor in result.tensors:
         if tensor.status is not Status.PASS:
             lines += ["", format_tensor(result, tensor)]
     for comparison in result.comparisons:
         if comparison.status is not Status.PASS:
             lines += ["", format_comparison(result, comparison)]
+    for block in _faulty_layer_blocks(result):
+        lines += ["", block]
     return "\n".join(lines)
 
 
@@ -65,8 +68,50 @@ def format_failure(result: CheckResult) -> str:
     ]
     if result.error or not blocks:
         return format_result(result)
-    findings = [f"{f.severity}: {f.message}" for f in result.findings]
-    return "\n\n".join(blocks + (["\n".join(findings)] if findings else []))
+    findings = "\n".join(f"{f.severity}: {f.message}" for f in result.findings)
+    layers = "\n".join(line.removeprefix("  ") for line in _layer_lines(result))
+    extra = [text for text in (findings, layers) if text]
+    return "\n\n".join([*blocks, *extra, *_faulty_layer_blocks(result)])
+
+
+def _layer_lines(result: CheckResult) -> list[str]:
+    """A failing network's layers, each checked alone, and what that says (see `diagnosis`)."""
+    if not result.layers:
+        return []
+    lines = ["  each layer alone, on the inputs it saw in the forward pass:"]
+    for verdict in result.layers:
+        where = f"{verdict.name} ({verdict.kind})"
+        detail = verdict.problem or (
+            worst_of(verdict.result).describe() if verdict.result is not None else ""
+        )
+        if verdict.status is Status.PASS:
+            detail = ""
+        lines.append(f"    {verdict.status.name:<12} {where}{f' | {detail}' if detail else ''}")
+    faulty = result.faulty_layers
+    undecided = [v.name for v in result.layers if v.status not in (Status.PASS, Status.FAIL)]
+    if faulty:
+        names = ", ".join(f"{v.name} ({v.kind})" for v in faulty)
+        lines.append(
+            f"  faulty layer{'s' if len(faulty) > 1 else ''}: {names}: its backward disagrees "
+            f"with its forward on the inputs it saw (below)"
+        )
+    elif undecided:
+        lines.append(
+            f"  no layer fails alone; {', '.join(undecided)} could not be decided alone, so the "
+            f"fault is there or in {result.label}'s own code"
+        )
+    else:
+        lines.append(
+            f"  no layer fails alone: the fault is in {result.label}'s own code: the order of "
+            f"its backward calls, a layer it skips, the key it returns a gradient under, or a "
+            f"term of the loss no layer computes (weight decay)"
+        )
+    return lines
+
+
+def _faulty_layer_blocks(result: CheckResult) -> list[str]:
+    """The failure report of each faulty layer, as its own check gave it."""
+    return [format_failure(v.result) for v in result.faulty_layers if v.result is not None]
 
 
 def _summary_line(result: CheckResult) -> str:
@@ -249,11 +294,22 @@ class Worst:
     margin: float | None = None
     reason: str = ""
 
+    def describe(self) -> str:
+        """The reason, or the worst gradient's numbers; '-' when there is neither."""
+        if self.reason:
+            return self.reason
+        if self.rel_err is None or self.margin is None:
+            return "-"
+        return f"{self.name} rel {self.rel_err:.1e} margin {self.margin:.2g}"
+
 
 def worst_of(result: CheckResult) -> Worst:
     """The summary of `result` for one row of a table (the CLI's, the pytest session's)."""
     if result.error:
         return Worst(reason=result.error.splitlines()[0])
+    if result.faulty_layers:
+        names = ", ".join(v.name for v in result.faulty_layers)
+        return Worst(reason=f"faulty layer {names}")
     tensor = result.worst
     unnumbered = tensor is not None and tensor.status is Status.FAIL and not tensor.mismatched
     if tensor is not None and tensor.status is not Status.PASS and (tensor.problem or unnumbered):

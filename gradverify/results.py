@@ -217,6 +217,35 @@ class Comparison:
 
 
 @dataclass(frozen=True, repr=False)
+class LayerVerdict:
+    """One layer of a failing network, checked alone on the inputs it saw in the forward pass.
+
+    ``result`` is that check; None when the layer could not be checked (``problem`` says
+    why: its forward was never called, or it could not be recorded).
+    """
+
+    name: str  # what the report calls it: "Relu1", "layers[2]", "lastLayer"
+    path: str  # where the network holds it: "layers['Relu1']", "lastLayer"
+    kind: str  # its class: "ReluNoMask"
+    status: Status
+    result: CheckResult | None = None
+    problem: str = ""
+
+    def __repr__(self) -> str:
+        return f"<LayerVerdict {self.name} ({self.kind}) {self.status.name}>"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": self.path,
+            "kind": self.kind,
+            "status": self.status.value,
+            "result": None if self.result is None else self.result.to_dict(),
+            "problem": self.problem,
+        }
+
+
+@dataclass(frozen=True, repr=False)
 class CheckResult:
     """Everything one check found.  ``print(result)`` shows the report.
 
@@ -247,6 +276,13 @@ class CheckResult:
     against: str = ""
     trusted: str = ""
     comparisons: tuple[Comparison, ...] = ()
+    #: A failing network's layers, each checked alone on the inputs it saw (see `diagnosis`).
+    layers: tuple[LayerVerdict, ...] = ()
+
+    @property
+    def faulty_layers(self) -> tuple[LayerVerdict, ...]:
+        """The layers of a failing network whose own check fails."""
+        return tuple(v for v in self.layers if v.status is Status.FAIL)
 
     @property
     def passed(self) -> bool:
@@ -305,6 +341,7 @@ class CheckResult:
             "against": self.against,
             "trusted": self.trusted,
             "comparisons": [c.to_dict() for c in self.comparisons],
+            "layers": [v.to_dict() for v in self.layers],
         }
 
     def __str__(self) -> str:

@@ -364,6 +364,35 @@ class TwoLayerNetNoReluBackward(TwoLayerNet):
         }
 
 
+class TwoLayerNetReluNoMask(TwoLayerNet):
+    """TwoLayerNet whose Relu1 passes dout everywhere (ReluNoMask): an activation's bug.
+
+    Relu1 holds no weight, so the bug shows only in W1 and b1, upstream of it;
+    invisible when every hidden unit is active for every sample.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.layers["Relu1"] = ReluNoMask()
+
+
+class TwoLayerNetAffineDbMean(TwoLayerNet):
+    """TwoLayerNet whose Affine1 averages db over the batch (AffineDbMean): only b1 is wrong."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.layers["Affine1"] = AffineDbMean(self.params["W1"], self.params["b1"])
+
+
+class TwoLayerNetLossNoDivN(TwoLayerNet):
+    """TwoLayerNet whose lastLayer forgets the batch mean (SoftmaxWithLossNoDivN): every
+    gradient N times too large."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.lastLayer = SoftmaxWithLossNoDivN()
+
+
 # ---------------------------------------------------------------- Convolution
 
 
@@ -804,6 +833,21 @@ class MultiLayerNetSwappedGammaBeta(MultiLayerNetExtend):
             grads["gamma" + str(idx)] = layer.dbeta  # the bug: the keys swapped
             grads["beta" + str(idx)] = layer.dgamma
         return grads
+
+
+class MultiLayerNetBatchNormNoMeanTerm(MultiLayerNetExtend):
+    """MultiLayerNetExtend whose BatchNorm1 drops the mean's term of dx (BatchNormNoMeanTerm).
+
+    BatchNorm1 holds gamma1 and beta1, which come out right: its bug shows in the
+    weights upstream of it (W1, b1).
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        layer = self.layers["BatchNorm1"]
+        broken = BatchNormNoMeanTerm(layer.gamma, layer.beta)
+        broken.running_mean, broken.running_var = layer.running_mean, layer.running_var
+        self.layers["BatchNorm1"] = broken
 
 
 # ---------------------------------------------------------------- wrong functions

@@ -618,6 +618,10 @@ BROKEN: dict[str, LayerCase] = _by_name(
     _case(broken.TwoLayerNetSwappedKeys, _sizes(5, 3, 3), _NET, nondiff=_NET_NONDIFF),
     _case(broken.TwoLayerNetCopiedParams, _sizes(5, 4, 3), _NET, nondiff=_NET_NONDIFF),
     _case(broken.TwoLayerNetNoReluBackward, _sizes(5, 4, 3), _NET, nondiff=_NET_NONDIFF),
+    # a broken layer inside: the check names it (each layer checked alone, see diagnosis)
+    _case(broken.TwoLayerNetReluNoMask, _sizes(5, 4, 3), _NET, nondiff=_NET_NONDIFF),
+    _case(broken.TwoLayerNetAffineDbMean, _sizes(5, 4, 3), _NET, nondiff=_NET_NONDIFF),
+    _case(broken.TwoLayerNetLossNoDivN, _sizes(5, 4, 3), _NET, nondiff=_NET_NONDIFF),
     # ch. 6-7
     # 3x3 filters with stride 1: every interior pixel is covered by several windows
     _case(broken.ConvolutionCol2imOverwrite, _filters(), _CONV_X),
@@ -646,6 +650,9 @@ BROKEN: dict[str, LayerCase] = _by_name(
     # weight decay alone (no BatchNorm, no Dropout): every dW is off by 0.1 * W
     _case(broken.MultiLayerNetNoWeightDecayGrad, _DECAY, _NET, nondiff=_NET_NONDIFF, kwargs=_TRAIN),
     _case(broken.MultiLayerNetSwappedGammaBeta, _FULL, _NET, nondiff=_NET_NONDIFF, kwargs=_TRAIN),
+    _case(
+        broken.MultiLayerNetBatchNormNoMeanTerm, _FULL, _NET, nondiff=_NET_NONDIFF, kwargs=_TRAIN
+    ),
     # contracts: each trips the finding its docstring names
     # one training step first: a fresh layer's first backward is right (see the class)
     _case(broken.AffineAccumulatesDW, _trained(4, 3), _AFFINE_X),

@@ -1,0 +1,225 @@
+"""The faulty layer of a failing network: each layer checked alone on the inputs it saw."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import gradverify
+from gradverify import GradientMismatch, Status
+from gradverify.diagnosis import held_layers, record_calls
+from layers_under_test import broken, reference
+from layers_under_test.registry import BROKEN, REFERENCE
+
+
+def _run(case, seed=0):
+    rng = np.random.default_rng(seed)
+    target, inputs = case.build(rng), case.make_inputs(rng)
+    return gradverify.check(target, inputs, nondiff=case.nondiff, kwargs=case.kwargs, seed=seed)
+
+
+def _labels(rng, n=4, classes=3):
+    return np.eye(classes)[rng.integers(0, classes, n)]
+
+
+@pytest.mark.parametrize(
+    ("name", "faulty", "kind"),
+    [
+        ("TwoLayerNetReluNoMask", "Relu1", "ReluNoMask"),  # an activation: no weight of its own
+        ("TwoLayerNetAffineDbMean", "Affine1", "AffineDbMean"),  # an affine's bias
+        ("TwoLayerNetLossNoDivN", "lastLayer", "SoftmaxWithLossNoDivN"),  # the loss
+        ("MultiLayerNetBatchNormNoMeanTerm", "BatchNorm1", "BatchNormNoMeanTerm"),
+    ],
+)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_broken_layer_is_named_and_no_other(name, faulty, kind, seed):
+    result = _run(BROKEN[name], seed)
+    assert result.status is Status.FAIL
+    assert [(v.name, v.kind) for v in result.faulty_layers] == [(faulty, kind)]
+    assert all(v.status is Status.PASS for v in result.layers if v.name != faulty)
+    assert f"faulty layer: {faulty} ({kind})" in str(result)
+
+
+def test_the_faulty_layers_own_report_follows_with_its_hint():
+    text = str(_run(BROKEN["TwoLayerNetReluNoMask"]))
+    block = text[text.index("Relu1 (ReluNoMask.backward) — dx disagrees") :]
+    assert "hint: analytic is non-zero only where numeric is 0: a missing mask" in block
+    assert "<the same TwoLayerNetReluNoMask>.layers['Relu1']" in block
+
+
+def test_the_assertion_message_names_the_faulty_layer():
+    case = BROKEN["TwoLayerNetLossNoDivN"]
+    rng = np.random.default_rng(0)
+    with pytest.raises(GradientMismatch) as raised:
+        gradverify.assert_gradients(case.build(rng), case.make_inputs(rng), nondiff=case.nondiff)
+    message = str(raised.value)
+    assert "faulty layer: lastLayer (SoftmaxWithLossNoDivN)" in message
+    assert "lastLayer (SoftmaxWithLossNoDivN.backward) — dx disagrees" in message
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["TwoLayerNetSwappedKeys", "TwoLayerNetNoReluBackward", "MultiLayerNetNoWeightDecayGrad"],
+)
+def test_when_every_layer_passes_alone_the_networks_own_code_is_blamed(name):
+    result = _run(BROKEN[name])
+    assert result.status is Status.FAIL
+    assert result.layers and all(v.status is Status.PASS for v in result.layers)
+    assert not result.faulty_layers
+    assert f"no layer fails alone: the fault is in {result.label}'s own code" in str(result)
+
+
+@pytest.mark.parametrize("name", ["TwoLayerNet", "MultiLayerNetExtend"])
+def test_a_correct_network_names_no_layer(name):
+    result = _run(REFERENCE[name])
+    assert result.status is Status.PASS
+    assert result.layers == () and "each layer alone" not in str(result)
+
+
+def test_a_network_without_a_layers_container_keeps_the_per_tensor_report():
+    class FunctionalNet:
+        """A network computing from its params directly, with the bug of ReluNoMask."""
+
+        def __init__(self, rng):
+            self.params = {"W": rng.standard_normal((5, 3))}
+
+        def loss(self, x, t):
+            return float(np.sum(np.maximum(x @ self.params["W"], 0) * t))
+
+        def gradient(self, x, t):
+            return {"W": x.T @ t}  # the mask of the maximum forgotten
+
+    rng = np.random.default_rng(0)
+    result = gradverify.check(
+        FunctionalNet(rng), [rng.standard_normal((4, 5)), _labels(rng)], nondiff=["t"]
+    )
+    assert result.status is Status.FAIL
+    assert result.layers == () and "each layer alone" not in str(result)
+
+
+class ListNet:
+    """Another teaching style: layers in a list, the loss layer in ``last_layer``; only the
+    first ``used`` layers take part in the loss (the rest are kept for something else)."""
+
+    def __init__(self, relu, rng, spare=()):
+        self.params = {"W1": rng.standard_normal((5, 4)), "b1": rng.standard_normal(4)}
+        self.params |= {"W2": rng.standard_normal((4, 3)), "b2": rng.standard_normal(3)}
+        p = self.params
+        self.layers = [reference.Affine(p["W1"], p["b1"]), relu, reference.Affine(p["W2"], p["b2"])]
+        self.used = len(self.layers)
+        self.layers += list(spare)
+        self.last_layer = reference.SoftmaxWithLoss()
+
+    def loss(self, x, t):
+        for layer in self.layers[: self.used]:
+            x = layer.forward(x)
+        return self.last_layer.forward(x, t)
+
+    def gradient(self, x, t):
+        self.loss(x, t)
+        dout = self.last_layer.backward(1)
+        for layer in reversed(self.layers[: self.used]):
+            dout = layer.backward(dout)
+        first, second = self.layers[0], self.layers[2]
+        return {"W1": first.dW, "b1": first.db, "W2": second.dW, "b2": second.db}
+
+
+def _check_list_net(net, rng):
+    return gradverify.check(net, [rng.standard_normal((4, 5)), _labels(rng)], nondiff=["t"])
+
+
+def test_layers_in_a_list_are_named_by_position():
+    rng = np.random.default_rng(0)
+    result = _check_list_net(ListNet(broken.ReluNoMask(), rng), rng)
+    assert [v.name for v in result.layers] == ["layers[0]", "layers[1]", "layers[2]", "last_layer"]
+    assert [v.name for v in result.faulty_layers] == ["layers[1]"]
+
+
+def test_a_layer_the_forward_pass_never_calls_is_undecided_not_faulty():
+    rng = np.random.default_rng(0)
+    result = _check_list_net(ListNet(broken.ReluNoMask(), rng, spare=[reference.Sigmoid()]), rng)
+    spare = result.layers[3]
+    assert spare.status is Status.INCONCLUSIVE and spare.result is None
+    assert "forward pass did not call its forward" in spare.problem
+    assert [v.name for v in result.faulty_layers] == ["layers[1]"]
+
+
+def test_a_layer_that_cannot_be_recorded_says_so():
+    class SlottedRelu:
+        __slots__ = ("mask",)
+
+        def forward(self, x):
+            self.mask = x <= 0
+            return np.where(self.mask, 0.0, x)
+
+        def backward(self, dout):
+            return dout  # the bug: the mask forgotten
+
+    rng = np.random.default_rng(0)
+    result = _check_list_net(ListNet(SlottedRelu(), rng), rng)
+    assert result.status is Status.FAIL
+    (relu,) = [v for v in result.layers if v.kind == "SlottedRelu"]
+    assert relu.status is Status.INCONCLUSIVE and "cannot be recorded" in relu.problem
+    assert not result.faulty_layers
+    assert "could not be decided alone, so the fault is there or in" in str(result)
+
+
+def test_the_network_and_its_layers_are_left_as_they_were():
+    rng = np.random.default_rng(0)
+    net = ListNet(broken.ReluNoMask(), rng)
+    x, t = rng.standard_normal((4, 5)), _labels(rng)
+    net.loss(x + 1, t)  # caches from an earlier pass, which the check must leave
+    before = {k: v.copy() for k, v in net.params.items()}
+    cached = net.layers[0].x.copy()
+    result = gradverify.check(net, [x, t], nondiff=["t"])
+    assert result.faulty_layers
+    assert all(np.array_equal(before[k], net.params[k]) for k in before)
+    assert np.array_equal(cached, net.layers[0].x)
+    assert all("forward" not in vars(layer) for layer in [*net.layers, net.last_layer])
+
+
+def test_recording_gives_every_layer_its_forward_back_when_the_pass_raises():
+    layers = held_layers(ListNet(reference.Relu(), np.random.default_rng(0)))
+
+    def failing_pass():
+        layers[0].layer.forward(np.ones((2, 5)))
+        raise RuntimeError("the pass broke")
+
+    with pytest.raises(RuntimeError):
+        record_calls(layers, failing_pass, [])
+    assert all("forward" not in vars(h.layer) for h in layers)
+
+
+def test_recorded_inputs_are_copies_taken_at_the_call():
+    layers = held_layers(ListNet(reference.Relu(), np.random.default_rng(0)))
+    x = np.ones((2, 5))
+
+    def one_pass():
+        layers[0].layer.forward(x)
+        x[:] = 7.0  # written after the call: the record keeps what the layer saw
+
+    calls = record_calls(layers, one_pass, [])
+    assert np.array_equal(calls[id(layers[0].layer)].args[0], np.ones((2, 5)))
+
+
+def test_labels_the_network_passes_through_stay_nondiff_in_the_loss_layer():
+    result = _run(BROKEN["TwoLayerNetLossNoDivN"])
+    (loss,) = result.faulty_layers
+    assert loss.result is not None and "t (nondiff)" in loss.result.undifferentiated
+
+
+def test_json_holds_each_layers_verdict_and_report():
+    data = json.loads(json.dumps(_run(BROKEN["TwoLayerNetAffineDbMean"]).to_dict()))
+    by_name = {layer["name"]: layer for layer in data["layers"]}
+    assert by_name["Affine1"]["status"] == "fail" and by_name["Affine1"]["kind"] == "AffineDbMean"
+    assert by_name["Affine1"]["path"] == "layers['Affine1']"
+    assert by_name["Affine1"]["result"]["tensors"][-1]["grad_name"] == "db"
+    assert by_name["Relu1"]["status"] == "pass"
+
+
+def test_the_summary_row_names_the_faulty_layer():
+    from gradverify.report import worst_of
+
+    assert worst_of(_run(BROKEN["TwoLayerNetReluNoMask"])).reason == "faulty layer Relu1"
