@@ -233,10 +233,15 @@ def _each_layer(
         layers,
         lambda: view.forward(work),
         [v for name, v in zip(names, work) if name in nondiff],
-        lambda layer, args, kwargs, nondiff: check(
-            layer, args, kwargs=kwargs, nondiff=nondiff, **config.check_options()
+        lambda layer, args, kwargs, nondiff, budget: check(
+            layer,
+            args,
+            kwargs=kwargs,
+            nondiff=nondiff,
+            **(config.check_options() | {"budget": budget}),
         ),
         lambda layer, args: named_inputs(layer, args)[0],
+        config.budget,
     )
 
 

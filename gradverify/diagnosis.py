@@ -13,6 +13,7 @@ code.  Networks without such a container keep the per-tensor report.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -24,8 +25,9 @@ from gradverify.results import CheckResult, LayerVerdict, Status
 #: Where networks in the textbook's style keep their loss layer, after ``layers``.
 _LOSS_LAYER_ATTRIBUTES = ("lastLayer", "last_layer")
 
-#: Checks one layer on recorded inputs: (layer, positional inputs, kwargs, nondiff names).
-CheckLayer = Callable[[Any, list[Any], dict[str, Any], list[str]], CheckResult]
+#: Checks one layer on recorded inputs: (layer, positional inputs, kwargs, nondiff names,
+#: its share of the time budget in seconds).
+CheckLayer = Callable[[Any, list[Any], dict[str, Any], list[str], float], CheckResult]
 
 
 @dataclass(frozen=True)
@@ -123,13 +125,17 @@ def check_each_layer(
     passed_through: list[Any],
     check_layer: CheckLayer,
     names_of: Callable[[Any, list[Any]], list[str]],
+    budget: float,
 ) -> tuple[LayerVerdict, ...]:
     """Every layer's verdict, checked alone on the inputs it saw in one forward pass.
 
     `forward` runs the network's forward pass on the check's inputs; `passed_through`
     are the network's inputs declared nondiff (labels), which stay nondiff where a layer
-    receives them; `names_of` names a layer's positional inputs.
+    receives them; `names_of` names a layer's positional inputs.  The layers share one
+    time `budget`: each gets what is left of it divided by the layers still to check, so
+    the diagnosis costs at most about one more budget, however many layers there are.
     """
+    deadline = time.perf_counter() + budget
     try:
         calls = record_calls(layers, forward, passed_through)
     except TargetRaised as raised:
@@ -137,8 +143,8 @@ def check_each_layer(
         return tuple(
             LayerVerdict(h.name, h.path, _kind(h), Status.ERROR, problem=why) for h in layers
         )
-    verdicts = []
-    for held in layers:
+    verdicts: list[LayerVerdict] = []
+    for position, held in enumerate(layers):
         call = calls.get(id(held.layer))
         if call is None:
             verdicts.append(_not_recorded(network_name, held))
@@ -146,7 +152,8 @@ def check_each_layer(
         try:
             names = names_of(held.layer, call.args)
             nondiff = [names[i] for i in call.passed_through if i < len(names)]
-            result = check_layer(held.layer, call.args, call.kwargs, nondiff)
+            share = max(deadline - time.perf_counter(), 0.0) / (len(layers) - position)
+            result = check_layer(held.layer, call.args, call.kwargs, nondiff, share)
         except InvalidArgument as refused:  # e.g. an input it saw was not finite
             why = f"could not be checked alone: {refused}"
             verdicts.append(

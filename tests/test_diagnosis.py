@@ -9,7 +9,7 @@ import pytest
 
 import gradverify
 from gradverify import GradientMismatch, Status
-from gradverify.diagnosis import held_layers, record_calls
+from gradverify.diagnosis import check_each_layer, held_layers, record_calls
 from layers_under_test import broken, reference
 from layers_under_test.registry import BROKEN, REFERENCE
 
@@ -223,3 +223,28 @@ def test_the_summary_row_names_the_faulty_layer():
     from gradverify.report import worst_of
 
     assert worst_of(_run(BROKEN["TwoLayerNetReluNoMask"])).reason == "faulty layer Relu1"
+
+
+def test_the_layers_share_one_time_budget():
+    net = ListNet(reference.Relu(), np.random.default_rng(0))
+    layers = held_layers(net)
+    x, t = np.random.default_rng(1).standard_normal((4, 5)), _labels(np.random.default_rng(2))
+    shares = []
+
+    def check_layer(layer, args, kwargs, nondiff, budget):
+        shares.append(budget)
+        return gradverify.check(layer, args, kwargs=kwargs, nondiff=nondiff, budget=budget)
+
+    check_each_layer(
+        "ListNet",
+        layers,
+        lambda: net.loss(x, t),
+        [t],
+        check_layer,
+        lambda _, a: ["x", "t"][: len(a)],
+        2.0,
+    )
+    # each gets at most what is left divided by the layers still to check: never more
+    # than the budget in all, and what one leaves unused goes to the layers after it
+    assert len(shares) == 4
+    assert all(0 < share <= 2.0 / (4 - i) for i, share in enumerate(shares))
