@@ -28,7 +28,7 @@ from gradverify.grading.commands import run as run_command
 from gradverify.jobs import Job
 from gradverify.jobs import jobs as find_jobs
 from gradverify.report import format_result, projection_notes, worst_of
-from gradverify.results import CheckResult, Status, worst_status
+from gradverify.results import CheckResult, Role, Status, worst_status
 
 if TYPE_CHECKING:
     from gradverify.fuzzing import FuzzResult
@@ -254,9 +254,9 @@ def _run(job: Job, arguments: argparse.Namespace) -> CheckResult:
 
 def _elements_at_kinks(result: CheckResult) -> dict[str, list[tuple[int, ...]]]:
     return {
-        tensor.name: [row.index for row in tensor.rows if row.note.startswith("kink")]
+        tensor.name: [row.index for row in tensor.rows if row.outcome.at_kink]
         for tensor in result.tensors
-        if tensor.role == "input" and any(row.note.startswith("kink") for row in tensor.rows)
+        if tensor.role is Role.INPUT and any(row.outcome.at_kink for row in tensor.rows)
     }
 
 

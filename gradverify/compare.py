@@ -13,6 +13,7 @@ again against the better estimate and its error (`judge_reestimate`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gradverify.numerics import Reestimate
-from gradverify.results import ElementRow, Status
+from gradverify.results import ElementOutcome, ElementRow, Status
 
 #: A re-estimated element fails only when its discrepancy exceeds the tolerance
 #: by more than this many times the estimated error of the numeric value.
@@ -74,7 +75,8 @@ class ElementVerdict:
 
     status: Status
     numeric: float
-    note: str
+    note: str  # for the report's row: the one-sided slopes, the error estimate
+    outcome: ElementOutcome
 
 
 def judge_reestimate(
@@ -91,7 +93,12 @@ def judge_reestimate(
       ``CONFIRM_SIGMAS`` estimated errors, INCONCLUSIVE in between.
     """
     if not again.finite:
-        return ElementVerdict(Status.INCONCLUSIVE, again.numeric, "forward not finite near here")
+        return ElementVerdict(
+            Status.INCONCLUSIVE,
+            again.numeric,
+            "forward not finite near here",
+            ElementOutcome.NOT_FINITE,
+        )
     if again.kink:
         low, high = sorted((again.left, again.right))
         # not again.error: that is the central estimate's, which a kink inflates
@@ -99,24 +106,39 @@ def judge_reestimate(
         slopes = f"one-sided slopes {again.left:.4g} / {again.right:.4g}"
         if low - slack <= analytic <= high + slack:
             return ElementVerdict(
-                Status.PASS, again.numeric, f"kink: {slopes}, analytic is between"
+                Status.PASS,
+                again.numeric,
+                f"kink: {slopes}, analytic is between",
+                ElementOutcome.KINK,
             )
         return ElementVerdict(
-            Status.INCONCLUSIVE, again.numeric, f"kink: {slopes}, analytic is neither"
+            Status.INCONCLUSIVE,
+            again.numeric,
+            f"kink: {slopes}, analytic is neither",
+            ElementOutcome.KINK_OUTSIDE,
         )
     diff = abs(analytic - again.numeric)
     tol = atol + rtol * abs(again.numeric)
     if diff <= tol:
-        return ElementVerdict(Status.PASS, again.numeric, "passes on re-estimate")
+        return ElementVerdict(
+            Status.PASS, again.numeric, "passes on re-estimate", ElementOutcome.CLEARED
+        )
     if diff > tol + CONFIRM_SIGMAS * again.error:
-        return ElementVerdict(Status.FAIL, again.numeric, "confirmed")
+        return ElementVerdict(Status.FAIL, again.numeric, "confirmed", ElementOutcome.CONFIRMED)
     return ElementVerdict(
-        Status.INCONCLUSIVE, again.numeric, f"numeric uncertain (error ~{again.error:.1e})"
+        Status.INCONCLUSIVE,
+        again.numeric,
+        f"numeric uncertain (error ~{again.error:.1e})",
+        ElementOutcome.UNCERTAIN,
     )
 
 
 def worst_rows(
-    analytic: Floats, numeric: Floats, tol: Floats, notes: dict[int, str], limit: int
+    analytic: Floats,
+    numeric: Floats,
+    tol: Floats,
+    verdicts: Mapping[int, ElementVerdict],
+    limit: int,
 ) -> tuple[ElementRow, ...]:
     """The `limit` elements with the largest error-to-tolerance ratio, as report rows."""
     diff = np.abs(analytic - numeric)
@@ -131,10 +153,13 @@ def worst_rows(
             numeric=float(flat_n[i]),
             abs_err=float(flat_d[i]),
             rel_err=float(rel[i]),
-            note=notes.get(int(i), ""),
+            note=verdicts[int(i)].note if int(i) in verdicts else "",
+            outcome=(
+                verdicts[int(i)].outcome if int(i) in verdicts else ElementOutcome.NOT_REESTIMATED
+            ),
         )
         for i in order
-        if ratio[i] > 1.0 or int(i) in notes
+        if ratio[i] > 1.0 or int(i) in verdicts
     )
 
 

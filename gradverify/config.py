@@ -51,20 +51,25 @@ def _check_nonnegative_finite(name: str, value: float | None, example: str = "1e
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        requirement = f"`{name}` must be a non-negative float"
         raise InvalidArgument(
-            f"`{name}` must be a non-negative float, got {name}={value!r} "
-            f"({type(value).__name__}); pass e.g. {name}={example}."
+            f"{requirement}, got {name}={value!r} ({type(value).__name__}); pass e.g. "
+            f"{name}={example}.",
+            requirement=requirement,
         )
     if not (math.isfinite(value) and value >= 0):
+        requirement = f"`{name}` must be a non-negative finite float"
         raise InvalidArgument(
-            f"`{name}` must be a non-negative finite float, got {name}={value!r}; "
-            f"pass e.g. {name}={example}, or leave it out for the default."
+            f"{requirement}, got {name}={value!r}; pass e.g. {name}={example}, or leave it out "
+            f"for the default.",
+            requirement=requirement,
         )
 
 
 def _check_count(name: str, value: int, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InvalidArgument(f"`{name}` must be an integer >= {minimum}, got {name}={value!r}.")
+        requirement = f"`{name}` must be an integer >= {minimum}"
+        raise InvalidArgument(f"{requirement}, got {name}={value!r}.", requirement=requirement)
 
 
 @dataclass(frozen=True)
@@ -115,8 +120,9 @@ class CheckConfig:
             or not isinstance(self.seed, (int, np.integer))
             or not (0 <= self.seed < 2**63)
         ):
+            requirement = "`seed` must be a non-negative integer"
             raise InvalidArgument(
-                f"`seed` must be a non-negative integer, got seed={self.seed!r}; pass e.g. seed=0."
+                f"{requirement}, got seed={self.seed!r}; pass e.g. seed=0.", requirement=requirement
             )
         _check_nonnegative_finite("rtol", self.rtol)
         _check_nonnegative_finite("atol", self.atol)
@@ -125,9 +131,11 @@ class CheckConfig:
         _check_count("directions", self.directions, 1)
         _check_nonnegative_finite("budget", self.budget, "5.0")
         if self.mode not in MODES:
+            requirement = f"`mode` must be one of {', '.join(MODES)}"
             raise InvalidArgument(
-                f"`mode` must be one of {', '.join(MODES)}, got mode={self.mode!r}; "
-                f"'auto' checks small tensors element by element and large ones by projection."
+                f"{requirement}, got mode={self.mode!r}; 'auto' checks small tensors element by "
+                f"element and large ones by projection.",
+                requirement=requirement,
             )
 
     def check_options(self) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import numpy as np
 from gradverify.adapters import Adapter, Gradients
 from gradverify.numerics import real_array
 from gradverify.outputs import Outputs, read_outputs
-from gradverify.results import Finding
+from gradverify.results import Finding, FindingKind, Severity
 
 #: Gradients from calls that must agree are compared to this relative precision:
 #: doubling a cotangent is exact, and a deterministic backward repeats itself
@@ -133,15 +133,15 @@ def linearity_in_dout(probe: Probe) -> Finding | None:
     label = probe.view.label
     if ignored and probe.scalar_output:
         return Finding(
-            "dout ignored",
-            "warning",
+            FindingKind.DOUT_IGNORED,
+            Severity.WARNING,
             f"{label} ignores dout (backward(2) == backward(1)): correct only as the last "
             f"layer of a network, where dout = 1.",
         )
     what = "ignores dout" if ignored else "is not linear in dout"
     return Finding(
-        "dout ignored" if ignored else "not linear in dout",
-        "error",
+        FindingKind.DOUT_IGNORED if ignored else FindingKind.NOT_LINEAR_IN_DOUT,
+        Severity.ERROR,
         f"{label} {what}: backward(2 * dout) != 2 * backward(dout); "
         f"multiply every gradient by the dout it receives.",
     )
@@ -152,8 +152,8 @@ def dout_untouched(probe: Probe) -> Finding | None:
     if not probe.gradients.dout_modified:
         return None
     return Finding(
-        "dout modified",
-        "warning",
+        FindingKind.DOUT_MODIFIED,
+        Severity.WARNING,
         f"{probe.view.label} writes into the dout it is given. Harmless in a chain, but where "
         f"a gradient fans out (one output feeding two layers) the second layer receives the "
         f"first one's edits; use dout = dout.copy() first.",
@@ -182,7 +182,7 @@ def repeated_backward(probe: Probe, accumulates: bool) -> Finding | None:
             f"must depend only on what forward left (does it change the cache, self.out or "
             f"self.mask, or the weights, or draw random numbers?)."
         )
-    return Finding("backward not repeatable", "error", message)
+    return Finding(FindingKind.BACKWARD_NOT_REPEATABLE, Severity.ERROR, message)
 
 
 def stale_state(probe: Probe) -> Finding | None:
@@ -196,8 +196,8 @@ def stale_state(probe: Probe) -> Finding | None:
     if _agree(after_other, after_same):
         return None
     return Finding(
-        "stale state",
-        "error",
+        FindingKind.STALE_STATE,
+        Severity.ERROR,
         f"{probe.view.label} depends on an earlier forward: backward after forward(x1), "
         f"forward(x2) differs from after forward(x2), forward(x2). Cache what backward "
         f"needs on every forward, not once.",
@@ -217,8 +217,8 @@ def deterministic_forward(
         return None
     source = " even with its random generators reset before each call" if pinned else ""
     return Finding(
-        "nondeterministic forward",
-        "error",
+        FindingKind.NONDETERMINISTIC_FORWARD,
+        Severity.ERROR,
         f"{view.name}.forward returned different outputs for the same inputs{source}; finite "
         f"differences of a changing function mean nothing. Draw random numbers from numpy "
         f"(np.random or a Generator attribute) so the check can hold them fixed.",
@@ -230,8 +230,8 @@ def forward_mutation(view: Adapter, names: list[str], mutated: list[str]) -> Fin
     if not mutated:
         return None
     return Finding(
-        "input modified",
-        "error",
+        FindingKind.INPUT_MODIFIED,
+        Severity.ERROR,
         f"{view.name}.forward writes into its input {', '.join(mutated)}: the caller's array "
         f"changes (and a layer before it would see it). Copy first: x = x.copy(). The check "
         f"continued on fresh copies for every call.",
@@ -243,8 +243,8 @@ def gradient_count(view: Adapter, returned: int, inputs: int) -> Finding | None:
     if not view.differentiates_inputs or returned <= inputs:
         return None
     return Finding(
-        "too many gradients",
-        "error",
+        FindingKind.TOO_MANY_GRADIENTS,
+        Severity.ERROR,
         f"{view.label} returned {returned} gradients for {inputs} inputs; return one per "
         f"input, in forward's order.",
     )
@@ -266,8 +266,8 @@ def gradient_dtype(
         return None
     if not np.issubdtype(grad_dtype, np.floating):
         return Finding(
-            "gradient dtype",
-            "error",
+            FindingKind.GRADIENT_DTYPE,
+            Severity.ERROR,
             f"{grad_name} is {grad_dtype} but {name} is {array_dtype}: a gradient must hold "
             f"real floats; compute it in {array_dtype}.",
         )
@@ -278,14 +278,14 @@ def gradient_dtype(
         if precise_enough:
             return None
         return Finding(
-            "gradient dtype",
-            "error",
+            FindingKind.GRADIENT_DTYPE,
+            Severity.ERROR,
             f"{grad_name} is {grad_dtype} but {name} is {array_dtype} and forward computes in "
             f"{computation}: precision is lost; compute it in {computation}.",
         )
     return Finding(
-        "gradient dtype",
-        "warning",
+        FindingKind.GRADIENT_DTYPE,
+        Severity.WARNING,
         f"{grad_name} is {grad_dtype} but {name} is {array_dtype} (an upcast, e.g. from "
         f"np.zeros(shape) without dtype=).",
     )

@@ -23,7 +23,7 @@ import numpy as np
 from gradverify.adapters import Adapter, ParamSlot
 from gradverify.adapters.base import is_float_array
 from gradverify.objects import Holding, attributes, gradient_path, holdings, places_of, rebind
-from gradverify.results import NOT_CHECKED, Status, TensorResult
+from gradverify.results import CheckedBy, Role, Status, TensorResult
 
 #: Relative size of the nudge that tells whether forward reads an array: far above
 #: rounding (any effect at all shows as a changed loss), small enough to stay near
@@ -141,11 +141,12 @@ def results(
             TensorResult(
                 name=item.path,
                 grad_name=suggestions.get(item.path, gradient_path(item.path)),
-                role="parameter",
+                role=Role.PARAMETER,
                 shape=shape,
                 dtype=str(getattr(item.value, "dtype", "?")),
                 status=Status.INCONCLUSIVE,
-                method=NOT_CHECKED,
+                checked_by=CheckedBy.NOT_CHECKED,
+                method=CheckedBy.NOT_CHECKED.value,
                 problem=item.problem,
                 hint=fix,
             )

@@ -16,7 +16,13 @@ class InvalidArgument(GradverifyError, ValueError):
     """The caller passed something gradverify cannot use.
 
     The message names the argument, the value given, what was expected and the fix.
+    ``requirement`` is what was expected alone (```budget` must be a non-negative
+    float``), for a caller that names the value and where it came from itself.
     """
+
+    def __init__(self, message: str, *, requirement: str = "") -> None:
+        super().__init__(message)
+        self.requirement = requirement
 
 
 class AdapterNotFound(InvalidArgument):

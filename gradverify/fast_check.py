@@ -43,8 +43,8 @@ import numpy as np
 
 from gradverify import compare
 from gradverify.planning import full_calls
-from gradverify.projections import Direction, Measurement, Probe, directions
-from gradverify.results import ElementRow, Status, TensorResult, worst_status
+from gradverify.projections import Along, Direction, Measurement, Probe, directions
+from gradverify.results import CheckedBy, ElementRow, Status, TensorResult, worst_status
 from gradverify.tensor_check import (
     Floats,
     LossContext,
@@ -197,23 +197,22 @@ def _sensitivity(
     """What the projections could see: the smallest error in one element, and the smallest
     relative error of one slice along each axis, that their screens would have nominated."""
     parts = []
-    random = [m for d, m in screens if d.label == "random signs"]
+    random = [m for d, m in screens if d.along is Along.RANDOM_SIGNS]
     if random:
         smallest = min(m.screen for m in random) / (2.0 * float(np.mean(scale)))
         parts.append(f"one element off by more than ~{smallest:.1e}")
     names = {0: "row", 1: "column"} if tensor.array.ndim == 2 else {}
-    by_axis: dict[str, list[float]] = {}
+    by_axis: dict[int, list[float]] = {}
     for direction, measured in screens:
-        if direction.label.startswith("axis"):
+        if direction.axis is not None:
             members = direction.members
             totals = np.bincount(
                 direction.groups[members], weights=2.0 * scale[members] * np.abs(analytic[members])
             )
             typical = float(np.median(totals[totals > 0])) if np.any(totals > 0) else 0.0
             if typical > 0:
-                by_axis.setdefault(direction.label, []).append(measured.screen / typical)
-    for label, ratios in by_axis.items():
-        axis = int(label.split()[1])
+                by_axis.setdefault(direction.axis, []).append(measured.screen / typical)
+    for axis, ratios in by_axis.items():
         what = names.get(axis, f"slice along axis {axis}")
         parts.append(f"one {what} scaled by more than ~{100 * float(np.median(ratios)):.2g}%")
     return "; ".join(parts)
@@ -252,6 +251,7 @@ def _outcome(
     result = TensorResult(
         **base_fields(tensor),
         status=worst_status(statuses),
+        checked_by=CheckedBy.PROJECTIONS,
         method=f"{count} projections + bisection",
         step=base_step,
         rtol=settings.rtol,
@@ -265,7 +265,7 @@ def _outcome(
         max_rel_err=max((r.rel_err for r in failing), default=0.0),
         margin=max(element_margins, default=search.margin),
         rows=tuple(rows[: context.config.max_rows]),
-        notes=tuple(notes) + kink_notes({i: v.note for i, v in verdicts.items()}),
+        notes=tuple(notes) + kink_notes(verdicts),
     )
     return TensorOutcome(result)
 
@@ -293,4 +293,4 @@ def _row(
     error = abs(analytic - numeric)
     relative = error / abs(numeric) if numeric else (math.inf if error else 0.0)
     index = tuple(int(i) for i in np.unravel_index(flat, tensor.array.shape))
-    return ElementRow(index, analytic, numeric, error, relative, verdict.note)
+    return ElementRow(index, analytic, numeric, error, relative, verdict.note, verdict.outcome)

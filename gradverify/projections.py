@@ -9,6 +9,7 @@ and the projection itself is judged as a derivative along the direction
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,14 +24,28 @@ from gradverify.tensor_check import Floats, Settings, TensorToCheck
 Z = 6.0
 
 
+class Along(enum.Enum):
+    """What a direction's signs follow."""
+
+    GRADIENT_SIGNS = "the gradient's signs"  # a scale error adds up over every element
+    RANDOM_SIGNS = "random signs"  # an error in one or a few scattered elements
+    AXIS = "axis"  # the gradient's signs in each slice along an axis, a random sign per slice
+
+
 @dataclass(frozen=True)
 class Direction:
     """One projection: a sign per element, and the groups whose signs are coherent."""
 
-    label: str  # what it is for, in the report
+    along: Along
     signs: Floats  # flat, +1 or -1
     groups: np.ndarray  # flat group index per element; errors add up in full inside one
     members: np.ndarray  # the flat indices it moves (a block of slices, or all)
+    axis: int | None = None  # for `Along.AXIS`: the axis whose slices keep coherent signs
+
+    @property
+    def label(self) -> str:
+        """What it is for, in the report."""
+        return f"axis {self.axis}" if self.along is Along.AXIS else self.along.value
 
 
 def directions(
@@ -51,10 +66,10 @@ def directions(
     gradient_signs = np.where(analytic != 0, np.sign(analytic), random)
     everyone = np.arange(size)
     found = [
-        Direction("the gradient's signs", gradient_signs, np.zeros(size, dtype=np.intp), everyone)
+        Direction(Along.GRADIENT_SIGNS, gradient_signs, np.zeros(size, dtype=np.intp), everyone)
     ]
     found += [
-        Direction("random signs", _random_signs(rng, size), everyone, everyone)
+        Direction(Along.RANDOM_SIGNS, _random_signs(rng, size), everyone, everyone)
         for _ in range(count - 1)
     ]
     if len(shape) < 2:
@@ -71,7 +86,7 @@ def directions(
         bounds = np.searchsorted(slices[order], np.arange(length + 1))  # where each slice starts
         for block in np.array_split(np.arange(length), min(blocks, length)):
             members = order[bounds[block[0]] : bounds[block[-1] + 1]]
-            found.append(Direction(f"axis {axis}", signs, slices, members))
+            found.append(Direction(Along.AXIS, signs, slices, members, axis))
     return found
 
 

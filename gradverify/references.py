@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from gradverify import compare, hints
-from gradverify.results import Comparison, DifferenceRow, Status
+from gradverify.results import Comparison, ComparisonKind, DifferenceRow, Status
 
 Tolerances = Callable[[np.dtype], tuple[float, float]]
 
@@ -58,7 +58,7 @@ def compare_observations(
         found: list[Comparison] = [
             _problem(
                 "output",
-                "output",
+                ComparisonKind.OUTPUT,
                 f"forward returned {len(yours.outputs)} output(s), {what} {len(trusted.outputs)}",
             )
         ]
@@ -67,7 +67,7 @@ def compare_observations(
         found = [
             compare_arrays(
                 _output_name(i, count),
-                "output",
+                ComparisonKind.OUTPUT,
                 mine,
                 theirs,
                 tolerances,
@@ -81,15 +81,19 @@ def compare_observations(
         label = yours.grad_names.get(name) or trusted.grad_names.get(name, name)
         if name not in yours.gradients:
             problem = f"{what} has a gradient of {name}; yours has none"
-            found.append(_problem(label, "gradient", problem))
+            found.append(_problem(label, ComparisonKind.GRADIENT, problem))
         elif name not in trusted.gradients:  # what the trusted side cannot vouch for
             problem = f"{what} has no gradient of {name} to compare with"
-            found.append(replace(_problem(label, "gradient", problem), status=Status.INCONCLUSIVE))
+            found.append(
+                replace(
+                    _problem(label, ComparisonKind.GRADIENT, problem), status=Status.INCONCLUSIVE
+                )
+            )
         else:
             found.append(
                 compare_arrays(
                     label,
-                    "gradient",
+                    ComparisonKind.GRADIENT,
                     yours.gradients[name],
                     trusted.gradients[name],
                     tolerances,
@@ -103,7 +107,7 @@ def compare_observations(
 
 def compare_arrays(
     name: str,
-    kind: str,
+    kind: ComparisonKind,
     yours: np.ndarray,
     trusted: np.ndarray,
     tolerances: Tolerances,
@@ -156,7 +160,7 @@ def _row(mine: np.ndarray, theirs: np.ndarray, flat: int) -> DifferenceRow:
     return DifferenceRow(index, yours, reference, diff, rel)
 
 
-def _problem(name: str, kind: str, problem: str) -> Comparison:
+def _problem(name: str, kind: ComparisonKind, problem: str) -> Comparison:
     return Comparison(name=name, kind=kind, status=Status.FAIL, problem=problem)
 
 
@@ -212,4 +216,6 @@ def same_values(mine: Any, trusted: Any, tolerances: Tolerances) -> bool:
     """Whether two forward outputs agree under the rule (for hints that try another mode)."""
     if not (isinstance(mine, np.ndarray) and isinstance(trusted, np.ndarray)):
         return False
-    return compare_arrays("", "output", mine, trusted, tolerances).status is Status.PASS
+    return (
+        compare_arrays("", ComparisonKind.OUTPUT, mine, trusted, tolerances).status is Status.PASS
+    )

@@ -34,7 +34,7 @@ from gradverify.outputs import read_outputs
 from gradverify.randomness import seeded_global
 from gradverify.references import Observation, compare_observations, same_values
 from gradverify.report import format_failure
-from gradverify.results import CheckResult, Comparison, Status
+from gradverify.results import CheckResult, Comparison, ComparisonKind, Status
 from gradverify.state import snapshot
 
 
@@ -269,7 +269,11 @@ def against_baseline(
             count = len(yours.observation.outputs) + len(yours.observation.gradients)
             problem = f"{verb} it ({count} arrays), compared nothing: commit it for later runs"
         written = Comparison(
-            "baseline", "baseline", Status.INCONCLUSIVE, problem=problem, written=gradients_pass
+            "baseline",
+            ComparisonKind.BASELINE,
+            Status.INCONCLUSIVE,
+            problem=problem,
+            written=gradients_pass,
         )
         return Compared(against, (written,))
     try:

@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gradverify.results import (
-    NOT_CHECKED,
+    CheckedBy,
     CheckResult,
     Comparison,
+    ComparisonKind,
     DifferenceRow,
     ElementRow,
+    Severity,
     Status,
     TensorResult,
 )
@@ -92,8 +94,9 @@ def _layer_lines(result: CheckResult) -> list[str]:
     if faulty:
         names = ", ".join(f"{v.name} ({v.kind})" for v in faulty)
         lines.append(
-            f"  faulty layer{'s' if len(faulty) > 1 else ''}: {names}: its backward disagrees "
-            f"with its forward on the inputs it saw (below)"
+            f"  faulty layer{'s' if len(faulty) > 1 else ''}: {names}: "
+            f"{'it fails' if len(faulty) == 1 else 'each fails'} a check of its own, on the "
+            f"inputs it saw (below)"
         )
     elif undecided:
         lines.append(
@@ -126,12 +129,12 @@ def _checked_line(result: CheckResult) -> str:
     checked = [
         f"{t.name} (projections)" if t.projected else t.name
         for t in result.tensors
-        if t.method != NOT_CHECKED
+        if t.checked_by is not CheckedBy.NOT_CHECKED
     ]
     line = f"  checked: {', '.join(checked) or 'nothing'}"
     skipped = [
         *result.undifferentiated,
-        *(t.name for t in result.tensors if t.method == NOT_CHECKED),
+        *(t.name for t in result.tensors if t.checked_by is CheckedBy.NOT_CHECKED),
     ]
     return f"{line} | not differentiated: {', '.join(skipped)}" if skipped else line
 
@@ -157,7 +160,7 @@ def format_tensor(result: CheckResult, tensor: TensorResult) -> str:
         Status.ERROR: "could not be checked",
         Status.PASS: "agrees with finite differences",
     }[tensor.status]
-    if tensor.method == NOT_CHECKED:
+    if tensor.checked_by is CheckedBy.NOT_CHECKED:
         verb = "was not checked"
     elif tensor.status is Status.FAIL and not tensor.mismatched:
         verb = "is wrong"  # for a reason other than finite differences: the lines below say
@@ -233,10 +236,10 @@ def _comparison_line(comparison: Comparison) -> str:
 
 def format_comparison(result: CheckResult, comparison: Comparison) -> str:
     """The detailed block for one output or gradient that differs from the trusted one."""
-    what = "forward output" if comparison.kind == "output" else comparison.name
+    what = "forward output" if comparison.kind is ComparisonKind.OUTPUT else comparison.name
     baseline = result.trusted == "baseline"
     trusted = "the baseline" if baseline else result.against  # its path: the line below
-    if comparison.kind == "baseline":
+    if comparison.kind is ComparisonKind.BASELINE:
         lines = [f"{result.label} — {trusted}: {comparison.problem}"]
     else:
         lines = [f"{result.label} — {what} differs from {trusted}"]
@@ -246,7 +249,7 @@ def format_comparison(result: CheckResult, comparison: Comparison) -> str:
         lines.append(f"  baseline: {result.against.removeprefix('the baseline ')}")
     if comparison.hint:
         lines.append(f"  hint: {comparison.hint}")
-    if comparison.kind == "output" and result.trusted == "reference":
+    if comparison.kind is ComparisonKind.OUTPUT and result.trusted == "reference":
         lines.append(
             "  note: a gradient check cannot see this: a backward consistent with a wrong "
             "forward passes it"
@@ -318,11 +321,11 @@ def worst_of(result: CheckResult) -> Worst:
         )
     if tensor is not None and tensor.status is not Status.PASS:
         return Worst(tensor.grad_name, tensor.max_rel_err, tensor.margin)
-    finding = next((f for f in result.findings if f.severity == "error"), None)
+    finding = next((f for f in result.findings if f.severity is Severity.ERROR), None)
     if finding is not None:
         return Worst(reason=finding.name)
     differing = result.worst_comparison
-    if differing is not None and differing.kind == "baseline":
+    if differing is not None and differing.kind is ComparisonKind.BASELINE:
         return Worst(reason=f"baseline {'written' if differing.written else 'not written'}")
     if differing is not None:
         why = differing.problem or f"not the {result.trusted}"

@@ -31,8 +31,74 @@ class Status(enum.Enum):
         return _SEVERITY[self]
 
 
-#: `TensorResult.method` of an array the check found but could not differentiate.
-NOT_CHECKED = "not checked"
+class Kind(str, enum.Enum):
+    """A closed set of codes that decisions are made on; the value is what JSON and the
+    report show, so no code ever decides by reading a message."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class Role(Kind):
+    """What a checked array is to the target."""
+
+    INPUT = "input"  # an argument of forward: its gradient is returned by backward
+    PARAMETER = "parameter"  # a weight the target holds: its gradient is stored
+
+
+class CheckedBy(Kind):
+    """How a gradient was examined."""
+
+    ELEMENTS = "elements"  # every element by central differences
+    PROJECTIONS = "projections"  # fast mode: directional derivatives, then bisection
+    NOT_CHECKED = "not checked"  # an array found that could not be differentiated
+
+
+class Severity(Kind):
+    """An ``error`` finding fails the check; a ``warning`` is only reported."""
+
+    ERROR = "error"
+    WARNING = "warning"
+
+
+class FindingKind(Kind):
+    """Each contract a gradient value cannot show (see `contracts`); the value is its name."""
+
+    DOUT_IGNORED = "dout ignored"
+    NOT_LINEAR_IN_DOUT = "not linear in dout"
+    DOUT_MODIFIED = "dout modified"
+    BACKWARD_NOT_REPEATABLE = "backward not repeatable"
+    STALE_STATE = "stale state"
+    NONDETERMINISTIC_FORWARD = "nondeterministic forward"
+    INPUT_MODIFIED = "input modified"
+    TOO_MANY_GRADIENTS = "too many gradients"
+    GRADIENT_DTYPE = "gradient dtype"
+    FORWARD_DIFFERS = "forward differs from the reference"  # grading against a reference
+
+
+class ElementOutcome(Kind):
+    """What re-estimating one suspect element on the ladder of smaller steps found."""
+
+    NOT_REESTIMATED = ""
+    CONFIRMED = "confirmed"  # outside the tolerance by more than its estimated error: FAIL
+    CLEARED = "cleared"  # inside the tolerance on re-estimate: PASS
+    KINK = "kink"  # at a kink, analytic between the one-sided slopes: PASS
+    KINK_OUTSIDE = "kink outside"  # at a kink, analytic neither slope: INCONCLUSIVE
+    UNCERTAIN = "uncertain"  # outside, but within the estimate's error: INCONCLUSIVE
+    NOT_FINITE = "not finite"  # forward not finite near the element: INCONCLUSIVE
+
+    @property
+    def at_kink(self) -> bool:
+        return self in (ElementOutcome.KINK, ElementOutcome.KINK_OUTSIDE)
+
+
+class ComparisonKind(Kind):
+    """What a `Comparison` holds against the trusted one."""
+
+    OUTPUT = "output"
+    GRADIENT = "gradient"
+    BASELINE = "baseline"  # the line saying a baseline was written, or could not be used
+
 
 _SEVERITY = {Status.PASS: 0, Status.INCONCLUSIVE: 1, Status.FAIL: 2, Status.ERROR: 3}
 
@@ -50,12 +116,16 @@ def _finite_or_none(value: float) -> float | None:
 class Finding:
     """A contract finding (what a gradient value cannot show); ``error`` fails the check."""
 
-    name: str
-    severity: str  # "error" or "warning"
+    kind: FindingKind
+    severity: Severity
     message: str
 
+    @property
+    def name(self) -> str:
+        return self.kind.value
+
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "severity": self.severity, "message": self.message}
+        return {"name": self.name, "severity": self.severity.value, "message": self.message}
 
 
 @dataclass(frozen=True)
@@ -68,6 +138,7 @@ class ElementRow:
     abs_err: float
     rel_err: float
     note: str = ""
+    outcome: ElementOutcome = ElementOutcome.NOT_REESTIMATED
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +148,7 @@ class ElementRow:
             "abs_err": _finite_or_none(self.abs_err),
             "rel_err": _finite_or_none(self.rel_err),
             "note": self.note,
+            "outcome": self.outcome.value,
         }
 
 
@@ -90,11 +162,12 @@ class TensorResult:
 
     name: str
     grad_name: str
-    role: str  # "input" or "parameter"
+    role: Role
     shape: tuple[int, ...]
     dtype: str
     status: Status
-    method: str = "central differences"
+    checked_by: CheckedBy = CheckedBy.ELEMENTS
+    method: str = "central differences"  # for the reader: "12 projections + bisection"
     step: float = math.nan
     rtol: float = math.nan
     atol: float = math.nan
@@ -114,7 +187,7 @@ class TensorResult:
     @property
     def projected(self) -> bool:
         """Whether this gradient was checked by projections (fast mode), not element by element."""
-        return "projection" in self.method
+        return self.checked_by is CheckedBy.PROJECTIONS
 
     def __repr__(self) -> str:
         return f"<TensorResult {self.grad_name} {self.status.name} shape={self.shape}>"
@@ -123,10 +196,11 @@ class TensorResult:
         return {
             "name": self.name,
             "grad_name": self.grad_name,
-            "role": self.role,
+            "role": self.role.value,
             "shape": list(self.shape),
             "dtype": self.dtype,
             "status": self.status.value,
+            "checked_by": self.checked_by.value,
             "method": self.method,
             "step": _finite_or_none(self.step),
             "rtol": _finite_or_none(self.rtol),
@@ -170,13 +244,13 @@ class DifferenceRow:
 class Comparison:
     """One forward output or gradient held against a trusted reference's or a baseline's.
 
-    ``kind`` is ``"output"`` or ``"gradient"`` (or ``"baseline"`` for the line that
-    says a baseline was written instead of compared).  The rule is the gradient
+    ``kind`` is an output or a gradient (or, for the line that says a baseline was
+    written instead of compared, the baseline).  The rule is the gradient
     check's: ``|yours - reference| <= atol + rtol*|reference|``.
     """
 
     name: str  # "output", "output 1", "dx", "dW"
-    kind: str
+    kind: ComparisonKind
     status: Status
     shape: tuple[int, ...] = ()
     dtype: str = ""
@@ -198,7 +272,7 @@ class Comparison:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "kind": self.kind,
+            "kind": self.kind.value,
             "status": self.status.value,
             "shape": list(self.shape),
             "dtype": self.dtype,
@@ -314,7 +388,7 @@ class CheckResult:
     @property
     def baseline_written(self) -> bool:
         """Whether the check wrote its baseline instead of comparing with one."""
-        return any(c.kind == "baseline" and c.written for c in self.comparisons)
+        return any(c.kind is ComparisonKind.BASELINE and c.written for c in self.comparisons)
 
     @property
     def worst_comparison(self) -> Comparison | None:

@@ -25,7 +25,15 @@ from gradverify.fast_check import check_tensor_fast
 from gradverify.inputs import batch_size, shifted
 from gradverify.outputs import Cotangent, Outputs, computed_precision, read_outputs
 from gradverify.randomness import RandomSources, generators_in
-from gradverify.results import Finding, Status, TensorResult, worst_status
+from gradverify.results import (
+    Finding,
+    FindingKind,
+    Role,
+    Severity,
+    Status,
+    TensorResult,
+    worst_status,
+)
 from gradverify.tensor_check import (
     LossContext,
     TensorToCheck,
@@ -50,7 +58,7 @@ class Found:
 
     @property
     def status(self) -> Status:
-        errors = [Status.FAIL for f in self.findings if f.severity == "error"]
+        errors = [Status.FAIL for f in self.findings if f.severity is Severity.ERROR]
         return worst_status([t.status for t in self.tensors] + errors)
 
 
@@ -87,7 +95,7 @@ class CheckRun:
         returned = (None,) * len(work) if first.returned_none else gradients.inputs
         tensors = self._input_tensors(work, returned, found)
         tensors += [
-            TensorToCheck(s.name, s.grad_name, "parameter", s.array, gradients.params[s.name])
+            TensorToCheck(s.name, s.grad_name, Role.PARAMETER, s.array, gradients.params[s.name])
             for s in slots
         ]
         context = self._loss_context(view, work, outputs, cotangent, computed)
@@ -218,7 +226,7 @@ class CheckRun:
                 return None
             where = (
                 ("arg", self.names.index(tensor.name))
-                if tensor.role == "input"
+                if tensor.role is Role.INPUT
                 else ("param", tensor.name)
             )
             return lambda positions, values: [
@@ -247,7 +255,7 @@ class CheckRun:
         found: Found,
     ) -> list[TensorResult]:
         """Arrays the target holds and forward reads that no gradient covers (INCONCLUSIVE)."""
-        if any(f.name == "nondeterministic forward" for f in found.findings):
+        if any(f.kind is FindingKind.NONDETERMINISTIC_FORWARD for f in found.findings):
             return []  # every nudge would seem to move the loss
         missing = coverage.uncovered_arrays(view, slots, work, context.loss, self.constants)
         if not missing:
@@ -282,7 +290,7 @@ class CheckRun:
                 )
                 continue
             tensors.append(
-                TensorToCheck(name, grad_names[position], "input", value, returned[position])
+                TensorToCheck(name, grad_names[position], Role.INPUT, value, returned[position])
             )
         return tensors
 

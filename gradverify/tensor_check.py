@@ -7,7 +7,7 @@ collects the analytic gradients and calls this once per input and parameter.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from itertools import combinations
 from typing import Any
@@ -16,7 +16,15 @@ import numpy as np
 
 from gradverify import compare, hints, numerics
 from gradverify.config import CheckConfig
-from gradverify.results import Finding, Status, TensorResult, worst_status
+from gradverify.results import (
+    Finding,
+    FindingKind,
+    Role,
+    Severity,
+    Status,
+    TensorResult,
+    worst_status,
+)
 
 Floats = compare.Floats
 
@@ -27,7 +35,7 @@ class TensorToCheck:
 
     name: str
     grad_name: str
-    role: str  # "input" or "parameter"
+    role: Role
     array: np.ndarray
     analytic: Any
 
@@ -106,15 +114,14 @@ def base_fields(tensor: TensorToCheck) -> dict[str, Any]:
 
 def unusable_gradient(tensor: TensorToCheck) -> TensorOutcome | Floats:
     """The analytic gradient as a float64 array, or the outcome explaining why it is unusable."""
-    analytic, problem = _analytic_array(tensor)
+    analytic, problem, status = _analytic_array(tensor)
     if analytic is not None:
         return analytic
-    status = Status.ERROR if "not finite" in problem else Status.FAIL
     hint = _shape_hint(tensor)
     if tensor.analytic is None:
         hint = (
             f"did backward forget to return it (return {tensor.grad_name})?"
-            if tensor.role == "input"
+            if tensor.role is Role.INPUT
             else f"backward must store it where the check reads it ({tensor.grad_name})."
         )
     result = TensorResult(**base_fields(tensor), status=status, problem=problem, hint=hint)
@@ -131,8 +138,11 @@ def check_tensor(tensor: TensorToCheck, context: LossContext) -> TensorOutcome:
     numeric = numerics.central_differences(tensor.array, steps, context.loss, context.batch(tensor))
     noise = numerics.rounding_noise(steps, settings.noise_unit)
     tol = compare.tolerance(numeric, settings.rtol, settings.atol, noise)
-    statuses, notes = _reestimate_suspects(tensor, analytic, numeric, tol, steps, settings, context)
-    status = worst_status(list(statuses.values()))
+    verdicts, unjudged = _reestimate_suspects(
+        tensor, analytic, numeric, tol, steps, settings, context
+    )
+    statuses = [v.status for v in verdicts.values()] + [Status.INCONCLUSIVE] * bool(unjudged)
+    status = worst_status(statuses)
     if status is Status.PASS:  # elements the budget rule cleared count as within tolerance
         tol = np.maximum(tol, np.abs(analytic - numeric))
     summary = compare.error_summary(analytic, numeric, tol)
@@ -144,11 +154,11 @@ def check_tensor(tensor: TensorToCheck, context: LossContext) -> TensorOutcome:
         atol=settings.atol,
         max_noise=float(np.max(noise, initial=0.0)),
         checked=int(analytic.size),
-        mismatched=_count_mismatched(analytic, numeric, tol, statuses),
-        reestimated=len([i for i in statuses if i >= 0]),
-        rows=compare.worst_rows(analytic, numeric, tol, notes, context.config.max_rows),
+        mismatched=_count_mismatched(analytic, numeric, tol, verdicts, status),
+        reestimated=len(verdicts),
+        rows=compare.worst_rows(analytic, numeric, tol, verdicts, context.config.max_rows),
         hint=failure_hint(status, analytic, numeric, context),
-        notes=kink_notes(notes) + ((notes[-1],) if -1 in notes else ()),
+        notes=kink_notes(verdicts) + ((unjudged,) if unjudged else ()),
         **summary,
     )
     return TensorOutcome(result, analytic, numeric)
@@ -181,27 +191,29 @@ def reestimate_element(
     return compare.judge_reestimate(analytic, again, settings.rtol, settings.atol)
 
 
-def _analytic_array(tensor: TensorToCheck) -> tuple[Floats | None, str]:
-    """The analytic gradient as float64 of the array's shape, or why it cannot be."""
+def _analytic_array(tensor: TensorToCheck) -> tuple[Floats | None, str, Status]:
+    """The analytic gradient as float64 of the array's shape, or why it cannot be and the
+    verdict that is: a wrong value FAILs; a NaN or inf cannot be compared (ERROR)."""
     value = tensor.analytic
     if value is None:
-        return None, f"{tensor.grad_name} is None: backward never wrote it"
+        return None, f"{tensor.grad_name} is None: backward never wrote it", Status.FAIL
     array = numerics.real_array(value)
     if array is None:
         dtype = getattr(value, "dtype", None)
         kind = f"an array of dtype {dtype}" if dtype is not None else type(value).__name__
         if getattr(dtype, "kind", "") == "O":
             kind = "an object array"
-        return None, f"{tensor.grad_name} is {kind}, not an array of real numbers"
+        return None, f"{tensor.grad_name} is {kind}, not an array of real numbers", Status.FAIL
     if array.shape != tensor.array.shape:
-        return None, (
+        problem = (
             f"{tensor.grad_name} has shape {array.shape}, but {tensor.name} has shape "
             f"{tensor.array.shape}"
         )
+        return None, problem, Status.FAIL
     if not np.all(np.isfinite(array)):
         where = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
-        return None, f"{tensor.grad_name} is not finite at {where}: {array[where]}"
-    return array, ""
+        return None, f"{tensor.grad_name} is not finite at {where}: {array[where]}", Status.ERROR
+    return array, "", Status.PASS
 
 
 def _shape_hint(tensor: TensorToCheck) -> str:
@@ -226,22 +238,21 @@ def _reestimate_suspects(
     steps: Floats,
     settings: Settings,
     context: LossContext,
-) -> tuple[dict[int, Status], dict[int, str]]:
+) -> tuple[dict[int, compare.ElementVerdict], str]:
     """Re-estimate the worst elements outside tolerance; update `numeric` and `tol` in place.
 
-    Returns each re-estimated element's status and a note for the report.  An
-    element cleared by re-estimation gets its tolerance widened to its error, so
-    that it no longer counts as mismatched.  The suspects left unjudged count as
-    cleared only if `max_reestimate` smooth (non-kink) re-estimates all passed:
-    otherwise the last entry, under key -1, is INCONCLUSIVE.
+    Returns each re-estimated element's verdict, by flat index.  An element cleared
+    by re-estimation gets its tolerance widened to its error, so that it no longer
+    counts as mismatched.  The suspects left unjudged count as cleared only if
+    `max_reestimate` smooth (non-kink) re-estimates all passed; otherwise the second
+    value says how many were left, and the tensor is INCONCLUSIVE.
     """
     flat_numeric, flat_analytic, flat_steps, flat_tol = (
         a.reshape(-1) for a in (numeric, analytic, steps, tol)
     )
     budget = context.config.max_reestimate
     candidates = compare.suspects(analytic, numeric, tol, KINK_ALLOWANCE * budget)
-    statuses: dict[int, Status] = {}
-    notes: dict[int, str] = {}
+    verdicts: dict[int, compare.ElementVerdict] = {}
     smooth = 0
     for flat in candidates:
         if smooth >= budget:
@@ -249,19 +260,19 @@ def _reestimate_suspects(
         verdict = reestimate_element(
             tensor, flat, float(flat_analytic[flat]), flat_steps[flat], settings, context.loss
         )
-        statuses[flat], notes[flat] = verdict.status, verdict.note
-        smooth += not verdict.note.startswith("kink")
+        verdicts[flat] = verdict
+        smooth += not verdict.outcome.at_kink
         if math.isfinite(verdict.numeric):
             flat_numeric[flat] = verdict.numeric
         if verdict.status is Status.PASS:
             error = abs(flat_analytic[flat] - flat_numeric[flat])
             flat_tol[flat] = max(flat_tol[flat], error)
     outside = compare.suspects(analytic, numeric, tol, analytic.size)
-    unjudged = sum(1 for flat in outside if flat not in statuses)  # never re-estimated
+    unjudged = sum(1 for flat in outside if flat not in verdicts)  # never re-estimated
     if unjudged and smooth < budget:
-        statuses[-1] = Status.INCONCLUSIVE
-        notes[-1] = f"{unjudged} element(s) outside tolerance were not re-estimated (kinks first)"
-    return statuses, notes
+        why = f"{unjudged} element(s) outside tolerance were not re-estimated (kinks first)"
+        return verdicts, why
+    return verdicts, ""
 
 
 def _loss_at(
@@ -276,23 +287,27 @@ def _loss_at(
 
 
 def _count_mismatched(
-    analytic: Floats, numeric: Floats, tol: Floats, statuses: dict[int, Status]
+    analytic: Floats,
+    numeric: Floats,
+    tol: Floats,
+    verdicts: dict[int, compare.ElementVerdict],
+    status: Status,
 ) -> int:
     """Elements outside tolerance that re-estimation did not clear.
 
-    When every re-estimated element (the worst ones) was cleared, the less bad
-    ones beyond `CheckConfig.max_reestimate` are taken as cleared too.
+    When every re-estimated element (the worst ones) was cleared, and so the tensor
+    passes, the less bad ones beyond `CheckConfig.max_reestimate` are taken as cleared too.
     """
-    if all(s is Status.PASS for s in statuses.values()):
+    if status is Status.PASS:
         return 0
     outside = np.abs(analytic - numeric).reshape(-1) > tol.reshape(-1)
-    cleared = [i for i, s in statuses.items() if s is Status.PASS and i >= 0]
+    cleared = [i for i, v in verdicts.items() if v.status is Status.PASS]
     outside[cleared] = False
     return int(np.count_nonzero(outside))
 
 
-def kink_notes(notes: dict[int, str]) -> tuple[str, ...]:
-    kinks = sum(1 for note in notes.values() if note.startswith("kink"))
+def kink_notes(verdicts: Mapping[int, compare.ElementVerdict]) -> tuple[str, ...]:
+    kinks = sum(1 for verdict in verdicts.values() if verdict.outcome.at_kink)
     if not kinks:
         return ()
     return (f"{kinks} element(s) at a kink (non-differentiable point); see rows marked 'kink'",)
@@ -303,7 +318,9 @@ def with_finding_hints(results: list[TensorResult], findings: list[Finding]) -> 
 
     Only an error explains them: a loss layer ignoring dout is a warning, and with the
     ``dout = 1`` its scalar output is checked with, ignoring it changes no gradient."""
-    ignored = [f for f in findings if f.name == "dout ignored" and f.severity == "error"]
+    ignored = [
+        f for f in findings if f.kind is FindingKind.DOUT_IGNORED and f.severity is Severity.ERROR
+    ]
     if not ignored:
         return results
     hint = "backward ignores dout (see the finding above): multiply the gradient by dout."

@@ -8,7 +8,7 @@ import numpy as np
 
 import gradverify
 from gradverify.report import format_failure
-from gradverify.results import SCHEMA_VERSION
+from gradverify.results import SCHEMA_VERSION, FindingKind, Severity
 
 from .test_checks import Affine, RaisesOnCall
 
@@ -101,6 +101,26 @@ def test_json_round_trip():
     assert data["status"] == "fail"
     dw = data["tensors"][1]
     assert dw["grad_name"] == "dW" and dw["mismatched"] == 12 and dw["rows"][0]["index"] == [3, 1]
+    # the typed kinds are written as their plain values
+    assert (dw["role"], dw["checked_by"]) == ("parameter", "elements")
+    assert dw["rows"][0]["outcome"] == "confirmed" and dw["rows"][0]["note"] == "confirmed"
+
+
+def test_findings_are_typed_and_written_as_their_names():
+    class DoutWriter:
+        def forward(self, x):
+            return 2 * x
+
+        def backward(self, dout):
+            dout *= 2  # writes into dout: a warning
+            return dout
+
+    result = gradverify.check(DoutWriter(), {"x": np.ones((2, 3))})
+    (finding,) = result.findings
+    assert (finding.kind, finding.severity) == (FindingKind.DOUT_MODIFIED, Severity.WARNING)
+    assert finding.to_dict()["name"] == "dout modified"
+    assert finding.to_dict()["severity"] == "warning"
+    assert f"{finding.severity}: " in str(result)  # rendered as its value, not Severity.WARNING
 
 
 def test_a_pass_never_shows_an_infinite_relative_error():

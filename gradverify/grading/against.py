@@ -35,7 +35,11 @@ from gradverify.references import Tolerances, compare_arrays, compare_observatio
 from gradverify.results import (
     CheckResult,
     Comparison,
+    ComparisonKind,
     Finding,
+    FindingKind,
+    Role,
+    Severity,
     Status,
     TensorResult,
     worst_status,
@@ -142,8 +146,8 @@ def _forward_finding(label: str, comparison: Comparison) -> Finding:
         )
     hint = f"; {comparison.hint}" if comparison.hint else ""
     return Finding(
-        "forward differs from the reference",
-        "error",
+        FindingKind.FORWARD_DIFFERS,
+        Severity.ERROR,
         f"{label}: forward {comparison.name} {detail}{hint}; a backward consistent with a "
         f"wrong forward is still wrong.",
     )
@@ -168,7 +172,7 @@ def _held(
     if tensor.status is not Status.PASS:
         return tensor
     gradient = mine.observation.gradients.get(tensor.name)
-    if tensor.role == "input":
+    if tensor.role is Role.INPUT:
         reference = trusted.observation.gradients.get(tensor.name)
     else:
         reference = weight_gradients.get(tensor.name)
@@ -179,7 +183,9 @@ def _held(
             return replace(tensor, status=Status.FAIL, hint=problem)
     if gradient is None or reference is None:
         return tensor
-    compared = compare_arrays(tensor.grad_name, "gradient", gradient, reference, tolerances)
+    compared = compare_arrays(
+        tensor.grad_name, ComparisonKind.GRADIENT, gradient, reference, tolerances
+    )
     if compared.status is Status.PASS:
         return tensor
     if compared.problem:

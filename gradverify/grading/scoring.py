@@ -17,14 +17,14 @@ from typing import Any
 
 from gradverify.grading.assignment import GradedCheck
 from gradverify.report import format_result
-from gradverify.results import CheckResult, Status
+from gradverify.results import CheckResult, Severity, Status
 
 
 def score(result: CheckResult, check: GradedCheck) -> tuple[float, list[str]]:
     """The points `result` earns, and one line per gradient saying why."""
     if result.status is Status.ERROR:
         return 0.0, ["0 points: the check could not run (see the error above)."]
-    errors = [f for f in result.findings if f.severity == "error"]
+    errors = [f for f in result.findings if f.severity is Severity.ERROR]
     if errors:
         return 0.0, [f"0 points: {errors[0].name} (see above)."]
     if not check.gradients:
@@ -66,7 +66,7 @@ def record(
         "visibility": check.visibility,
         "output": "\n".join(output),
         "hints": sorted({t.hint for t in result.tensors if t.hint and t.status is not Status.PASS}),
-        "findings": [f.name for f in result.findings if f.severity == "error"],
+        "findings": [f.name for f in result.findings if f.severity is Severity.ERROR],
         "error": result.error.splitlines()[0] if result.error else "",
         "seconds": round(seconds, 3),
     }
