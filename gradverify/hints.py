@@ -1,13 +1,15 @@
 """Data-driven guesses at the bug behind a mismatch; each a small pure function.
 
-Every hint looks only at the analytic and numeric values (and shapes), never at
-the target's code, and returns ``None`` when its pattern is absent.  `first_hint`
-returns the first that applies, most specific first.
+Every hint looks only at values — the analytic and numeric gradients, and where a
+pattern is defined by them, the array's own values, the integer inputs or ``dout`` —
+never at the target's code, and returns ``None`` unless its evidence holds.
+`first_hint` returns the first that applies, most specific first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -24,6 +26,12 @@ _SAME = 1e-3
 def _close(a: Floats, b: Floats) -> bool:
     scale = max(float(np.max(np.abs(b), initial=0.0)), 1e-300)
     return bool(np.all(np.abs(a - b) <= _SAME * scale))
+
+
+def _wrong(analytic: Floats, numeric: Floats) -> NDArray[np.bool_]:
+    """The elements where the two differ by more than `_SAME` of the largest numeric value."""
+    scale = max(float(np.max(np.abs(numeric), initial=0.0)), 1e-300)
+    return np.asarray(np.abs(analytic - numeric) > _SAME * scale)
 
 
 def never_written(analytic: Floats, numeric: Floats) -> str | None:
@@ -159,6 +167,109 @@ def wrong_only_off_mask(analytic: Floats, numeric: Floats) -> str | None:
     return None
 
 
+def one_branch(analytic: Floats, numeric: Floats, values: Floats | None, name: str) -> str | None:
+    """Wrong exactly where the array is negative (or exactly where positive) and right
+    everywhere else: one branch of a piecewise backward (LeakyReLU, ELU, abs)."""
+    if values is None or values.shape != analytic.shape:
+        return None
+    wrong = _wrong(analytic, numeric)
+    for branch, where in ((f"{name} < 0", values < 0), (f"{name} > 0", values > 0)):
+        # evidence: both sides hold two elements or more, and the wrong ones are that
+        # side exactly (a random set of them would match it once in C(n, k) draws)
+        if min(np.count_nonzero(where), np.count_nonzero(~where)) < 2:
+            continue
+        if not np.array_equal(wrong, where):
+            continue
+        factor = constant_factor(analytic[where], numeric[where])
+        if factor is not None and abs(factor[0] + 1) <= _SAME:
+            return (
+                f"analytic = -numeric exactly where {branch}, right elsewhere: a sign "
+                f"flipped on that branch of backward (its slope)?"
+            )
+        if factor is not None:
+            return (
+                f"analytic = {_fmt(factor[0])} x numeric exactly where {branch}, right "
+                f"elsewhere: that branch of backward has the wrong slope?"
+            )
+        return f"wrong exactly where {branch}, right elsewhere: that branch of backward?"
+    return None
+
+
+def repeats_not_accumulated(
+    analytic: Floats, numeric: Floats, indices: Mapping[str, np.ndarray]
+) -> str | None:
+    """Rows wrong exactly where an integer input repeats an index, right where it holds
+    one once: an assignment ``dW[idx] = dout`` that keeps one of the repeated rows."""
+    if analytic.ndim < 1 or analytic.shape[0] < 2:
+        return None
+    rows = _wrong(analytic, numeric).reshape(analytic.shape[0], -1).any(axis=1)
+    for name, idx in indices.items():
+        if idx.size < 2 or idx.min() < 0 or idx.max() >= analytic.shape[0]:
+            continue
+        counts = np.bincount(idx.reshape(-1), minlength=analytic.shape[0])
+        repeated = counts > 1
+        # evidence: some rows repeated, some not, and the wrong rows are the repeated
+        # ones exactly
+        if repeated.any() and not repeated.all() and np.array_equal(rows, repeated):
+            which = ", ".join(str(int(i)) for i in np.flatnonzero(repeated)[:6])
+            return (
+                f"wrong exactly in the rows {name} holds more than once ({which}), right in "
+                f"those it holds once: dW[{name}] = dout keeps one of the repeated rows; "
+                f"accumulate with np.add.at(dW, {name}, dout)?"
+            )
+    return None
+
+
+def saturated_loss(analytic: Floats, numeric: Floats, scores: Floats | None) -> str | None:
+    """Whole rows of a loss's scores scaled by a factor below 1, one per row, where a
+    softmax probability is tiny: a forward computing ``log(y + eps)``.
+
+    There ``d/dx log(y + eps) = y / (y + eps) * d/dx log(y)``: backward (the exact
+    gradient of ``log(y)``) and forward part where ``eps / y`` passes the tolerance.
+    Evidence: every wrong row is a softmax cross-entropy's gradient (it sums to 0,
+    with one negative entry: the label's), it is ``r * analytic`` with ``0 < r < 1``,
+    the other rows agree, and one ``eps = y * (1 - r) / r``, ``y`` the label's
+    probability, fits every wrong row within 25%; a single wrong row must imply the
+    textbook's scale (``eps`` in [1e-9, 1e-5], ``y`` below 1e-4).  Rows flat to
+    rounding (``y`` far below ``eps``) are taken as saturated without a fit.
+    """
+    if scores is None or scores.ndim != 2 or scores.shape != analytic.shape:
+        return None
+    rows = np.flatnonzero(_wrong(analytic, numeric).any(axis=1))
+    if not len(rows):
+        return None
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    fitted = []  # (eps, label's probability) of each wrong row that is not flat
+    for row in rows:
+        gradient, label = analytic[row], int(np.argmin(analytic[row]))
+        scale = float(np.max(np.abs(gradient)))
+        one_label = np.count_nonzero(gradient < -_SAME * scale) == 1
+        if not one_label or abs(float(gradient.sum())) > _SAME * scale:
+            return None  # not the gradient of a softmax cross-entropy
+        if np.max(np.abs(numeric[row])) <= _SAME * scale:
+            continue  # flat (to rounding): y so far below eps that log(y + eps) is log(eps)
+        found = constant_factor(numeric[row], gradient)
+        if found is None or not 0 < found[0] < 1:
+            return None
+        y = float(probabilities[row, label])
+        fitted.append((y * (1 - found[0]) / found[0], y))
+    if not fitted or min(e for e, _ in fitted) <= 0:
+        return None
+    eps = float(np.median([e for e, _ in fitted]))
+    if len(fitted) == 1 and not (1e-9 <= eps <= 1e-5 and fitted[0][1] < 1e-4):
+        return None
+    if any(abs(np.log(e / eps)) > np.log(1.25) for e, _ in fitted):
+        return None
+    listed = ", ".join(str(int(r)) for r in rows[:6])
+    return (
+        f"row(s) {listed} each scaled by a factor below 1 of their own: forward computes "
+        f"log(y + eps), eps ~ {eps:.1e}, while backward is the gradient of log(y); they part "
+        f"where a probability y is not far above eps (the textbook's 1e-7 does so below "
+        f"y ~ 1e-4: use less extreme scores)"
+    )
+
+
 def summed_over_wrong_axis(analytic: Floats, numeric: Floats, dout: Floats | None) -> str | None:
     """A bias gradient equal to ``dout`` summed over another axis than the numeric one."""
     if dout is None or dout.ndim < 2:
@@ -171,25 +282,31 @@ def summed_over_wrong_axis(analytic: Floats, numeric: Floats, dout: Floats | Non
     return None
 
 
-def first_hint(
-    analytic: Floats,
-    numeric: Floats,
-    batch_size: int | None = None,
-    dout: Floats | None = None,
-) -> str:
-    """The most specific hint that applies, or the empty string.
+@dataclass(frozen=True)
+class Evidence:
+    """What some patterns are defined by besides the two gradients."""
 
-    ``dout`` is the cotangent the check passed to backward (for single-output
-    targets), which some patterns are defined by.
-    """
+    name: str = "x"  # the array's name, for the text
+    values: Floats | None = None  # the array's own values (an input's x, a loss's scores)
+    batch_size: int | None = None
+    dout: Floats | None = None  # the cotangent passed to backward (single-output targets)
+    indices: Mapping[str, np.ndarray] = field(default_factory=dict)  # the integer inputs
+
+
+def first_hint(analytic: Floats, numeric: Floats, evidence: Evidence | None = None) -> str:
+    """The most specific hint that applies, or the empty string."""
+    seen = evidence or Evidence()
     checks: list[Callable[[], str | None]] = [
         lambda: never_written(analytic, numeric),
         lambda: input_not_used(analytic, numeric),
-        lambda: constant_ratio(analytic, numeric, batch_size),
+        lambda: constant_ratio(analytic, numeric, seen.batch_size),
         lambda: transposed(analytic, numeric),
-        lambda: summed_over_wrong_axis(analytic, numeric, dout),
+        lambda: summed_over_wrong_axis(analytic, numeric, seen.dout),
+        lambda: repeats_not_accumulated(analytic, numeric, seen.indices),
         lambda: confined(analytic, numeric),
+        lambda: saturated_loss(analytic, numeric, seen.values),
         lambda: wrong_only_off_mask(analytic, numeric),
+        lambda: one_branch(analytic, numeric, seen.values, seen.name),
     ]
     for check in checks:
         found = check()

@@ -243,6 +243,11 @@ class CheckRun:
             batch_size=batch_size(self.originals),
             rng=np.random.default_rng([self.config.seed, 1]),
             dout=None if outputs.is_tuple else cotangent.douts[0],
+            indices={
+                name: value
+                for name, value in zip(self.names, work)
+                if isinstance(value, np.ndarray) and value.dtype.kind in "iu"
+            },
         )
 
     def _uncovered(

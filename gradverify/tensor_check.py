@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from itertools import combinations
 from typing import Any
 
@@ -56,6 +56,7 @@ class LossContext:
     batch_size: int | None
     rng: np.random.Generator  # directions of fast mode; separate from the cotangent's
     dout: np.ndarray | None = None  # the cotangent of a single-output target, for hints
+    indices: Mapping[str, np.ndarray] = field(default_factory=dict)  # integer inputs, for hints
     seconds_per_call: float = math.nan  # measured time of one loss(), for cost estimates
     #: The loss at many element settings of a tensor at once, where the target offers it
     batch: Callable[[TensorToCheck], numerics.BatchLoss | None] = lambda tensor: None
@@ -157,18 +158,27 @@ def check_tensor(tensor: TensorToCheck, context: LossContext) -> TensorOutcome:
         mismatched=_count_mismatched(analytic, numeric, tol, verdicts, status),
         reestimated=len(verdicts),
         rows=compare.worst_rows(analytic, numeric, tol, verdicts, context.config.max_rows),
-        hint=failure_hint(status, analytic, numeric, context),
+        hint=failure_hint(status, tensor, analytic, numeric, context),
         notes=kink_notes(verdicts) + ((unjudged,) if unjudged else ()),
         **summary,
     )
     return TensorOutcome(result, analytic, numeric)
 
 
-def failure_hint(status: Status, analytic: Floats, numeric: Floats, context: LossContext) -> str:
+def failure_hint(
+    status: Status, tensor: TensorToCheck, analytic: Floats, numeric: Floats, context: LossContext
+) -> str:
     """A hint for a gradient that did not pass; none for one that did."""
     if status is Status.PASS:
         return ""
-    return hints.first_hint(analytic, numeric, context.batch_size, context.dout)
+    evidence = hints.Evidence(
+        name=tensor.name,
+        values=tensor.array.astype(np.float64, copy=False),
+        batch_size=context.batch_size,
+        dout=context.dout,
+        indices=context.indices,
+    )
+    return hints.first_hint(analytic, numeric, evidence)
 
 
 def reestimate_element(

@@ -26,6 +26,7 @@ from layers_under_test.reference import (
     Dropout,
     Embedding,
     InvertedDropout,
+    LeakyRelu,
     Labels,
     MulLayer,
     MultiLayerNetExtend,
@@ -115,6 +116,15 @@ class ReluForwardInPlace(Relu):
 
 
 # ---------------------------------------------------------------- Sigmoid
+
+
+class LeakyReluSignFlipped(LeakyRelu):
+    """LeakyRelu with the negative branch's slope negated: -alpha * dout where x <= 0."""
+
+    def backward(self, dout: Array) -> Array:
+        assert self.negative is not None, "call forward first"
+        dx: Array = np.where(self.negative, -self.alpha * dout, dout)
+        return dx
 
 
 class SigmoidMissingOneMinus(Sigmoid):
@@ -259,6 +269,22 @@ class SoftmaxWithLossNoDivN(SoftmaxWithLoss):
 
     def backward(self, dout: object = 1) -> Array:
         return self.y - self.t  # type: ignore[operator]
+
+
+class SoftmaxWithLossLargeEpsilon(SoftmaxWithLoss):
+    """SoftmaxWithLoss whose forward guards the log with 1e-3, not 1e-7: log(y + 1e-3).
+
+    backward stays (y - t) / N, the gradient of log(y): the two part wherever a
+    labelled probability is not far above 1e-3 (a relative 1e-3 / y), nearly everywhere.
+    """
+
+    def forward(self, x: Array, t: Labels) -> float:
+        self.t = t
+        self.y = softmax(x)
+        labels = t.argmax(axis=1) if t.size == self.y.size else t
+        picked = self.y[np.arange(self.y.shape[0]), labels]
+        self.loss = float(-np.sum(np.log(picked + 1e-3)) / self.y.shape[0])
+        return self.loss
 
 
 class SoftmaxWithLossSignFlip(SoftmaxWithLoss):

@@ -124,6 +124,27 @@ class Relu:
         return dx
 
 
+class LeakyRelu:
+    """``out = x`` where ``x > 0``, else ``alpha * x``; backward: ``dout`` times 1 or ``alpha``.
+
+    Not in the book's chapter 5; a common exercise after it (``alpha = 0.1`` here).
+    """
+
+    def __init__(self, alpha: float = 0.1) -> None:
+        self.alpha = alpha
+        self.negative: NDArray[np.bool_] | None = None
+
+    def forward(self, x: Array) -> Array:
+        self.negative = x <= 0
+        out: Array = np.where(self.negative, self.alpha * x, x)
+        return out
+
+    def backward(self, dout: Array) -> Array:
+        assert self.negative is not None, "call forward first"
+        dx: Array = np.where(self.negative, self.alpha * dout, dout)
+        return dx
+
+
 class Sigmoid:
     """``out = 1 / (1 + exp(-x))``; backward uses the cached output: ``dout * (1 - out) * out``."""
 

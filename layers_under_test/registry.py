@@ -473,6 +473,7 @@ REFERENCE: dict[str, LayerCase] = _by_name(
     _case(reference.MulLayer, _no_args, _MUL, spec=_PAIR_SPEC),
     _case(reference.AddLayer, _no_args, _MUL, spec=_PAIR_SPEC),
     _case(reference.Relu, _no_args, _RELU_X, spec=_X_SPEC),
+    _case(reference.LeakyRelu, _no_args, _RELU_X, spec=_X_SPEC),
     _case(reference.Sigmoid, _no_args, _X, spec=_X_SPEC),
     _case(reference.Softmax, _no_args, _X, spec=_X_SPEC),
     _case(reference.Affine, _weights(4, 3), _AFFINE_X, spec=_AFFINE_SPEC),
@@ -579,6 +580,7 @@ BROKEN: dict[str, LayerCase] = _by_name(
     _case(broken.ReluNoMask, _no_args, _RELU_X),
     _case(broken.ReluMaskInverted, _no_args, _RELU_X),
     _case(broken.ReluForwardInPlace, _no_args, _RELU_X),
+    _case(broken.LeakyReluSignFlipped, _no_args, _RELU_X),
     _case(broken.SigmoidMissingOneMinus, _no_args, _X),
     _case(broken.SigmoidSignFlip, _no_args, _X),
     _case(broken.SigmoidUsesInput, _no_args, _X),
@@ -606,6 +608,7 @@ BROKEN: dict[str, LayerCase] = _by_name(
     _case(broken.AffineNoReshapeBack, _weights(12, 3), _AFFINE_4D_X),
     _case(broken.SoftmaxWithLossNoDivN, _no_args, _SCORES, nondiff=_LABELS),
     _case(broken.SoftmaxWithLossSignFlip, _no_args, _SCORES, nondiff=_LABELS),
+    _case(broken.SoftmaxWithLossLargeEpsilon, _no_args, _SCORES, nondiff=_LABELS),
     _case(broken.SoftmaxWithLossStaleCache, _no_args, _SCORES, nondiff=_LABELS),
     # one row of the last class at least: the only rows whose dx is wrong
     _case(

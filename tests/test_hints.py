@@ -26,7 +26,7 @@ NUMERIC = RNG.standard_normal((4, 4))
     ],
 )
 def test_hint_names_the_pattern(analytic, expected):
-    assert expected in hints.first_hint(analytic, NUMERIC, batch_size=4)
+    assert expected in hints.first_hint(analytic, NUMERIC, hints.Evidence(batch_size=4))
 
 
 def test_missing_mask_hint():
@@ -114,3 +114,100 @@ def test_a_factor_of_2_at_a_batch_of_2_names_both_causes():
     half = hints.constant_ratio(0.5 * NUMERIC, NUMERIC, batch_size=2)
     assert "a missing factor of 2, or an extra 1/N (N = 2)?" in half
     assert "1/N" not in hints.constant_ratio(2 * NUMERIC, NUMERIC, batch_size=3)  # near miss
+
+
+# ---------------------------------------------------------------- hints that need the inputs
+
+X = RNG.standard_normal((4, 5))  # about half negative
+SLOPES = np.where(X < 0, 0.1, 1.0)  # a LeakyReLU's derivative
+
+
+def test_a_sign_flipped_on_one_branch():
+    analytic = np.where(X < 0, -0.1, 1.0)
+    found = hints.first_hint(analytic, SLOPES, hints.Evidence(name="x", values=X))
+    assert "analytic = -numeric exactly where x < 0" in found
+
+
+def test_a_wrong_slope_on_one_branch():
+    analytic = np.where(X < 0, 0.2, 1.0)
+    assert "2 x numeric exactly where x < 0" in hints.one_branch(analytic, SLOPES, X, "x")
+
+
+@pytest.mark.parametrize(
+    "analytic",
+    [
+        -SLOPES,  # wrong everywhere: a sign error, not one branch
+        np.where((X < 0) & (np.arange(20).reshape(4, 5) % 3 == 0), -0.1, SLOPES),  # some of it
+        np.where(X > 1, 2.0, SLOPES),  # wrong on elements that are not a sign's side
+    ],
+)
+def test_no_branch_hint_without_the_exact_branch(analytic):
+    assert hints.one_branch(analytic, SLOPES, X, "x") is None
+
+
+IDX = np.array([0, 2, 2, 4, 0, 1])  # rows 0 and 2 twice, rows 1 and 4 once, row 3 never
+DOUT = RNG.standard_normal((6, 3))
+
+
+def _table_gradient(accumulate):
+    dW = np.zeros((5, 3))
+    if accumulate:
+        np.add.at(dW, IDX, DOUT)
+    else:
+        dW[IDX] = DOUT
+    return dW
+
+
+def test_repeated_indices_not_accumulated():
+    found = hints.first_hint(
+        _table_gradient(False), _table_gradient(True), hints.Evidence(indices={"idx": IDX})
+    )
+    assert "rows idx holds more than once (0, 2)" in found and "np.add.at(dW, idx" in found
+
+
+def test_no_repeat_hint_when_a_row_held_once_is_wrong_too():
+    analytic = _table_gradient(False)
+    analytic[1] += 1.0  # row 1 is held once: a different bug as well
+    assert hints.repeats_not_accumulated(analytic, _table_gradient(True), {"idx": IDX}) is None
+    once = np.array([0, 1, 2, 3, 4, 4])
+    assert hints.repeats_not_accumulated(analytic, _table_gradient(True), {"idx": once}) is None
+
+
+def _softmax_loss(scores, labels, eps):
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    y = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    return -np.mean(np.log(y[np.arange(len(labels)), labels] + eps)), y
+
+
+def _loss_gradients(scores, labels, eps, h=1e-6):
+    """Backward's (y - t)/N, and central differences of the loss with `eps` in its log."""
+    _, y = _softmax_loss(scores, labels, eps)
+    analytic = (y - np.eye(scores.shape[1])[labels]) / len(labels)
+    numeric = np.zeros_like(scores)
+    for index in np.ndindex(scores.shape):
+        up, down = scores.copy(), scores.copy()
+        up[index] += h
+        down[index] -= h
+        numeric[index] = (
+            _softmax_loss(up, labels, eps)[0] - _softmax_loss(down, labels, eps)[0]
+        ) / (2 * h)
+    return analytic, numeric
+
+
+LABELS = np.array([0, 3, 1, 2, 4, 1])
+
+
+@pytest.mark.parametrize(("scale", "eps"), [(10.0, 1e-7), (1.0, 1e-3)])
+def test_a_loss_that_saturates_names_its_eps(scale, eps):
+    scores = scale * np.random.default_rng(3).standard_normal((6, 5))
+    analytic, numeric = _loss_gradients(scores, LABELS, eps)
+    found = hints.first_hint(analytic, numeric, hints.Evidence(values=scores))
+    assert f"log(y + eps), eps ~ {eps:.1e}" in found
+
+
+def test_rows_scaled_by_factors_unrelated_to_the_probabilities_are_not_saturation():
+    scores = np.random.default_rng(3).standard_normal((6, 5))
+    analytic, numeric = _loss_gradients(scores, LABELS, 0.0)
+    numeric[[1, 4]] *= [[0.5], [0.8]]  # two rows scaled: no common eps fits them
+    assert hints.saturated_loss(analytic, numeric, scores) is None
+    assert hints.saturated_loss(analytic, numeric / 4, scores) is None  # every row by 1/4
