@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gradverify.adapters import (
@@ -18,9 +18,8 @@ from gradverify.adapters import (
     TargetRaised,
     resolve_adapter,
 )
-from gradverify.adapters.base import private_copy
 from gradverify.config import DEFAULT_BUDGET, CheckConfig
-from gradverify.diagnosis import check_each_layer, held_layers
+from gradverify.diagnosis import diagnose, held_layers
 from gradverify.errors import GradientMismatch, InvalidArgument, TargetContractError
 from gradverify.inputs import (
     Inputs,
@@ -36,7 +35,7 @@ from gradverify.regression import (
     against_baseline,
     against_reference,
 )
-from gradverify.results import CheckResult, LayerVerdict, Status, worst_status
+from gradverify.results import CheckResult, Diagnosis, Status, worst_status
 from gradverify.run import CheckRun, Found
 from gradverify.state import snapshot
 from gradverify.trusted import resolve_reference
@@ -158,9 +157,9 @@ def check(
         found, error = Found(), str(broken)
     finally:
         saved.restore()
-    layers: tuple[LayerVerdict, ...] = ()
+    diagnosis = None
     if not error and found.status is Status.FAIL:
-        layers = _each_layer(view, values, set(nondiff) & set(names), names, keywords, config)
+        diagnosis = _each_layer(view, values, set(nondiff), names, config)
         saved.restore()
     compared = Compared("")
     if not error and (reference is not None or baseline is not None):
@@ -211,7 +210,7 @@ def check(
         against=compared.against,
         trusted="" if not compared.against else "baseline" if baseline is not None else "reference",
         comparisons=compared.comparisons,
-        layers=layers,
+        diagnosis=diagnosis,
     )
 
 
@@ -220,19 +219,23 @@ def _each_layer(
     values: list[Any],
     nondiff: set[str],
     names: list[str],
-    keywords: dict[str, Any],
     config: CheckConfig,
-) -> tuple[LayerVerdict, ...]:
+) -> Diagnosis | None:
     """A failing network's layers, each checked alone on its inputs (see `diagnosis`)."""
     layers = held_layers(view.target)
     if not layers:
-        return ()
-    work = [private_copy(v) for v in values]
-    return check_each_layer(
+        return None
+    # a layer-like target's forward is what backward differentiates; a network's gradient()
+    # runs a forward pass of its own, which loss() (what the numbers differentiate) may not
+    passes: dict[str, Callable[[list[Any]], Any]] = {f"{view.name}.forward": view.forward}
+    if view.kind == "network":
+        passes = {"loss()": view.forward, "gradient()": lambda work: view.backward(work, None)}
+    return diagnose(
         view.name,
         layers,
-        lambda: view.forward(work),
-        [v for name, v in zip(names, work) if name in nondiff],
+        passes,
+        values,
+        [name not in nondiff for name in names],
         lambda layer, args, kwargs, nondiff, budget: check(
             layer,
             args,

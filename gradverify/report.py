@@ -78,10 +78,13 @@ def format_failure(result: CheckResult) -> str:
 
 def _layer_lines(result: CheckResult) -> list[str]:
     """A failing network's layers, each checked alone, and what that says (see `diagnosis`)."""
-    if not result.layers:
+    diagnosis = result.diagnosis
+    if diagnosis is None:
         return []
-    lines = ["  each layer alone, on the inputs it saw in the forward pass:"]
-    for verdict in result.layers:
+    lines = ["  each layer alone, on the inputs it saw in the forward pass:"] * bool(
+        diagnosis.layers
+    )
+    for verdict in diagnosis.layers:
         where = f"{verdict.name} ({verdict.kind})"
         detail = verdict.problem or (
             worst_of(verdict.result).describe() if verdict.result is not None else ""
@@ -89,8 +92,10 @@ def _layer_lines(result: CheckResult) -> list[str]:
         if verdict.status is Status.PASS:
             detail = ""
         lines.append(f"    {verdict.status.name:<12} {where}{f' | {detail}' if detail else ''}")
-    faulty = result.faulty_layers
-    undecided = [v.name for v in result.layers if v.status not in (Status.PASS, Status.FAIL)]
+    lines += [f"  note: {note}" for note in diagnosis.notes]
+    faulty = diagnosis.faulty
+    undecided = [v.name for v in diagnosis.layers if v.status not in (Status.PASS, Status.FAIL)]
+    own_code = f"{result.label}'s own code" + (" (see the notes above)" if diagnosis.notes else "")
     if faulty:
         names = ", ".join(f"{v.name} ({v.kind})" for v in faulty)
         lines.append(
@@ -101,13 +106,13 @@ def _layer_lines(result: CheckResult) -> list[str]:
     elif undecided:
         lines.append(
             f"  no layer fails alone; {', '.join(undecided)} could not be decided alone, so the "
-            f"fault is there or in {result.label}'s own code"
+            f"fault is there or in {own_code}"
         )
-    else:
+    elif diagnosis.layers:
         lines.append(
-            f"  no layer fails alone: the fault is in {result.label}'s own code: the order of "
-            f"its backward calls, a layer it skips, the key it returns a gradient under, or a "
-            f"term of the loss no layer computes (weight decay)"
+            f"  no layer fails alone: the fault is in {own_code}: the order of its backward "
+            f"calls, a layer it skips, the key it returns a gradient under, or what it computes "
+            f"outside its layers (a weight decay term)"
         )
     return lines
 

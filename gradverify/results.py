@@ -319,6 +319,23 @@ class LayerVerdict:
         }
 
 
+@dataclass(frozen=True)
+class Diagnosis:
+    """A failing network's layers, each checked alone on the inputs it saw, and what the
+    recorded passes showed about the network's own code (see `gradverify.diagnosis`)."""
+
+    layers: tuple[LayerVerdict, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def faulty(self) -> tuple[LayerVerdict, ...]:
+        """The layers whose own check fails."""
+        return tuple(v for v in self.layers if v.status is Status.FAIL)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"layers": [v.to_dict() for v in self.layers], "notes": list(self.notes)}
+
+
 @dataclass(frozen=True, repr=False)
 class CheckResult:
     """Everything one check found.  ``print(result)`` shows the report.
@@ -350,13 +367,13 @@ class CheckResult:
     against: str = ""
     trusted: str = ""
     comparisons: tuple[Comparison, ...] = ()
-    #: A failing network's layers, each checked alone on the inputs it saw (see `diagnosis`).
-    layers: tuple[LayerVerdict, ...] = ()
+    #: A failing network's layers, each checked alone on the inputs it saw.
+    diagnosis: Diagnosis | None = None
 
     @property
     def faulty_layers(self) -> tuple[LayerVerdict, ...]:
         """The layers of a failing network whose own check fails."""
-        return tuple(v for v in self.layers if v.status is Status.FAIL)
+        return () if self.diagnosis is None else self.diagnosis.faulty
 
     @property
     def passed(self) -> bool:
@@ -415,7 +432,7 @@ class CheckResult:
             "against": self.against,
             "trusted": self.trusted,
             "comparisons": [c.to_dict() for c in self.comparisons],
-            "layers": [v.to_dict() for v in self.layers],
+            "diagnosis": None if self.diagnosis is None else self.diagnosis.to_dict(),
         }
 
     def __str__(self) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 import gradverify
 from gradverify import GradientMismatch, Status
-from gradverify.diagnosis import check_each_layer, held_layers, record_calls
+from gradverify.diagnosis import diagnose, held_layers, record
 from layers_under_test import broken, reference
 from layers_under_test.registry import BROKEN, REFERENCE
 
@@ -38,7 +38,7 @@ def test_the_broken_layer_is_named_and_no_other(name, faulty, kind, seed):
     result = _run(BROKEN[name], seed)
     assert result.status is Status.FAIL
     assert [(v.name, v.kind) for v in result.faulty_layers] == [(faulty, kind)]
-    assert all(v.status is Status.PASS for v in result.layers if v.name != faulty)
+    assert all(v.status is Status.PASS for v in _layers(result) if v.name != faulty)
     assert f"faulty layer: {faulty} ({kind})" in str(result)
 
 
@@ -66,7 +66,7 @@ def test_the_assertion_message_names_the_faulty_layer():
 def test_when_every_layer_passes_alone_the_networks_own_code_is_blamed(name):
     result = _run(BROKEN[name])
     assert result.status is Status.FAIL
-    assert result.layers and all(v.status is Status.PASS for v in result.layers)
+    assert _layers(result) and all(v.status is Status.PASS for v in _layers(result))
     assert not result.faulty_layers
     assert f"no layer fails alone: the fault is in {result.label}'s own code" in str(result)
 
@@ -75,7 +75,7 @@ def test_when_every_layer_passes_alone_the_networks_own_code_is_blamed(name):
 def test_a_correct_network_names_no_layer(name):
     result = _run(REFERENCE[name])
     assert result.status is Status.PASS
-    assert result.layers == () and "each layer alone" not in str(result)
+    assert result.diagnosis is None and "each layer alone" not in str(result)
 
 
 def test_a_network_without_a_layers_container_keeps_the_per_tensor_report():
@@ -96,7 +96,7 @@ def test_a_network_without_a_layers_container_keeps_the_per_tensor_report():
         FunctionalNet(rng), [rng.standard_normal((4, 5)), _labels(rng)], nondiff=["t"]
     )
     assert result.status is Status.FAIL
-    assert result.layers == () and "each layer alone" not in str(result)
+    assert result.diagnosis is None and "each layer alone" not in str(result)
 
 
 class ListNet:
@@ -133,16 +133,21 @@ def _check_list_net(net, rng):
 def test_layers_in_a_list_are_named_by_position():
     rng = np.random.default_rng(0)
     result = _check_list_net(ListNet(broken.ReluNoMask(), rng), rng)
-    assert [v.name for v in result.layers] == ["layers[0]", "layers[1]", "layers[2]", "last_layer"]
+    assert [v.name for v in _layers(result)] == [
+        "layers[0]",
+        "layers[1]",
+        "layers[2]",
+        "last_layer",
+    ]
     assert [v.name for v in result.faulty_layers] == ["layers[1]"]
 
 
 def test_a_layer_the_forward_pass_never_calls_is_undecided_not_faulty():
     rng = np.random.default_rng(0)
     result = _check_list_net(ListNet(broken.ReluNoMask(), rng, spare=[reference.Sigmoid()]), rng)
-    spare = result.layers[3]
+    spare = _layers(result)[4]
     assert spare.status is Status.INCONCLUSIVE and spare.result is None
-    assert "forward pass did not call its forward" in spare.problem
+    assert "its forward was not seen in ListNet's pass: not called" in spare.problem
     assert [v.name for v in result.faulty_layers] == ["layers[1]"]
 
 
@@ -160,7 +165,7 @@ def test_a_layer_that_cannot_be_recorded_says_so():
     rng = np.random.default_rng(0)
     result = _check_list_net(ListNet(SlottedRelu(), rng), rng)
     assert result.status is Status.FAIL
-    (relu,) = [v for v in result.layers if v.kind == "SlottedRelu"]
+    (relu,) = [v for v in _layers(result) if v.kind == "SlottedRelu"]
     assert relu.status is Status.INCONCLUSIVE and "cannot be recorded" in relu.problem
     assert not result.faulty_layers
     assert "could not be decided alone, so the fault is there or in" in str(result)
@@ -177,7 +182,8 @@ def test_the_network_and_its_layers_are_left_as_they_were():
     assert result.faulty_layers
     assert all(np.array_equal(before[k], net.params[k]) for k in before)
     assert np.array_equal(cached, net.layers[0].x)
-    assert all("forward" not in vars(layer) for layer in [*net.layers, net.last_layer])
+    for layer in [*net.layers, net.last_layer]:
+        assert "forward" not in vars(layer) and "backward" not in vars(layer)
 
 
 def test_recording_gives_every_layer_its_forward_back_when_the_pass_raises():
@@ -188,8 +194,8 @@ def test_recording_gives_every_layer_its_forward_back_when_the_pass_raises():
         raise RuntimeError("the pass broke")
 
     with pytest.raises(RuntimeError):
-        record_calls(layers, failing_pass, [])
-    assert all("forward" not in vars(h.layer) for h in layers)
+        record(layers, failing_pass, [])
+    assert all("forward" not in vars(h.layer) and "backward" not in vars(h.layer) for h in layers)
 
 
 def test_recorded_inputs_are_copies_taken_at_the_call():
@@ -200,8 +206,8 @@ def test_recorded_inputs_are_copies_taken_at_the_call():
         layers[0].layer.forward(x)
         x[:] = 7.0  # written after the call: the record keeps what the layer saw
 
-    calls = record_calls(layers, one_pass, [])
-    assert np.array_equal(calls[id(layers[0].layer)].args[0], np.ones((2, 5)))
+    seen = record(layers, one_pass, [])
+    assert np.array_equal(seen.calls[id(layers[0].layer)].args[0], np.ones((2, 5)))
 
 
 def test_labels_the_network_passes_through_stay_nondiff_in_the_loss_layer():
@@ -212,7 +218,7 @@ def test_labels_the_network_passes_through_stay_nondiff_in_the_loss_layer():
 
 def test_json_holds_each_layers_verdict_and_report():
     data = json.loads(json.dumps(_run(BROKEN["TwoLayerNetAffineDbMean"]).to_dict()))
-    by_name = {layer["name"]: layer for layer in data["layers"]}
+    by_name = {layer["name"]: layer for layer in data["diagnosis"]["layers"]}
     assert by_name["Affine1"]["status"] == "fail" and by_name["Affine1"]["kind"] == "AffineDbMean"
     assert by_name["Affine1"]["path"] == "layers['Affine1']"
     assert by_name["Affine1"]["result"]["tensors"][-1]["grad_name"] == "db"
@@ -227,7 +233,6 @@ def test_the_summary_row_names_the_faulty_layer():
 
 def test_the_layers_share_one_time_budget():
     net = ListNet(reference.Relu(), np.random.default_rng(0))
-    layers = held_layers(net)
     x, t = np.random.default_rng(1).standard_normal((4, 5)), _labels(np.random.default_rng(2))
     shares = []
 
@@ -235,11 +240,12 @@ def test_the_layers_share_one_time_budget():
         shares.append(budget)
         return gradverify.check(layer, args, kwargs=kwargs, nondiff=nondiff, budget=budget)
 
-    check_each_layer(
+    diagnose(
         "ListNet",
-        layers,
-        lambda: net.loss(x, t),
-        [t],
+        held_layers(net),
+        {"loss()": lambda work: net.loss(*work)},
+        [x, t],
+        [True, False],
         check_layer,
         lambda _, a: ["x", "t"][: len(a)],
         2.0,
@@ -248,3 +254,179 @@ def test_the_layers_share_one_time_budget():
     # than the budget in all, and what one leaves unused goes to the layers after it
     assert len(shares) == 4
     assert all(0 < share <= 2.0 / (4 - i) for i, share in enumerate(shares))
+
+
+# ---------------------------------------------------------------- other ways to hold layers
+
+
+def _layers(result):
+    return () if result.diagnosis is None else result.diagnosis.layers
+
+
+class OutputLayerNet(ListNet):
+    """The loss layer under vol. 2's name, the output layer in an attribute of its own."""
+
+    def __init__(self, rng, loss_layer):
+        super().__init__(reference.Relu(), rng)
+        self.fc_out = self.layers.pop()
+        self.used = 2
+        del self.last_layer
+        self.loss_layer = loss_layer
+
+    def loss(self, x, t):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return self.loss_layer.forward(self.fc_out.forward(x), t)
+
+    def gradient(self, x, t):
+        self.loss(x, t)
+        dout = self.fc_out.backward(self.loss_layer.backward(1))
+        for layer in reversed(self.layers):
+            dout = layer.backward(dout)
+        first, second = self.layers[0], self.fc_out
+        return {"W1": first.dW, "b1": first.db, "W2": second.dW, "b2": second.db}
+
+
+def test_layers_held_in_attributes_of_their_own_are_checked_in_call_order():
+    rng = np.random.default_rng(0)
+    result = _check_list_net(OutputLayerNet(rng, broken.SoftmaxWithLossNoDivN()), rng)
+    names = [v.name for v in _layers(result)]
+    assert names == ["layers[0]", "layers[1]", "fc_out", "loss_layer"]
+    assert [v.name for v in result.faulty_layers] == ["loss_layer"]
+
+
+def test_one_object_held_twice_is_one_layer_and_its_second_forward_is_noted():
+    rng = np.random.default_rng(0)
+    relu = reference.Relu()
+    shared = ListNet(relu, rng)
+    hidden = reference.Affine(rng.standard_normal((4, 4)), rng.standard_normal(4))
+    shared.params |= {"W3": hidden.W, "b3": hidden.b}
+    shared.layers = [shared.layers[0], relu, hidden, relu, shared.layers[2]]  # relu used twice
+    shared.used = 5
+
+    def gradient(x, t):
+        shared.loss(x, t)
+        dout = shared.last_layer.backward(1)
+        for layer in reversed(shared.layers):
+            dout = layer.backward(dout)
+        first, middle, last = shared.layers[0], shared.layers[2], shared.layers[4]
+        return {
+            "W1": first.dW,
+            "b1": first.db,
+            "W3": middle.dW,
+            "b3": middle.db,
+            "W2": last.dW,
+            "b2": last.db,
+        }
+
+    shared.gradient = gradient
+    result = _check_list_net(shared, rng)
+    assert result.status is Status.FAIL and not result.faulty_layers
+    assert [v.name for v in _layers(result)].count("layers[1] = layers[3]") == 1
+    assert "layers[1] = layers[3]'s forward runs 2 times in one pass" in str(result)
+
+
+def test_a_layer_skipped_in_backward_is_noted():
+    result = _run(BROKEN["TwoLayerNetNoReluBackward"])
+    assert "note: gradient() calls Relu1's forward but never its backward" in str(result)
+
+
+def test_loss_and_gradient_running_different_passes_are_noted_not_blamed_on_a_layer():
+    case = REFERENCE["MultiLayerNetExtend"]
+    rng = np.random.default_rng(0)
+    result = gradverify.check(case.build(rng), case.make_inputs(rng), nondiff=case.nondiff)
+    assert result.status is Status.FAIL  # loss() in test mode, gradient() in train mode
+    assert not result.faulty_layers
+    text = str(result)
+    assert "got train_flg=False from loss() but train_flg=True from gradient()" in text
+    assert "kwargs={'train_flg': True}" in text
+
+
+def test_a_class_or_other_values_in_the_layers_mapping_are_not_layers():
+    net = ListNet(reference.Relu(), np.random.default_rng(0))
+    net.layers = [*net.layers, reference.Relu, "relu", None, np.maximum]
+    assert [h.name for h in held_layers(net)] == [
+        "layers[0]",
+        "layers[1]",
+        "layers[2]",
+        "last_layer",
+    ]
+
+
+class TupleBackwardAffine(reference.Affine):
+    """A correct Affine whose backward returns (dx, dW, db), as some courses write it."""
+
+    def backward(self, dout):
+        dx = super().backward(dout)
+        return dx, self.dW, self.db
+
+
+def test_a_layer_whose_convention_cannot_be_read_is_undecided_not_faulty():
+    rng = np.random.default_rng(0)
+    net = ListNet(broken.ReluNoMask(), rng)
+    p = net.params
+    net.layers = [TupleBackwardAffine(p["W1"], p["b1"]), net.layers[1], net.layers[2]]
+
+    def gradient(x, t):
+        net.loss(x, t)
+        dout = net.layers[1].backward(net.layers[2].backward(net.last_layer.backward(1)))
+        _, dW1, db1 = net.layers[0].backward(dout)
+        return {"W1": dW1, "b1": db1, "W2": net.layers[2].dW, "b2": net.layers[2].db}
+
+    net.gradient = gradient
+    result = _check_list_net(net, rng)
+    first = _layers(result)[0]
+    assert first.status is Status.INCONCLUSIVE and "more gradients than" in first.problem
+    assert [v.name for v in result.faulty_layers] == ["layers[1]"]
+
+
+def test_a_layer_handed_its_own_cache_is_undecided():
+    class CachedRelu:
+        def forward(self, x):
+            return np.maximum(x, 0), x > 0
+
+        def backward(self, dout, cache):
+            return dout  # the mask forgotten: but the check cannot feed it a cache
+
+    rng = np.random.default_rng(0)
+    net = ListNet(reference.Relu(), rng)
+    relu = CachedRelu()
+    net.layers[1] = relu
+
+    def loss(x, t):
+        h, net.cache = relu.forward(net.layers[0].forward(x))
+        return net.last_layer.forward(net.layers[2].forward(h), t)
+
+    def gradient(x, t):
+        loss(x, t)
+        dout = relu.backward(net.layers[2].backward(net.last_layer.backward(1)), net.cache)
+        net.layers[0].backward(dout)
+        first, second = net.layers[0], net.layers[2]
+        return {"W1": first.dW, "b1": first.db, "W2": second.dW, "b2": second.db}
+
+    net.loss, net.gradient = loss, gradient
+    result = _check_list_net(net, rng)
+    (cached,) = [v for v in _layers(result) if v.kind == "CachedRelu"]
+    assert cached.status is Status.INCONCLUSIVE and "a cache" in cached.problem
+    assert not result.faulty_layers
+
+
+def test_labels_built_inside_the_network_are_not_differentiated_in_its_loss_layer():
+    class LabelsFirstLoss(reference.SoftmaxWithLoss):
+        """forward(t, y): labels first, as some libraries order them."""
+
+        def forward(self, t, x):
+            return super().forward(x, t)
+
+    rng = np.random.default_rng(0)
+    net = ListNet(broken.ReluNoMask(), rng)
+    net.last_layer = LabelsFirstLoss()
+
+    def loss(x, t):
+        for layer in net.layers:
+            x = layer.forward(x)
+        return net.last_layer.forward(np.eye(3)[t], x)  # one-hot labels built here
+
+    net.loss = loss
+    result = gradverify.check(net, [rng.standard_normal((4, 5)), rng.integers(0, 3, 4)])
+    assert [v.name for v in result.faulty_layers] == ["layers[1]"]  # never the loss layer
