@@ -55,14 +55,6 @@ def relative_error(analytic: Floats, numeric: Floats) -> Floats:
     return np.where(diff == 0, 0.0, rel)
 
 
-def suspects(analytic: Floats, numeric: Floats, tol: Floats, limit: int) -> list[int]:
-    """Flat indices of elements outside `tol`, worst ratio first, at most `limit`."""
-    ratio = _ratio(np.abs(analytic - numeric), tol).reshape(-1)
-    outside = np.flatnonzero(ratio > 1.0)
-    order = outside[np.argsort(-ratio[outside], kind="stable")]
-    return [int(i) for i in order[:limit]]
-
-
 def _ratio(diff: Floats, tol: Floats) -> Floats:
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(tol > 0, diff / np.where(tol > 0, tol, 1.0), np.where(diff > 0, np.inf, 0))
@@ -133,52 +125,113 @@ def judge_reestimate(
     )
 
 
-def worst_rows(
+@dataclass(frozen=True)
+class Agreement:
+    """Analytic against numeric for the estimated elements of one gradient, computed once.
+
+    Full mode estimates every element; fast mode only those its projections blamed
+    (`flat`: their flat indices in a tensor of `shape`).  Every count, summary and
+    report row of either mode reads this record, so the two cannot differ on what an
+    error, a margin or a relative error is.  Build it with `agreement`.
+    """
+
+    shape: tuple[int, ...]
+    flat: NDArray[np.intp]
+    analytic: Floats  # flat, the estimated elements only
+    numeric: Floats
+    tol: Floats  # the rule's tolerance, widened to the error of every element cleared
+    diff: Floats  # |analytic - numeric|
+    ratio: Floats  # diff / tol: above 1 is outside the tolerance
+
+    @property
+    def outside(self) -> NDArray[np.bool_]:
+        return np.asarray(self.ratio > 1.0)
+
+    def suspects(self, limit: int) -> list[int]:
+        """Flat indices (in the tensor) of elements outside the tolerance, worst first."""
+        outside = np.flatnonzero(self.outside)
+        order = outside[np.argsort(-self.ratio[outside], kind="stable")]
+        return [int(self.flat[i]) for i in order[:limit]]
+
+    def cleared(self) -> Agreement:
+        """The same elements, every one counted as within its tolerance (a tensor whose
+        suspects all passed their re-estimates clears the rest it had no budget for)."""
+        return agreement(
+            self.analytic, self.numeric, np.maximum(self.tol, self.diff), self.shape, self.flat
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """The largest error (a NaN first) and where, the largest relative error (see
+        `max_relative_error`), and the margin: the largest ratio to the tolerance."""
+        if not self.flat.size:
+            return {"max_abs_err": 0.0, "max_abs_index": None, "max_rel_err": 0.0, "margin": 0.0}
+        nan = np.flatnonzero(np.isnan(self.diff))
+        worst = int(nan[0]) if nan.size else int(np.argmax(self.diff))
+        return {
+            "max_abs_err": float(self.diff[worst]),
+            "max_abs_index": _unravel(int(self.flat[worst]), self.shape),
+            "max_rel_err": max_relative_error(self.analytic, self.numeric, self.tol),
+            "margin": float(np.max(self.ratio)),
+        }
+
+    def fields(self, verdicts: Mapping[int, ElementVerdict], max_rows: int) -> dict[str, Any]:
+        """The numbers of a `TensorResult`: counts, the worst errors, the margin, the rows."""
+        return {
+            "mismatched": int(np.count_nonzero(self.outside)),
+            "reestimated": len(verdicts),
+            "rows": self.rows(verdicts, max_rows),
+            **self.summary(),
+        }
+
+    def rows(self, verdicts: Mapping[int, ElementVerdict], limit: int) -> tuple[ElementRow, ...]:
+        """The elements outside the tolerance or re-estimated, the worst ratio first."""
+        relative = relative_error(self.analytic, self.numeric)
+        order = np.argsort(-self.ratio, kind="stable")
+        shown = [i for i in order if self.ratio[i] > 1.0 or int(self.flat[i]) in verdicts]
+        return tuple(
+            self._row(i, relative[i], verdicts.get(int(self.flat[i]))) for i in shown[:limit]
+        )
+
+    def _row(self, i: int, relative: float, verdict: ElementVerdict | None) -> ElementRow:
+        return ElementRow(
+            index=_unravel(int(self.flat[i]), self.shape),
+            analytic=float(self.analytic[i]),
+            numeric=float(self.numeric[i]),
+            abs_err=float(self.diff[i]),
+            rel_err=float(relative),
+            note="" if verdict is None else verdict.note,
+            outcome=ElementOutcome.NOT_REESTIMATED if verdict is None else verdict.outcome,
+        )
+
+
+def agreement(
     analytic: Floats,
     numeric: Floats,
     tol: Floats,
-    verdicts: Mapping[int, ElementVerdict],
-    limit: int,
-) -> tuple[ElementRow, ...]:
-    """The `limit` elements with the largest error-to-tolerance ratio, as report rows."""
-    diff = np.abs(analytic - numeric)
-    ratio = _ratio(diff, tol).reshape(-1)
-    rel = relative_error(analytic, numeric).reshape(-1)
-    order = np.argsort(-ratio, kind="stable")[:limit]
-    flat_a, flat_n, flat_d = analytic.reshape(-1), numeric.reshape(-1), diff.reshape(-1)
-    return tuple(
-        ElementRow(
-            index=_unravel(int(i), analytic.shape),
-            analytic=float(flat_a[i]),
-            numeric=float(flat_n[i]),
-            abs_err=float(flat_d[i]),
-            rel_err=float(rel[i]),
-            note=verdicts[int(i)].note if int(i) in verdicts else "",
-            outcome=(
-                verdicts[int(i)].outcome if int(i) in verdicts else ElementOutcome.NOT_REESTIMATED
-            ),
-        )
-        for i in order
-        if ratio[i] > 1.0 or int(i) in verdicts
-    )
+    shape: tuple[int, ...] | None = None,
+    flat: NDArray[np.intp] | None = None,
+    verdicts: Mapping[int, ElementVerdict] | None = None,
+) -> Agreement:
+    """The `Agreement` of these elements (all of a tensor of `analytic`'s shape unless
+    `flat` says which); an element whose re-estimate `verdicts` passed agrees: its
+    tolerance is widened to its error."""
+    a, n = analytic.reshape(-1), numeric.reshape(-1)
+    tol = np.array(tol, dtype=np.float64).reshape(-1)
+    flat = np.arange(a.size, dtype=np.intp) if flat is None else np.asarray(flat, dtype=np.intp)
+    diff = np.abs(a - n)
+    if verdicts:
+        passed = [
+            i
+            for i, f in enumerate(flat)
+            if getattr(verdicts.get(int(f)), "status", None) is Status.PASS
+        ]
+        tol[passed] = np.maximum(tol[passed], diff[passed])
+    shape = tuple(analytic.shape) if shape is None else shape
+    return Agreement(shape, flat, a, n, tol, diff, _ratio(diff, tol))
 
 
 def _unravel(flat_index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(int(i) for i in np.unravel_index(flat_index, shape)) if shape else ()
-
-
-def error_summary(analytic: Floats, numeric: Floats, tol: Floats) -> dict[str, Any]:
-    """Max abs error (and where), max rel error (see `max_relative_error`), and margin."""
-    if analytic.size == 0:
-        return {"max_abs_err": 0.0, "max_abs_index": None, "max_rel_err": 0.0, "margin": 0.0}
-    diff = np.abs(analytic - numeric)
-    worst = int(np.nanargmax(diff)) if not np.all(np.isnan(diff)) else 0
-    return {
-        "max_abs_err": float(diff.reshape(-1)[worst]),
-        "max_abs_index": _unravel(worst, analytic.shape),
-        "max_rel_err": max_relative_error(analytic, numeric, tol),
-        "margin": float(np.max(_ratio(diff, tol))),
-    }
 
 
 def max_relative_error(first: Floats, second: Floats, tol: Floats) -> float:

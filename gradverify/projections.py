@@ -4,7 +4,7 @@ A direction is a sign per element; the groups inside which its signs follow the
 gradient's (a slice along an axis, or the whole tensor) decide how far errors
 that each stay inside their own tolerance can add up along it (`Measurement.bound`),
 and the projection itself is judged as a derivative along the direction
-(`Measurement.screen`).  `fast_check` decides what to measure and what it means.
+(`Measurement.screen`).  `by_projections` decides what to measure and what it means.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradverify import numerics
-from gradverify.tensor_check import Floats, Settings, TensorToCheck
+from gradverify.tensors import Floats, Settings, TensorToCheck
 
 #: Standard deviations of the random-walk bound on a projection (Hoeffding:
 #: probability ``2 * exp(-Z**2 / 2)``, 3e-8, that within-tolerance errors exceed it).

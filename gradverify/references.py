@@ -127,27 +127,23 @@ def compare_arrays(
     mine = np.where(both_nan, 0.0, mine)
     theirs = np.where(both_nan, 0.0, theirs)
     with np.errstate(invalid="ignore"):
-        diff = np.abs(mine - theirs)
-        tol = compare.tolerance(theirs, rtol, atol, 0.0)
-    differing = int(np.count_nonzero(~(diff <= tol)))  # NaN on one side only differs
-    worst = int(np.argmax(diff)) if diff.size else None  # the first NaN, if any
-    where = None if worst is None else tuple(int(i) for i in np.unravel_index(worst, diff.shape))
-    suspects = compare.suspects(mine, theirs, tol, max_rows) if differing else []
-    status = Status.FAIL if differing else Status.PASS
+        found = compare.agreement(mine, theirs, compare.tolerance(theirs, rtol, atol, 0.0))
+    differing = int(np.count_nonzero(found.outside))  # NaN on one side only differs
+    summary = found.summary()
     return Comparison(
         name=name,
         kind=kind,
-        status=status,
+        status=Status.FAIL if differing else Status.PASS,
         shape=yours.shape,
         dtype=yours.dtype.name,
         rtol=rtol,
         atol=atol,
         checked=yours.size,
         differing=differing,
-        max_abs_err=0.0 if worst is None else float(diff.reshape(-1)[worst]),
-        max_abs_index=where,
-        max_rel_err=compare.max_relative_error(mine, theirs, tol),
-        rows=tuple(_row(mine, theirs, flat) for flat in suspects),
+        max_abs_err=summary["max_abs_err"],
+        max_abs_index=summary["max_abs_index"],
+        max_rel_err=summary["max_rel_err"],
+        rows=tuple(_row(mine, theirs, flat) for flat in found.suspects(max_rows)),
         hint=difference_hint(mine, theirs, what, batch_size) if differing else "",
     )
 

@@ -19,9 +19,10 @@ from gradverify import contracts, coverage, numerics, planning
 from gradverify.adapters import Adapter, Gradients, ParamDeclaration, ParamSlot
 from gradverify.adapters.base import is_float_array, private_copy
 from gradverify.adapters.guarded import Guarded
+from gradverify.by_projections import check_by_projections
 from gradverify.config import CheckConfig
 from gradverify.errors import TargetContractError
-from gradverify.fast_check import check_tensor_fast
+from gradverify.every_element import check_every_element
 from gradverify.inputs import batch_size, shifted
 from gradverify.outputs import Cotangent, Outputs, computed_precision, read_outputs
 from gradverify.randomness import RandomSources, generators_in
@@ -34,10 +35,9 @@ from gradverify.results import (
     TensorResult,
     worst_status,
 )
-from gradverify.tensor_check import (
+from gradverify.tensors import (
     LossContext,
     TensorToCheck,
-    check_tensor,
     with_finding_hints,
     with_swap_hints,
 )
@@ -111,7 +111,7 @@ class CheckRun:
             projection_calls=chosen.projection_calls,
         )
         outcomes = [
-            (check_tensor if full else check_tensor_fast)(t, context)
+            (check_every_element if full else check_by_projections)(t, context)
             for t, full in zip(tensors, chosen.full)
         ]
         found.tensors = with_finding_hints(with_swap_hints(outcomes), found.findings) + uncovered

@@ -9,7 +9,7 @@ import pytest
 
 from gradverify import compare
 from gradverify.numerics import Reestimate
-from gradverify.results import Status
+from gradverify.results import ElementOutcome, Status
 
 
 def test_tolerance_rule():
@@ -27,12 +27,12 @@ def test_suspects_worst_ratio_first_and_limited():
     analytic = np.array([1.0, 2.0, 3.0, 4.0])
     numeric = np.array([1.0, 2.5, 5.0, 4.1])
     tol = np.full(4, 0.2)
-    assert compare.suspects(analytic, numeric, tol, limit=10) == [2, 1]
-    assert compare.suspects(analytic, numeric, tol, limit=1) == [2]
+    assert compare.agreement(analytic, numeric, tol).suspects(limit=10) == [2, 1]
+    assert compare.agreement(analytic, numeric, tol).suspects(limit=1) == [2]
 
 
 def test_nan_numeric_is_always_suspect():
-    assert compare.suspects(np.ones(2), np.array([1.0, np.nan]), np.ones(2), 5) == [1]
+    assert compare.agreement(np.ones(2), np.array([1.0, np.nan]), np.ones(2)).suspects(5) == [1]
 
 
 def _again(numeric=1.0, error=1e-9, left=1.0, right=1.0, kink=False, finite=True):
@@ -58,7 +58,7 @@ def test_judge_reestimate(analytic, again, status):
 def test_worst_rows_sorted_by_ratio_with_indices():
     analytic = np.array([[1.0, 2.0], [3.0, 4.0]])
     numeric = np.array([[1.0, 2.2], [3.0, 5.0]])
-    rows = compare.worst_rows(analytic, numeric, np.full((2, 2), 0.1), {}, limit=5)
+    rows = compare.agreement(analytic, numeric, np.full((2, 2), 0.1)).rows({}, limit=5)
     assert [r.index for r in rows] == [(1, 1), (0, 1)]
     assert rows[0].rel_err == pytest.approx(0.2)
 
@@ -66,7 +66,7 @@ def test_worst_rows_sorted_by_ratio_with_indices():
 def test_error_summary():
     analytic = np.array([1.0, 2.0, 3.0])
     numeric = np.array([1.0, 2.5, 3.0])
-    summary = compare.error_summary(analytic, numeric, np.full(3, 0.25))
+    summary = compare.agreement(analytic, numeric, np.full(3, 0.25)).summary()
     assert summary["max_abs_index"] == (1,)
     assert summary["margin"] == pytest.approx(2.0)
     assert summary["max_rel_err"] == pytest.approx(0.2)
@@ -79,3 +79,25 @@ def test_max_relative_error_is_inf_only_for_a_disagreement_at_an_exact_zero():
     assert compare.max_relative_error(agreeing, numeric, tol) == pytest.approx(2.5e-4)
     disagreeing = np.array([0.5, 2.0, 0.0])
     assert compare.max_relative_error(disagreeing, numeric, tol) == math.inf
+
+
+def test_an_agreement_of_some_elements_reports_them_where_they_are_in_the_tensor():
+    # fast mode's record: only the elements its projections blamed, by flat index
+    analytic, numeric = np.array([0.5, 2.0]), np.array([0.5, 1.0])
+    found = compare.agreement(
+        analytic, numeric, np.full(2, 0.1), shape=(3, 4), flat=np.array([2, 9])
+    )
+    assert found.suspects(5) == [9]
+    assert found.summary()["max_abs_index"] == (2, 1)
+    assert [row.index for row in found.rows({}, 5)] == [(2, 1)]
+
+
+def test_an_element_its_re_estimate_cleared_agrees():
+    analytic, numeric = np.array([1.0, 2.0]), np.array([1.5, 3.0])
+    cleared = compare.ElementVerdict(Status.PASS, 1.5, "kink: ...", ElementOutcome.KINK)
+    found = compare.agreement(analytic, numeric, np.full(2, 0.1), verdicts={0: cleared})
+    assert found.suspects(5) == [1] and found.fields({0: cleared}, 5)["mismatched"] == 1
+    assert [row.outcome for row in found.rows({0: cleared}, 5)] == [
+        ElementOutcome.NOT_REESTIMATED,
+        ElementOutcome.KINK,
+    ]

@@ -41,11 +41,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradverify import compare
+from gradverify import compare, numerics
 from gradverify.planning import full_calls
 from gradverify.projections import Along, Direction, Measurement, Probe, directions
-from gradverify.results import CheckedBy, ElementRow, Status, TensorResult, worst_status
-from gradverify.tensor_check import (
+from gradverify.results import CheckedBy, Status, TensorResult, worst_status
+from gradverify.tensors import (
     Floats,
     LossContext,
     Settings,
@@ -65,7 +65,7 @@ from gradverify.tensor_check import (
 RECHECK_SHRINK = 4.0
 
 
-def check_tensor_fast(tensor: TensorToCheck, context: LossContext) -> TensorOutcome:
+def check_by_projections(tensor: TensorToCheck, context: LossContext) -> TensorOutcome:
     """Check one gradient with a few projections; name and confirm any wrong elements."""
     analytic = unusable_gradient(tensor)
     if isinstance(analytic, TensorOutcome):
@@ -227,15 +227,19 @@ def _outcome(
 ) -> TensorOutcome:
     """Summarize the tensor from its projections and the verdicts on the blamed elements."""
     verdicts = search.verdicts
-    flat_analytic = analytic.reshape(-1)
-    base_step = settings.eps ** (1.0 / 3.0)
-    judged = sorted(
-        ((_row(tensor, i, float(flat_analytic[i]), v), v) for i, v in verdicts.items()),
-        key=lambda pair: (pair[1].status is Status.PASS, -pair[0].abs_err),  # failures first
+    flat = np.array(sorted(verdicts), dtype=np.intp)
+    numeric = np.array([verdicts[int(i)].numeric for i in flat], dtype=np.float64)
+    noise = numerics.rounding_noise(settings.steps.reshape(-1)[flat], settings.noise_unit)
+    found = compare.agreement(
+        analytic.reshape(-1)[flat],
+        numeric,
+        compare.tolerance(numeric, settings.rtol, settings.atol, noise),
+        tuple(tensor.array.shape),
+        flat,
+        verdicts,
     )
-    rows = [row for row, _ in judged]
-    failing = [row for row, verdict in judged if verdict.status is not Status.PASS]
     statuses = [v.status for v in verdicts.values()]
+    failing = [v for v in verdicts.values() if v.status is not Status.PASS]
     count = search.measured
     seen = f", which see {search.sensitivity}" if search.sensitivity else ""
     notes = [f"checked by {count} projections{seen}", _full_mode_cost(tensor.array.size, context)]
@@ -244,10 +248,10 @@ def _outcome(
         notes.append("a projection disagreed but no element could be blamed: rerun mode='full'")
     elif verdicts and not failing:
         notes.append("the projections' disagreement was not confirmed element by element")
-    worst = max(failing, key=lambda r: r.abs_err, default=None)
-    element_margins = [
-        r.abs_err / (settings.atol + settings.rtol * abs(r.numeric)) for r in failing
-    ]
+    fields = found.fields(verdicts, context.config.max_rows)
+    if not failing:  # what the projections measured: no element is outside its tolerance
+        fields["margin"] = max(fields["margin"], search.margin) if verdicts else search.margin
+    base_step = settings.eps ** (1.0 / 3.0)
     result = TensorResult(
         **base_fields(tensor),
         status=worst_status(statuses),
@@ -258,14 +262,8 @@ def _outcome(
         atol=settings.atol,
         max_noise=settings.noise_unit / base_step,
         checked=int(analytic.size),
-        mismatched=len(failing),
-        reestimated=len(verdicts),
-        max_abs_err=worst.abs_err if worst else 0.0,
-        max_abs_index=worst.index if worst else None,
-        max_rel_err=max((r.rel_err for r in failing), default=0.0),
-        margin=max(element_margins, default=search.margin),
-        rows=tuple(rows[: context.config.max_rows]),
         notes=tuple(notes) + kink_notes(verdicts),
+        **fields,
     )
     return TensorOutcome(result)
 
@@ -284,13 +282,3 @@ def _duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.2g} min"
     return f"{seconds / 3600:.2g} h"
-
-
-def _row(
-    tensor: TensorToCheck, flat: int, analytic: float, verdict: compare.ElementVerdict
-) -> ElementRow:
-    numeric = verdict.numeric
-    error = abs(analytic - numeric)
-    relative = error / abs(numeric) if numeric else (math.inf if error else 0.0)
-    index = tuple(int(i) for i in np.unravel_index(flat, tensor.array.shape))
-    return ElementRow(index, analytic, numeric, error, relative, verdict.note, verdict.outcome)

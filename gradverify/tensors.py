@@ -1,7 +1,12 @@
-"""Check one gradient: numeric estimate, comparison, re-estimation of suspects, summary.
+"""What checking one gradient takes, whichever strategy checks it.
 
-`check_tensor` is the per-tensor half of a check; `checks` runs the target,
-collects the analytic gradients and calls this once per input and parameter.
+A check hands each input and weight to one of two strategies: `every_element`
+(central differences of every element) or `by_projections` (fast mode:
+directional derivatives, then bisection).  Both read the same things from here: the
+tensor to check and the loss it is checked against (`TensorToCheck`, `LossContext`),
+the precision and tolerance it is judged at (`Settings`), an analytic gradient that
+cannot be compared at all (`unusable_gradient`), the re-estimate ladder for one
+element, and the hints; and both summarize through one record, `compare.Agreement`.
 """
 
 from __future__ import annotations
@@ -23,7 +28,6 @@ from gradverify.results import (
     Severity,
     Status,
     TensorResult,
-    worst_status,
 )
 
 Floats = compare.Floats
@@ -129,42 +133,6 @@ def unusable_gradient(tensor: TensorToCheck) -> TensorOutcome | Floats:
     return TensorOutcome(result)
 
 
-def check_tensor(tensor: TensorToCheck, context: LossContext) -> TensorOutcome:
-    """Compare the analytic gradient of one array with central differences, element by element."""
-    analytic = unusable_gradient(tensor)
-    if isinstance(analytic, TensorOutcome):
-        return analytic
-    settings = settings_for(tensor, context, analytic)
-    steps = settings.steps
-    numeric = numerics.central_differences(tensor.array, steps, context.loss, context.batch(tensor))
-    noise = numerics.rounding_noise(steps, settings.noise_unit)
-    tol = compare.tolerance(numeric, settings.rtol, settings.atol, noise)
-    verdicts, unjudged = _reestimate_suspects(
-        tensor, analytic, numeric, tol, steps, settings, context
-    )
-    statuses = [v.status for v in verdicts.values()] + [Status.INCONCLUSIVE] * bool(unjudged)
-    status = worst_status(statuses)
-    if status is Status.PASS:  # elements the budget rule cleared count as within tolerance
-        tol = np.maximum(tol, np.abs(analytic - numeric))
-    summary = compare.error_summary(analytic, numeric, tol)
-    result = TensorResult(
-        **base_fields(tensor),
-        status=status,
-        step=float(np.median(steps)) if steps.size else math.nan,
-        rtol=settings.rtol,
-        atol=settings.atol,
-        max_noise=float(np.max(noise, initial=0.0)),
-        checked=int(analytic.size),
-        mismatched=_count_mismatched(analytic, numeric, tol, verdicts, status),
-        reestimated=len(verdicts),
-        rows=compare.worst_rows(analytic, numeric, tol, verdicts, context.config.max_rows),
-        hint=failure_hint(status, tensor, analytic, numeric, context),
-        notes=kink_notes(verdicts) + ((unjudged,) if unjudged else ()),
-        **summary,
-    )
-    return TensorOutcome(result, analytic, numeric)
-
-
 def failure_hint(
     status: Status, tensor: TensorToCheck, analytic: Floats, numeric: Floats, context: LossContext
 ) -> str:
@@ -235,56 +203,6 @@ def _shape_hint(tensor: TensorToCheck) -> str:
     return hints.wrong_shape(tensor.name, tensor.grad_name, tensor.array.shape, tuple(shape))
 
 
-#: Kinks do not count against `CheckConfig.max_reestimate` (a pass at a kink says
-#: nothing about the elements behind it), up to this many times that budget.
-KINK_ALLOWANCE = 5
-
-
-def _reestimate_suspects(
-    tensor: TensorToCheck,
-    analytic: Floats,
-    numeric: Floats,
-    tol: Floats,
-    steps: Floats,
-    settings: Settings,
-    context: LossContext,
-) -> tuple[dict[int, compare.ElementVerdict], str]:
-    """Re-estimate the worst elements outside tolerance; update `numeric` and `tol` in place.
-
-    Returns each re-estimated element's verdict, by flat index.  An element cleared
-    by re-estimation gets its tolerance widened to its error, so that it no longer
-    counts as mismatched.  The suspects left unjudged count as cleared only if
-    `max_reestimate` smooth (non-kink) re-estimates all passed; otherwise the second
-    value says how many were left, and the tensor is INCONCLUSIVE.
-    """
-    flat_numeric, flat_analytic, flat_steps, flat_tol = (
-        a.reshape(-1) for a in (numeric, analytic, steps, tol)
-    )
-    budget = context.config.max_reestimate
-    candidates = compare.suspects(analytic, numeric, tol, KINK_ALLOWANCE * budget)
-    verdicts: dict[int, compare.ElementVerdict] = {}
-    smooth = 0
-    for flat in candidates:
-        if smooth >= budget:
-            break
-        verdict = reestimate_element(
-            tensor, flat, float(flat_analytic[flat]), flat_steps[flat], settings, context.loss
-        )
-        verdicts[flat] = verdict
-        smooth += not verdict.outcome.at_kink
-        if math.isfinite(verdict.numeric):
-            flat_numeric[flat] = verdict.numeric
-        if verdict.status is Status.PASS:
-            error = abs(flat_analytic[flat] - flat_numeric[flat])
-            flat_tol[flat] = max(flat_tol[flat], error)
-    outside = compare.suspects(analytic, numeric, tol, analytic.size)
-    unjudged = sum(1 for flat in outside if flat not in verdicts)  # never re-estimated
-    if unjudged and smooth < budget:
-        why = f"{unjudged} element(s) outside tolerance were not re-estimated (kinks first)"
-        return verdicts, why
-    return verdicts, ""
-
-
 def _loss_at(
     container: Any, key: Any, loss: Callable[[], float]
 ) -> Callable[[float], tuple[float, float]]:
@@ -294,26 +212,6 @@ def _loss_at(
         return loss(), realized
 
     return at
-
-
-def _count_mismatched(
-    analytic: Floats,
-    numeric: Floats,
-    tol: Floats,
-    verdicts: dict[int, compare.ElementVerdict],
-    status: Status,
-) -> int:
-    """Elements outside tolerance that re-estimation did not clear.
-
-    When every re-estimated element (the worst ones) was cleared, and so the tensor
-    passes, the less bad ones beyond `CheckConfig.max_reestimate` are taken as cleared too.
-    """
-    if status is Status.PASS:
-        return 0
-    outside = np.abs(analytic - numeric).reshape(-1) > tol.reshape(-1)
-    cleared = [i for i, v in verdicts.items() if v.status is Status.PASS]
-    outside[cleared] = False
-    return int(np.count_nonzero(outside))
 
 
 def kink_notes(verdicts: Mapping[int, compare.ElementVerdict]) -> tuple[str, ...]:

@@ -1,0 +1,103 @@
+"""The full strategy: every element of a gradient by central differences.
+
+Two forward calls per element; the elements outside the tolerance are re-estimated on
+the ladder of smaller steps, the worst first, and only what the ladder confirms fails.
+`by_projections` is the other strategy, for tensors too large for the time budget.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from gradverify import compare, numerics
+from gradverify.results import Status, TensorResult, worst_status
+from gradverify.tensors import (
+    Floats,
+    LossContext,
+    Settings,
+    TensorOutcome,
+    TensorToCheck,
+    base_fields,
+    failure_hint,
+    kink_notes,
+    reestimate_element,
+    settings_for,
+    unusable_gradient,
+)
+
+#: How many kinks may be re-estimated beyond the budget, in multiples of it.
+KINK_ALLOWANCE = 5
+
+
+def check_every_element(tensor: TensorToCheck, context: LossContext) -> TensorOutcome:
+    """Compare the analytic gradient of one array with central differences, element by element."""
+    analytic = unusable_gradient(tensor)
+    if isinstance(analytic, TensorOutcome):
+        return analytic
+    settings = settings_for(tensor, context, analytic)
+    steps = settings.steps
+    numeric = numerics.central_differences(tensor.array, steps, context.loss, context.batch(tensor))
+    noise = numerics.rounding_noise(steps, settings.noise_unit)
+    first = compare.agreement(
+        analytic, numeric, compare.tolerance(numeric, settings.rtol, settings.atol, noise)
+    )
+    verdicts, smooth = _reestimate_suspects(tensor, first, settings, context)
+    numeric = _with_reestimates(numeric, verdicts)
+    found = compare.agreement(analytic, numeric, first.tol, verdicts=verdicts)
+    unjudged = [f for f in found.suspects(found.flat.size) if f not in verdicts]
+    # the suspects left unjudged count as cleared only if the whole re-estimate budget
+    # of smooth (non-kink) elements was spent and every one of them passed
+    undecided = bool(unjudged) and smooth < context.config.max_reestimate
+    status = worst_status([v.status for v in verdicts.values()] + [Status.INCONCLUSIVE] * undecided)
+    if status is Status.PASS:
+        found = found.cleared()
+    why = f"{len(unjudged)} element(s) outside tolerance were not re-estimated (kinks first)"
+    result = TensorResult(
+        **base_fields(tensor),
+        status=status,
+        step=float(np.median(steps)) if steps.size else math.nan,
+        rtol=settings.rtol,
+        atol=settings.atol,
+        max_noise=float(np.max(noise, initial=0.0)),
+        checked=int(analytic.size),
+        hint=failure_hint(status, tensor, analytic, numeric, context),
+        notes=kink_notes(verdicts) + ((why,) if undecided else ()),
+        **found.fields(verdicts, context.config.max_rows),
+    )
+    return TensorOutcome(result, analytic, numeric)
+
+
+def _reestimate_suspects(
+    tensor: TensorToCheck, first: compare.Agreement, settings: Settings, context: LossContext
+) -> tuple[dict[int, compare.ElementVerdict], int]:
+    """Re-estimate the worst elements outside tolerance on the ladder: each one's verdict
+    by flat index, and how many were smooth (not at a kink).
+
+    Kinks do not count against `CheckConfig.max_reestimate` (a pass at a kink says
+    nothing about the elements behind it), up to `KINK_ALLOWANCE` times that budget.
+    """
+    budget = context.config.max_reestimate
+    steps = settings.steps.reshape(-1)
+    verdicts: dict[int, compare.ElementVerdict] = {}
+    smooth = 0
+    for flat in first.suspects(KINK_ALLOWANCE * budget):
+        if smooth >= budget:
+            break
+        analytic = float(first.analytic[flat])
+        verdicts[flat] = reestimate_element(
+            tensor, flat, analytic, steps[flat], settings, context.loss
+        )
+        smooth += not verdicts[flat].outcome.at_kink
+    return verdicts, smooth
+
+
+def _with_reestimates(numeric: Floats, verdicts: dict[int, compare.ElementVerdict]) -> Floats:
+    """The numeric gradient with each finite re-estimate in place of the first estimate."""
+    better = numeric.copy()
+    flat = better.reshape(-1)
+    for index, verdict in verdicts.items():
+        if math.isfinite(verdict.numeric):
+            flat[index] = verdict.numeric
+    return better
