@@ -93,12 +93,14 @@ def check_by_projections(tensor: TensorToCheck, context: LossContext) -> TensorO
         if abs(whole.difference) > whole.screen:
             whole = _recheck(probe, members, whole)
         screens.append((direction, whole))
-        search.margin = max(search.margin, _ratio(whole.difference, whole.bound))
+        ratio = _ratio(whole.difference, whole.bound)
         if abs(whole.difference) <= whole.screen:
+            search.margin = max(search.margin, ratio)
             continue
         found = _localize(probe, members, whole, context.config.max_reestimate)
-        if not found and abs(whole.difference) > whole.bound:
-            search.unexplained = True
+        if not found:  # a disagreement the elements blamed do not explain
+            search.margin = max(search.margin, ratio)
+            search.unexplained |= abs(whole.difference) > whole.bound
         search.judge(found, tensor, flat_analytic, settings, context)
         if search.failed:
             break  # confirmed; another direction would name the same elements again
@@ -118,7 +120,7 @@ class _Search:
 
     measured: int = 0  # projections actually measured
     verdicts: dict[int, compare.ElementVerdict] = field(default_factory=dict)  # blamed elements
-    margin: float = 0.0  # the largest disagreement over its bound
+    margin: float = 0.0  # the largest disagreement over its bound no blamed element explains
     unexplained: bool = False  # beyond the bound, and no element to blame
     sensitivity: str = ""  # what the projections could see, for the report
 

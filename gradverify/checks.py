@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from gradverify.adapters import (
@@ -18,6 +19,7 @@ from gradverify.adapters import (
     TargetRaised,
     resolve_adapter,
 )
+from gradverify.adapters.base import is_float_array
 from gradverify.config import DEFAULT_BUDGET, CheckConfig
 from gradverify.diagnosis import diagnose, held_layers
 from gradverify.errors import GradientMismatch, InvalidArgument, TargetContractError
@@ -39,6 +41,10 @@ from gradverify.results import CheckResult, Diagnosis, Status, worst_status
 from gradverify.run import CheckRun, Found
 from gradverify.state import snapshot
 from gradverify.trusted import resolve_reference
+
+#: Set while a failing network's layers are checked alone: a layer's own check then
+#: diagnoses no further (a layer holding itself, or layers of layers, would recurse).
+_DIAGNOSING: ContextVar[bool] = ContextVar("gradverify_diagnosing", default=False)
 
 
 def check(
@@ -158,9 +164,11 @@ def check(
     finally:
         saved.restore()
     diagnosis = None
-    if not error and found.status is Status.FAIL:
-        diagnosis = _each_layer(view, values, set(nondiff), names, config)
-        saved.restore()
+    if not error and found.status is Status.FAIL and not _DIAGNOSING.get():
+        try:
+            diagnosis = _each_layer(view, values, set(nondiff), names, config)
+        finally:
+            saved.restore()
     compared = Compared("")
     if not error and (reference is not None or baseline is not None):
         subject = Subject(view, names, values, set(nondiff), constants, params, keywords, config)
@@ -221,31 +229,43 @@ def _each_layer(
     names: list[str],
     config: CheckConfig,
 ) -> Diagnosis | None:
-    """A failing network's layers, each checked alone on its inputs (see `diagnosis`)."""
+    """A failing network's layers, each checked alone on its inputs (see `diagnosis`); a
+    layer's own check diagnoses no further.  A layer that adds into its stored gradients
+    is found by the check's own contract and left undecided, whatever the network
+    declared (`accumulates` says the network's gradient() accumulates, not its layers)."""
     layers = held_layers(view.target)
     if not layers:
         return None
-    # a layer-like target's forward is what backward differentiates; a network's gradient()
-    # runs a forward pass of its own, which loss() (what the numbers differentiate) may not
+    # a layer-like target's forward is what its backward differentiates; a network's
+    # gradient() runs a forward pass of its own, which loss() (what the numbers
+    # differentiate) may not
     passes: dict[str, Callable[[list[Any]], Any]] = {f"{view.name}.forward": view.forward}
-    if view.kind == "network":
+    if not view.takes_cotangent:
         passes = {"loss()": view.forward, "gradient()": lambda work: view.backward(work, None)}
-    return diagnose(
-        view.name,
-        layers,
-        passes,
-        values,
-        [name not in nondiff for name in names],
-        lambda layer, args, kwargs, nondiff, budget: check(
-            layer,
-            args,
-            kwargs=kwargs,
-            nondiff=nondiff,
-            **(config.check_options() | {"budget": budget}),
-        ),
-        lambda layer, args: named_inputs(layer, args)[0],
-        config.budget,
-    )
+    roles = [
+        "labels" if name in nondiff else "data" if is_float_array(value) else "other"
+        for name, value in zip(names, values)
+    ]
+    diagnosing = _DIAGNOSING.set(True)
+    try:
+        return diagnose(
+            view.name,
+            layers,
+            passes,
+            values,
+            roles,
+            lambda layer, args, kwargs, nondiff, budget: check(
+                layer,
+                args,
+                kwargs=kwargs,
+                nondiff=nondiff,
+                **(config.check_options() | {"budget": budget}),
+            ),
+            lambda layer, args: named_inputs(layer, args)[0],
+            config.budget,
+        )
+    finally:
+        _DIAGNOSING.reset(diagnosing)
 
 
 def _held_against(reference: Any, baseline: Any) -> str:

@@ -213,19 +213,19 @@ def agreement(
     verdicts: Mapping[int, ElementVerdict] | None = None,
 ) -> Agreement:
     """The `Agreement` of these elements (all of a tensor of `analytic`'s shape unless
-    `flat` says which); an element whose re-estimate `verdicts` passed agrees: its
-    tolerance is widened to its error."""
+    `flat`, sorted, says which); an element whose re-estimate `verdicts` passed agrees:
+    its tolerance is widened to its error."""
     a, n = analytic.reshape(-1), numeric.reshape(-1)
     tol = np.array(tol, dtype=np.float64).reshape(-1)
     flat = np.arange(a.size, dtype=np.intp) if flat is None else np.asarray(flat, dtype=np.intp)
     diff = np.abs(a - n)
-    if verdicts:
-        passed = [
-            i
-            for i, f in enumerate(flat)
-            if getattr(verdicts.get(int(f)), "status", None) is Status.PASS
-        ]
-        tol[passed] = np.maximum(tol[passed], diff[passed])
+    cleared = np.array(
+        [f for f, v in (verdicts or {}).items() if v.status is Status.PASS], dtype=np.intp
+    )
+    if cleared.size and flat.size:  # `flat` is sorted: where each sits in this record
+        at = np.minimum(np.searchsorted(flat, cleared), flat.size - 1)
+        at = at[flat[at] == cleared]
+        tol[at] = np.maximum(tol[at], diff[at])
     shape = tuple(analytic.shape) if shape is None else shape
     return Agreement(shape, flat, a, n, tol, diff, _ratio(diff, tol))
 

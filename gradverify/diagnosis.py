@@ -5,9 +5,10 @@ in ``Affine1``, in the activation above it (a parameter-free layer shows up only
 weights upstream of it), in the loss layer, or in the network's own code that chains
 the backward calls.  A network that holds its layers as attributes — a ``layers``
 mapping or list, a ``lastLayer``, a ``loss_layer``, an ``fc_out`` — lets the check tell
-these apart: one pass of ``gradient()`` (the forward pass it differentiates, then its
+these apart: a pass of ``gradient()`` (the forward pass it differentiates, then its
 backward calls) with every layer's ``forward`` and ``backward`` recorded gives each
-layer its own inputs, and each layer is then checked alone on them.  A layer whose own
+layer its own inputs, and each layer is then checked alone on them; a pass of
+``loss()`` shows whether it runs the same forward pass.  A layer whose own
 check fails is the faulty one; when every layer passes alone, the fault is in the
 network's own code, and what the recording saw says where: a layer whose backward is
 never called, one object whose forward runs twice, a ``loss()`` that runs another
@@ -17,6 +18,7 @@ keep the per-tensor report.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import time
 from collections.abc import Callable, Mapping
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from gradverify.adapters.base import TargetRaised, private_copy
-from gradverify.errors import InvalidArgument
+from gradverify.errors import InvalidArgument, TargetContractError
 from gradverify.results import CheckResult, Diagnosis, FindingKind, LayerVerdict, Status
 
 #: Checks one layer on recorded inputs: (layer, positional inputs, kwargs, nondiff names,
@@ -50,11 +52,12 @@ class HeldLayer:
 @dataclass
 class Call:
     """The first forward call of a layer in the recorded pass: private copies of its
-    arguments, and the positions that carry data flowing from the network's input."""
+    arguments, and which of them are data and which labels."""
 
     args: list[Any]
     kwargs: dict[str, Any]
-    flowing: list[int]
+    flowing: list[int]  # positions holding data: the network's input, or a layer's output
+    labels: list[int]  # positions holding one of the network's nondiff inputs
     # what the arguments were, beyond arrays: told apart between two passes (train flags)
     switches: dict[str, Any]
 
@@ -63,20 +66,25 @@ class Call:
 class Recording:
     """What one pass of the network showed about each layer object, by ``id``."""
 
-    calls: dict[int, Call] = field(default_factory=dict)
-    forwards: dict[int, int] = field(default_factory=dict)  # forward calls per layer
+    calls: dict[int, Call] = field(default_factory=dict)  # in the order of first calls
+    #: layers whose forward ran again on other inputs in the same pass
+    called_again: set[int] = field(default_factory=set)
     backwards: dict[int, int] = field(default_factory=dict)  # backward calls per layer
+    returned: dict[int, int] = field(default_factory=dict)  # gradients its backward returned
     #: layers whose backward was handed something their forward returned (a cache)
     takes_cache: set[int] = field(default_factory=set)
     outputs: dict[int, list[Any]] = field(default_factory=dict)  # what each forward returned
-    produced: list[np.ndarray] = field(default_factory=list)  # every array a forward returned
+    #: the arrays data flows through: the network's data inputs, then every layer's output
+    flowing: list[np.ndarray] = field(default_factory=list)
+    labels: list[np.ndarray] = field(default_factory=list)  # the network's nondiff inputs
 
 
 def held_layers(network: Any) -> list[HeldLayer]:
     """The layer objects the network holds as attributes, directly or in a dict, list or
-    tuple, in attribute order: only instances with ``forward`` and ``backward`` count.
-    One object held in several places is one layer with several names."""
-    found: dict[int, HeldLayer] = {}
+    tuple, in attribute order: only instances with ``forward`` and ``backward`` count,
+    never the network itself.  One object held in several places is one layer with
+    several names."""
+    found: dict[int, HeldLayer] = {id(network): HeldLayer((), (), network)}
     for attribute, value in _attributes(network):
         if isinstance(value, Mapping):
             entries = [(str(k), f"{attribute}[{k!r}]", v) for k, v in value.items()]
@@ -88,12 +96,14 @@ def held_layers(network: Any) -> list[HeldLayer]:
             if not _is_layer(layer):
                 continue
             held = found.get(id(layer))
+            if held is not None and not held.names:
+                continue  # the network holding itself
             found[id(layer)] = (
                 HeldLayer((name,), (path,), layer)
                 if held is None
                 else HeldLayer((*held.names, name), (*held.paths, path), layer)
             )
-    return list(found.values())
+    return [h for h in found.values() if h.names]
 
 
 def _attributes(network: Any) -> list[tuple[str, Any]]:
@@ -102,21 +112,32 @@ def _attributes(network: Any) -> list[tuple[str, Any]]:
 
 
 def _is_layer(value: Any) -> bool:
+    """An instance whose class has ``forward`` and ``backward`` (read from the class: an
+    object's own ``__getattr__`` may raise anything)."""
+    kind = type(value)
     return (
         not isinstance(value, type)
-        and callable(getattr(value, "forward", None))
-        and callable(getattr(value, "backward", None))
+        and callable(getattr(kind, "forward", None))
+        and callable(getattr(kind, "backward", None))
     )
 
 
-def record(layers: list[HeldLayer], run: Callable[[], Any], inputs: list[Any]) -> Recording:
+def record(
+    layers: list[HeldLayer],
+    run: Callable[[], Any],
+    data: list[Any],
+    labels: list[Any] | None = None,
+) -> Recording:
     """Run `run` once with every layer's ``forward`` and ``backward`` recorded; every layer
-    gets its own methods back.  `inputs` are the network's inputs that carry data (not
-    labels): an argument sharing memory with one of them, or with an array a layer's
-    forward returned, is data flowing through the network; any other is a constant.
+    gets its own methods back.  `data` and `labels` are the network's inputs that carry
+    data and labels: an argument sharing memory with data or with an array a layer's
+    forward returned flows through the network; one sharing memory with labels is one.
     A layer that cannot take an attribute (``__slots__`` without ``__dict__``), or whose
     methods the network bound before the check, is not seen."""
-    seen = Recording(produced=[a for a in inputs if isinstance(a, np.ndarray)])
+    seen = Recording(
+        flowing=[a for a in data if isinstance(a, np.ndarray)],
+        labels=[a for a in labels or [] if isinstance(a, np.ndarray)],
+    )
     undo: list[Callable[[], None]] = []
     try:
         for held in layers:
@@ -137,7 +158,7 @@ def _shadow(layer: Any, method: str, wrap: Callable[..., Any]) -> list[Callable[
         return []
     original = getattr(layer, method)
     had, previous = method in own, own.get(method)
-    own[method] = wrap(original)
+    own[method] = functools.wraps(original)(wrap(original))
 
     def undo() -> None:
         if had:
@@ -153,12 +174,15 @@ def _recording_forward(layer: Any, seen: Recording) -> Callable[..., Any]:
 
     def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
         def forward(*args: Any, **kwargs: Any) -> Any:
-            seen.forwards[key] = seen.forwards.get(key, 0) + 1
-            if key not in seen.calls:
+            first = seen.calls.get(key)
+            if first is not None and not _same_arguments(first, args):
+                seen.called_again.add(key)
+            if first is None:
                 seen.calls[key] = Call(
                     [private_copy(a) for a in args],
                     {k: private_copy(v) for k, v in kwargs.items()},
-                    [i for i, a in enumerate(args) if _flows(a, seen.produced)],
+                    [i for i, a in enumerate(args) if _shares(a, seen.flowing)],
+                    [i for i, a in enumerate(args) if _shares(a, seen.labels)],
                     {
                         **{_parameter(original, i): a for i, a in enumerate(args) if _is_switch(a)},
                         **{k: v for k, v in kwargs.items() if _is_switch(v)},
@@ -167,7 +191,7 @@ def _recording_forward(layer: Any, seen: Recording) -> Callable[..., Any]:
             returned = original(*args, **kwargs)
             results = list(returned) if isinstance(returned, tuple) else [returned]
             seen.outputs.setdefault(key, results)
-            seen.produced += [r for r in results if isinstance(r, np.ndarray)]
+            seen.flowing += [r for r in results if isinstance(r, np.ndarray)]
             return returned
 
         return forward
@@ -184,15 +208,34 @@ def _recording_backward(layer: Any, seen: Recording) -> Callable[..., Any]:
             outputs = seen.outputs.get(key, [])[1:]  # a cache comes after the output
             if any(a is o for a in [*args, *kwargs.values()] for o in outputs):
                 seen.takes_cache.add(key)
-            return original(*args, **kwargs)
+            returned = original(*args, **kwargs)
+            count = len(returned) if isinstance(returned, (tuple, list)) else returned is not None
+            seen.returned.setdefault(key, int(count))
+            return returned
 
         return backward
 
     return wrap
 
 
-def _flows(value: Any, produced: list[np.ndarray]) -> bool:
-    return isinstance(value, np.ndarray) and any(np.shares_memory(value, p) for p in produced)
+def _shares(value: Any, arrays: list[np.ndarray]) -> bool:
+    return isinstance(value, np.ndarray) and any(np.shares_memory(value, a) for a in arrays)
+
+
+def _same_arguments(call: Call, args: tuple[Any, ...]) -> bool:
+    """Whether `args` are the arguments of the recorded first call again (a network that
+    runs its forward pass twice), not a second use of one layer object."""
+    return len(args) == len(call.args) and all(_equal(a, b) for a, b in zip(args, call.args))
+
+
+def _equal(first: Any, second: Any) -> bool:
+    if isinstance(first, np.ndarray) or isinstance(second, np.ndarray):
+        same_shape = np.shape(first) == np.shape(second)
+        return same_shape and bool(np.array_equal(first, second))
+    try:
+        return bool(first is second or first == second)
+    except Exception:  # an object whose == raises or is not a truth value
+        return False
 
 
 def _parameter(function: Callable[..., Any], position: int) -> str:
@@ -213,7 +256,7 @@ def diagnose(
     layers: list[HeldLayer],
     passes: Mapping[str, Callable[[list[Any]], Any]],
     values: list[Any],
-    data: list[bool],
+    roles: list[str],
     check_layer: CheckLayer,
     names_of: Callable[[Any, list[Any]], list[str]],
     budget: float,
@@ -222,30 +265,33 @@ def diagnose(
 
     `passes` run the network on its inputs, by name, the one its backward differentiates
     last (``"gradient()"``, after an optional ``"loss()"``); each gets fresh copies of
-    `values`, of which `data` marks those that carry data (not labels).  Layers are
-    checked on the last pass's inputs; one that got other switches (``train_flg``) in
-    two passes is noted.  `names_of` names a layer's positional inputs.  The layers share
-    one time `budget`: each gets what is left of it divided by the layers still to
+    `values`, whose `roles` say which carry ``"data"`` and which ``"labels"``.  Layers
+    are checked on the last pass's inputs; one that got other switches (``train_flg``)
+    in two passes is noted.  `names_of` names a layer's positional inputs.  The layers
+    share one time `budget`: each gets what is left of it divided by the layers still to
     check, so the diagnosis costs at most about one more budget.
     """
 
     def recorded_pass(run: Callable[[list[Any]], Any]) -> Recording:
         work = [private_copy(v) for v in values]
-        return record(layers, lambda: run(work), [w for w, d in zip(work, data) if d])
+        data = [w for w, role in zip(work, roles) if role == "data"]
+        labels = [w for w, role in zip(work, roles) if role == "labels"]
+        return record(layers, lambda: run(work), data, labels)
 
     try:
         recorded = {name: recorded_pass(run) for name, run in passes.items()}
     except TargetRaised as raised:
-        why = f"the recorded pass raised: {raised.describe()}"
-        return Diagnosis(notes=(why,))
+        return Diagnosis(notes=(f"the recorded pass raised: {raised.describe()}",))
+    except TargetContractError as broken:
+        return Diagnosis(notes=(f"the recorded pass broke the contract: {broken}",))
     *_, last = recorded.values()
-    notes = _pass_notes(network_name, layers, recorded)
+    notes, switched = _pass_notes(layers, recorded)
     deadline = time.perf_counter() + budget
     verdicts: list[LayerVerdict] = []
     for position, held in enumerate(_in_call_order(layers, last)):
         share = max(deadline - time.perf_counter(), 0.0) / (len(layers) - position)
         verdicts.append(_verdict(network_name, held, last, check_layer, names_of, share))
-    return Diagnosis(tuple(verdicts), tuple(notes))
+    return Diagnosis(tuple(verdicts), tuple(notes), switched)
 
 
 def _in_call_order(layers: list[HeldLayer], seen: Recording) -> list[HeldLayer]:
@@ -264,12 +310,14 @@ def _verdict(
     names_of: Callable[[Any, list[Any]], list[str]],
     budget: float,
 ) -> LayerVerdict:
-    kind = type(held.layer).__name__
+    class_name = type(held.layer).__name__
 
     def undecided(why: str) -> LayerVerdict:
-        return LayerVerdict(held.name, held.paths[0], kind, Status.INCONCLUSIVE, problem=why)
+        path = held.paths[0]
+        return LayerVerdict(held.name, path, class_name, Status.INCONCLUSIVE, problem=why)
 
-    call = seen.calls.get(id(held.layer))
+    key = id(held.layer)
+    call = seen.calls.get(key)
     if call is None:
         if not isinstance(getattr(held.layer, "__dict__", None), dict):
             return undecided("its forward cannot be recorded (an object without __dict__)")
@@ -277,55 +325,94 @@ def _verdict(
             f"its forward was not seen in {network_name}'s pass: not called, or called "
             f"through a method bound before the check"
         )
-    if id(held.layer) in seen.takes_cache:
+    if key in seen.takes_cache:
         return undecided(
             "its backward is handed what its forward returned (a cache): check it as a "
             "function pair (forward, backward)"
         )
     try:
         names = names_of(held.layer, call.args)
-        nondiff = [name for i, name in enumerate(names) if i not in call.flowing]
+        differentiated = _differentiated(call, seen.returned.get(key))
+        nondiff = [name for i, name in enumerate(names) if i not in differentiated]
         result = check_layer(held.layer, call.args, call.kwargs, nondiff, budget)
     except InvalidArgument as refused:  # e.g. an input it saw was not finite
         return undecided(f"could not be checked alone: {refused}")
-    if any(f.kind is FindingKind.TOO_MANY_GRADIENTS for f in result.findings):
+    kinds = {f.kind for f in result.findings}
+    if FindingKind.TOO_MANY_GRADIENTS in kinds:
         return undecided(
             "its backward returns more gradients than its forward takes inputs (dx, dW, "
             "db?): weight gradients are read from attributes, so it cannot be checked alone"
         )
+    if FindingKind.BACKWARD_NOT_REPEATABLE in kinds:
+        return undecided(
+            "its backward adds into its stored gradients: right only where the network "
+            "resets them before each backward, which a check of the layer alone cannot see"
+        )
+    options = "".join(
+        f", {name}={value!r}"
+        for name, value in (("nondiff", nondiff), ("kwargs", call.switches))
+        if value
+    )
     result = replace(
         result,
         label=f"{held.name} ({result.label})",
         reproduce=f"gradverify.check(<the same {network_name}>.{held.paths[0]}, <the inputs "
-        f"it saw in the forward pass>, seed={result.seed})",
+        f"it saw in the forward pass>{options}, seed={result.seed})",
     )
-    return LayerVerdict(held.name, held.paths[0], kind, result.status, result)
+    return LayerVerdict(held.name, held.paths[0], class_name, result.status, result)
+
+
+def _differentiated(call: Call, returned: int | None) -> list[int]:
+    """The positions of a layer's arguments to differentiate: its float arrays that are not
+    the network's labels; when its backward returned fewer gradients than that (a loss
+    layer taking labels the network built), the ones data flows through, if they match."""
+    floats = [
+        i
+        for i, a in enumerate(call.args)
+        if isinstance(a, np.ndarray) and a.dtype.kind == "f" and i not in call.labels
+    ]
+    flowing = [i for i in floats if i in call.flowing]
+    if returned is not None and len(flowing) == returned < len(floats):
+        return flowing
+    return floats
 
 
 def _pass_notes(
-    network_name: str, layers: list[HeldLayer], recorded: Mapping[str, Recording]
-) -> list[str]:
-    """What the recorded passes show about the network's own code."""
+    layers: list[HeldLayer], recorded: Mapping[str, Recording]
+) -> tuple[list[str], bool]:
+    """What the recorded passes show about the network's own code, and whether two passes
+    gave a layer different switches (a train flag)."""
     (*earlier, last_name), last = list(recorded), list(recorded.values())[-1]
+    order = list(last.calls)
     notes = []
     for held in layers:
         key = id(held.layer)
-        if last.forwards.get(key, 0) > 1:
+        if key in last.called_again:
             notes.append(
-                f"{held.name}'s forward runs {last.forwards[key]} times in one pass: one "
-                f"object caches one input, so its backward sees only the last"
+                f"{held.name}'s forward runs again on other inputs in one pass: one object "
+                f"keeps one input, so its backward sees only the last"
             )
-        if last.forwards.get(key) and last.backwards and not last.backwards.get(key):
+        # skipped in backward: its forward ran, and the backward chain went on past it to
+        # a layer whose forward ran before it
+        before = order[: order.index(key)] if key in order else []
+        if (
+            key in order
+            and not last.backwards.get(key)
+            and any(last.backwards.get(b) for b in before)
+        ):
             notes.append(f"{last_name} calls {held.name}'s forward but never its backward")
-        for name in earlier:
-            first, then = recorded[name].calls.get(key), last.calls.get(key)
+    switched = []
+    for name in earlier:
+        for held in layers:
+            first, then = recorded[name].calls.get(id(held.layer)), last.calls.get(id(held.layer))
             if first is not None and then is not None and first.switches != then.switches:
-                notes.append(
-                    f"{held.name} got {_switches(first)} from {name} but {_switches(then)} "
-                    f"from {last_name}: the two run different forward passes (pass the same "
-                    f"switch to both, e.g. kwargs={{'train_flg': True}})"
-                )
-    return notes
+                switched.append(f"{held.name} ({_switches(first)} / {_switches(then)})")
+        if switched:
+            notes.append(
+                f"{name} and {last_name} run different forward passes: {', '.join(switched)}; "
+                f"pass the switch to both, e.g. kwargs={{'train_flg': True}}"
+            )
+    return notes, bool(switched)
 
 
 def _switches(call: Call) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gradverify.numerics import inner
+from gradverify.results import Role
 
 Floats = NDArray[np.float64]
 
@@ -108,7 +109,7 @@ def confined(analytic: Floats, numeric: Floats) -> str | None:
     border, covering at least half of it: a loop bound off by one, a padding dropped."""
     if analytic.ndim < 2 or min(analytic.shape[-2:]) < 3:
         return None
-    wrong = np.abs(analytic - numeric) > _SAME * max(float(np.max(np.abs(numeric))), 1e-300)
+    wrong = _wrong(analytic, numeric)
     count = int(np.count_nonzero(wrong))
     if count < 2:
         return None
@@ -145,7 +146,7 @@ def confined(analytic: Floats, numeric: Floats) -> str | None:
 
 def wrong_only_off_mask(analytic: Floats, numeric: Floats) -> str | None:
     """Mismatches exactly where one side is zero: a missing or inverted mask (ReLU, Dropout)."""
-    wrong = np.abs(analytic - numeric) > _SAME * max(float(np.max(np.abs(numeric))), 1e-300)
+    wrong = _wrong(analytic, numeric)
     if not np.any(wrong):
         return None
     numeric_zero, analytic_zero = numeric[wrong] == 0, analytic[wrong] == 0
@@ -196,10 +197,16 @@ def one_branch(analytic: Floats, numeric: Floats, values: Floats | None, name: s
 
 
 def repeats_not_accumulated(
-    analytic: Floats, numeric: Floats, indices: Mapping[str, np.ndarray]
+    analytic: Floats,
+    numeric: Floats,
+    indices: Mapping[str, np.ndarray],
+    dout: Floats | None = None,
 ) -> str | None:
-    """Rows wrong exactly where an integer input repeats an index, right where it holds
-    one once: an assignment ``dW[idx] = dout`` that keeps one of the repeated rows."""
+    """A weight's rows wrong exactly where an integer input repeats an index: an
+    assignment ``dW[idx] = dout`` that keeps one of the repeated rows of ``dout``.
+
+    Evidence besides the rows: a row the input holds once is right, or every repeated
+    row holds exactly one of its rows of `dout` (what the assignment keeps)."""
     if analytic.ndim < 1 or analytic.shape[0] < 2:
         return None
     rows = _wrong(analytic, numeric).reshape(analytic.shape[0], -1).any(axis=1)
@@ -208,16 +215,35 @@ def repeats_not_accumulated(
             continue
         counts = np.bincount(idx.reshape(-1), minlength=analytic.shape[0])
         repeated = counts > 1
-        # evidence: some rows repeated, some not, and the wrong rows are the repeated
-        # ones exactly
-        if repeated.any() and not repeated.all() and np.array_equal(rows, repeated):
-            which = ", ".join(str(int(i)) for i in np.flatnonzero(repeated)[:6])
-            return (
-                f"wrong exactly in the rows {name} holds more than once ({which}), right in "
-                f"those it holds once: dW[{name}] = dout keeps one of the repeated rows; "
-                f"accumulate with np.add.at(dW, {name}, dout)?"
-            )
+        if not repeated.any() or not np.array_equal(rows, repeated):
+            continue
+        if (counts == 1).any():
+            evidence = "right in those it holds once"
+        elif _keeps_one_row(analytic, idx, dout, repeated):
+            evidence = "each holding one of its rows of dout"
+        else:
+            continue
+        which = ", ".join(str(int(i)) for i in np.flatnonzero(repeated)[:6])
+        return (
+            f"wrong exactly in the rows {name} holds more than once ({which}), {evidence}: "
+            f"dW[{name}] = dout keeps one of the repeated rows; accumulate with "
+            f"np.add.at(dW, {name}, dout)?"
+        )
     return None
+
+
+def _keeps_one_row(
+    analytic: Floats, idx: np.ndarray, dout: Floats | None, repeated: NDArray[np.bool_]
+) -> bool:
+    """Whether every repeated row of `analytic` is one of the rows of `dout` sent to it."""
+    width = int(np.prod(analytic.shape[1:]))
+    if dout is None or dout.size != idx.size * width:
+        return False
+    sent, flat_idx = dout.reshape(idx.size, width), idx.reshape(-1)
+    return all(
+        any(_close(analytic[row].reshape(-1), sent[j]) for j in np.flatnonzero(flat_idx == row))
+        for row in np.flatnonzero(repeated)
+    )
 
 
 def saturated_loss(analytic: Floats, numeric: Floats, scores: Floats | None) -> str | None:
@@ -287,6 +313,7 @@ class Evidence:
     """What some patterns are defined by besides the two gradients."""
 
     name: str = "x"  # the array's name, for the text
+    role: Role = Role.INPUT
     values: Floats | None = None  # the array's own values (an input's x, a loss's scores)
     batch_size: int | None = None
     dout: Floats | None = None  # the cotangent passed to backward (single-output targets)
@@ -296,17 +323,20 @@ class Evidence:
 def first_hint(analytic: Floats, numeric: Floats, evidence: Evidence | None = None) -> str:
     """The most specific hint that applies, or the empty string."""
     seen = evidence or Evidence()
+    weight, data = seen.role is Role.PARAMETER, seen.role is Role.INPUT
     checks: list[Callable[[], str | None]] = [
         lambda: never_written(analytic, numeric),
         lambda: input_not_used(analytic, numeric),
         lambda: constant_ratio(analytic, numeric, seen.batch_size),
         lambda: transposed(analytic, numeric),
         lambda: summed_over_wrong_axis(analytic, numeric, seen.dout),
-        lambda: repeats_not_accumulated(analytic, numeric, seen.indices),
+        lambda: (
+            repeats_not_accumulated(analytic, numeric, seen.indices, seen.dout) if weight else None
+        ),
         lambda: confined(analytic, numeric),
-        lambda: saturated_loss(analytic, numeric, seen.values),
+        lambda: saturated_loss(analytic, numeric, seen.values) if data else None,
         lambda: wrong_only_off_mask(analytic, numeric),
-        lambda: one_branch(analytic, numeric, seen.values, seen.name),
+        lambda: one_branch(analytic, numeric, seen.values, seen.name) if data else None,
     ]
     for check in checks:
         found = check()

@@ -42,11 +42,6 @@ class Direction:
     members: np.ndarray  # the flat indices it moves (a block of slices, or all)
     axis: int | None = None  # for `Along.AXIS`: the axis whose slices keep coherent signs
 
-    @property
-    def label(self) -> str:
-        """What it is for, in the report."""
-        return f"axis {self.axis}" if self.along is Along.AXIS else self.along.value
-
 
 def directions(
     analytic: Floats,

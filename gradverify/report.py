@@ -85,7 +85,7 @@ def _layer_lines(result: CheckResult) -> list[str]:
         diagnosis.layers
     )
     for verdict in diagnosis.layers:
-        where = f"{verdict.name} ({verdict.kind})"
+        where = f"{verdict.name} ({verdict.class_name})"
         detail = verdict.problem or (
             worst_of(verdict.result).describe() if verdict.result is not None else ""
         )
@@ -97,11 +97,16 @@ def _layer_lines(result: CheckResult) -> list[str]:
     undecided = [v.name for v in diagnosis.layers if v.status not in (Status.PASS, Status.FAIL)]
     own_code = f"{result.label}'s own code" + (" (see the notes above)" if diagnosis.notes else "")
     if faulty:
-        names = ", ".join(f"{v.name} ({v.kind})" for v in faulty)
+        names = ", ".join(f"{v.name} ({v.class_name})" for v in faulty)
         lines.append(
             f"  faulty layer{'s' if len(faulty) > 1 else ''}: {names}: "
             f"{'it fails' if len(faulty) == 1 else 'each fails'} a check of its own, on the "
             f"inputs it saw (below)"
+        )
+    elif diagnosis.passes_differ:
+        lines.append(
+            "  no layer fails alone: the numbers differentiate another forward pass than "
+            "backward does (the note above); check again with the switch passed to both"
         )
     elif undecided:
         lines.append(
@@ -111,8 +116,8 @@ def _layer_lines(result: CheckResult) -> list[str]:
     elif diagnosis.layers:
         lines.append(
             f"  no layer fails alone: the fault is in {own_code}: the order of its backward "
-            f"calls, a layer it skips, the key it returns a gradient under, or what it computes "
-            f"outside its layers (a weight decay term)"
+            f"calls, a layer it skips, what it computes outside its layers (a weight decay "
+            f"term), or which gradient it hands back as which"
         )
     return lines
 

@@ -300,19 +300,19 @@ class LayerVerdict:
 
     name: str  # what the report calls it: "Relu1", "layers[2]", "lastLayer"
     path: str  # where the network holds it: "layers['Relu1']", "lastLayer"
-    kind: str  # its class: "ReluNoMask"
+    class_name: str  # "ReluNoMask"
     status: Status
     result: CheckResult | None = None
     problem: str = ""
 
     def __repr__(self) -> str:
-        return f"<LayerVerdict {self.name} ({self.kind}) {self.status.name}>"
+        return f"<LayerVerdict {self.name} ({self.class_name}) {self.status.name}>"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "path": self.path,
-            "kind": self.kind,
+            "class_name": self.class_name,
             "status": self.status.value,
             "result": None if self.result is None else self.result.to_dict(),
             "problem": self.problem,
@@ -326,6 +326,8 @@ class Diagnosis:
 
     layers: tuple[LayerVerdict, ...] = ()
     notes: tuple[str, ...] = ()
+    #: loss() and gradient() gave a layer different switches: they run different passes
+    passes_differ: bool = False
 
     @property
     def faulty(self) -> tuple[LayerVerdict, ...]:
@@ -333,7 +335,11 @@ class Diagnosis:
         return tuple(v for v in self.layers if v.status is Status.FAIL)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"layers": [v.to_dict() for v in self.layers], "notes": list(self.notes)}
+        return {
+            "layers": [v.to_dict() for v in self.layers],
+            "notes": list(self.notes),
+            "passes_differ": self.passes_differ,
+        }
 
 
 @dataclass(frozen=True, repr=False)

@@ -6,7 +6,8 @@ directional derivatives, then bisection).  Both read the same things from here: 
 tensor to check and the loss it is checked against (`TensorToCheck`, `LossContext`),
 the precision and tolerance it is judged at (`Settings`), an analytic gradient that
 cannot be compared at all (`unusable_gradient`), the re-estimate ladder for one
-element, and the hints; and both summarize through one record, `compare.Agreement`.
+element; both summarize through one record, `compare.Agreement`, and the full
+strategy, which has every numeric value, hints from it (`failure_hint`).
 """
 
 from __future__ import annotations
@@ -141,6 +142,7 @@ def failure_hint(
         return ""
     evidence = hints.Evidence(
         name=tensor.name,
+        role=tensor.role,
         values=tensor.array.astype(np.float64, copy=False),
         batch_size=context.batch_size,
         dout=context.dout,

@@ -26,8 +26,8 @@ from layers_under_test.reference import (
     Dropout,
     Embedding,
     InvertedDropout,
-    LeakyRelu,
     Labels,
+    LeakyRelu,
     MulLayer,
     MultiLayerNetExtend,
     Pooling,
@@ -115,9 +115,6 @@ class ReluForwardInPlace(Relu):
         return out
 
 
-# ---------------------------------------------------------------- Sigmoid
-
-
 class LeakyReluSignFlipped(LeakyRelu):
     """LeakyRelu with the negative branch's slope negated: -alpha * dout where x <= 0."""
 
@@ -125,6 +122,9 @@ class LeakyReluSignFlipped(LeakyRelu):
         assert self.negative is not None, "call forward first"
         dx: Array = np.where(self.negative, -self.alpha * dout, dout)
         return dx
+
+
+# ---------------------------------------------------------------- Sigmoid
 
 
 class SigmoidMissingOneMinus(Sigmoid):

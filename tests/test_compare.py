@@ -55,7 +55,7 @@ def test_judge_reestimate(analytic, again, status):
     assert compare.judge_reestimate(analytic, again, rtol=1e-5, atol=1e-8).status is status
 
 
-def test_worst_rows_sorted_by_ratio_with_indices():
+def test_rows_sorted_by_ratio_with_indices():
     analytic = np.array([[1.0, 2.0], [3.0, 4.0]])
     numeric = np.array([[1.0, 2.2], [3.0, 5.0]])
     rows = compare.agreement(analytic, numeric, np.full((2, 2), 0.1)).rows({}, limit=5)
@@ -63,7 +63,7 @@ def test_worst_rows_sorted_by_ratio_with_indices():
     assert rows[0].rel_err == pytest.approx(0.2)
 
 
-def test_error_summary():
+def test_summary_of_the_worst_errors():
     analytic = np.array([1.0, 2.0, 3.0])
     numeric = np.array([1.0, 2.5, 3.0])
     summary = compare.agreement(analytic, numeric, np.full(3, 0.25)).summary()

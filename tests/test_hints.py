@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from gradverify import hints
+from gradverify.results import Role
 
 RNG = np.random.default_rng(0)
 NUMERIC = RNG.standard_normal((4, 4))
@@ -159,10 +160,31 @@ def _table_gradient(accumulate):
 
 
 def test_repeated_indices_not_accumulated():
-    found = hints.first_hint(
-        _table_gradient(False), _table_gradient(True), hints.Evidence(indices={"idx": IDX})
-    )
+    evidence = hints.Evidence(role=Role.PARAMETER, indices={"idx": IDX})
+    found = hints.first_hint(_table_gradient(False), _table_gradient(True), evidence)
     assert "rows idx holds more than once (0, 2)" in found and "np.add.at(dW, idx" in found
+    assert "right in those it holds once" in found
+
+
+def test_repeats_with_no_row_held_once_need_the_rows_of_dout_as_evidence():
+    idx = np.array([0, 0, 1, 1, 2, 2])  # every row it holds, it holds twice; row 4 never
+    dW, right = np.zeros((5, 3)), np.zeros((5, 3))
+    dW[idx] = DOUT
+    np.add.at(right, idx, DOUT)
+    assert hints.repeats_not_accumulated(dW, right, {"idx": idx}) is None  # no evidence
+    found = hints.repeats_not_accumulated(dW, right, {"idx": idx}, DOUT)
+    assert "each holding one of its rows of dout" in found
+    halved = right / 2  # wrong in the same rows, but not an assignment's rows of dout
+    assert hints.repeats_not_accumulated(halved, right, {"idx": idx}, DOUT) is None
+
+
+def test_no_repeat_hint_for_an_input_gradient():
+    labels = np.array([1, 1])  # a loss whose dx is wrong in row 1: labels are no index
+    numeric = RNG.standard_normal((2, 3))
+    analytic = numeric.copy()
+    analytic[1] = 0.0
+    evidence = hints.Evidence(role=Role.INPUT, indices={"t": labels})
+    assert "np.add.at" not in hints.first_hint(analytic, numeric, evidence)
 
 
 def test_no_repeat_hint_when_a_row_held_once_is_wrong_too():
