@@ -96,11 +96,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _session_options(config: pytest.Config) -> dict[str, Any]:
-    """Command line over ini, validated (an error names where the bad value came from)."""
-    from gradverify.session import Layer, resolve
+    """Command line over ini, validated (an error names where the bad value came from).
 
+    None given: nothing to validate, and nothing of the checker is imported (a session
+    that runs no gradient check pays nothing for the plugin)."""
     cli = {name: config.getoption(dest) for name, dest in _CLI.items()}
     ini = {name: config.getini(dest) for name, dest in _CLI.items()}
+    if all(value in (None, "") for value in (*cli.values(), *ini.values())):
+        return {}
+    from gradverify.session import Layer, resolve
+
     return resolve(
         [
             Layer(cli, "the command line (--gradverify-...)"),

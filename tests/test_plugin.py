@@ -266,3 +266,23 @@ def test_contract(gradcheck):
             "test_reasons.py::test_shape *FAIL *- *- *(dx: dx has shape (2, 12)*",
         ]
     )
+
+
+def test_a_session_without_gradient_checks_imports_neither_numpy_nor_the_checker(pytester):
+    # the plugin loads in every pytest session where gradverify is installed: it must
+    # cost nothing there (issue: +130 ms for numpy and the core on every session)
+    pytester.makeconftest(
+        """
+        import sys
+
+        def pytest_unconfigure(config):
+            with open("modules.txt", "w") as seen:
+                seen.write("\\n".join(sorted(sys.modules)))
+        """
+    )
+    pytester.makepyfile("def test_plain():\n    assert 1 + 1 == 2\n")
+    result = pytester.runpytest_subprocess()  # the plugin loads by its entry point
+    result.assert_outcomes(passed=1)
+    modules = set((pytester.path / "modules.txt").read_text().split())
+    assert "gradverify.plugin" in modules
+    assert not {"numpy", "gradverify.checks", "gradverify.session"} & modules
