@@ -7,9 +7,10 @@ whatever happened; everything the target raised or broke becomes an ERROR result
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any
 
@@ -42,9 +43,24 @@ from gradverify.run import CheckRun, Found
 from gradverify.state import snapshot
 from gradverify.trusted import resolve_reference
 
-#: Set while a failing network's layers are checked alone: a layer's own check then
-#: diagnoses no further (a layer holding itself, or layers of layers, would recurse).
-_DIAGNOSING: ContextVar[bool] = ContextVar("gradverify_diagnosing", default=False)
+#: Set while checks are to give their verdict alone: a failing network's layers are then
+#: not checked one by one (see `verdict_only`).
+_VERDICT_ONLY: ContextVar[bool] = ContextVar("gradverify_verdict_only", default=False)
+
+
+@contextlib.contextmanager
+def verdict_only() -> Iterator[None]:
+    """Within it, a failing network's layers are not checked alone (see `diagnosis`).
+
+    For callers that run many checks and read only their verdicts: fuzzing's search
+    and its shrinking, a sweep over seeds; and for each layer's own check inside a
+    diagnosis, which must not diagnose again (a layer holding itself would recurse).
+    """
+    token = _VERDICT_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _VERDICT_ONLY.reset(token)
 
 
 def check(
@@ -164,7 +180,7 @@ def check(
     finally:
         saved.restore()
     diagnosis = None
-    if not error and found.status is Status.FAIL and not _DIAGNOSING.get():
+    if not error and found.status is Status.FAIL and not _VERDICT_ONLY.get():
         try:
             diagnosis = _each_layer(view, values, set(nondiff), names, config)
         finally:
@@ -246,8 +262,7 @@ def _each_layer(
         "labels" if name in nondiff else "data" if is_float_array(value) else "other"
         for name, value in zip(names, values)
     ]
-    diagnosing = _DIAGNOSING.set(True)
-    try:
+    with verdict_only():
         return diagnose(
             view.name,
             layers,
@@ -264,8 +279,6 @@ def _each_layer(
             lambda layer, args: named_inputs(layer, args)[0],
             config.budget,
         )
-    finally:
-        _DIAGNOSING.reset(diagnosing)
 
 
 def _held_against(reference: Any, baseline: Any) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 
-from gradverify.checks import check
+from gradverify.checks import check, verdict_only
 from gradverify.config import DEFAULT_BUDGET, CheckConfig
 from gradverify.errors import InvalidArgument
 from gradverify.randomness import seeded_global
@@ -161,8 +161,12 @@ def fuzz(
             failure.update(case=case, result=result)
             raise _Failed(result.status.name)
 
-    with contextlib.suppress(_Failed):  # the failure is in `failure`, shrunk
+    with contextlib.suppress(_Failed), verdict_only():  # the failure is in `failure`, shrunk
         run()
+    if failure:  # the shrunk case once more, with what only a report needs (a network's layers)
+        again = _check_case(factory, failure["case"], seed, options)
+        if again.status is failure["result"].status:
+            failure["result"] = again
     name = getattr(factory, "__qualname__", repr(factory))
     return FuzzResult(
         status=failure["result"].status if failure else Status.PASS,

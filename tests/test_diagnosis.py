@@ -577,3 +577,16 @@ def test_the_layers_reproduce_line_carries_what_its_check_used():
     assert "lastLayer, <the inputs it saw in the forward pass>, nondiff=['t']" in (
         loss.result.reproduce
     )
+
+
+def test_verdict_only_skips_the_diagnosis_and_fuzzing_diagnoses_only_the_shrunk_case():
+    from gradverify.checks import verdict_only
+
+    case = BROKEN["TwoLayerNetReluNoMask"]
+    with verdict_only():
+        quiet = _run(case)
+    assert quiet.status is Status.FAIL and quiet.diagnosis is None
+    spec = REFERENCE["TwoLayerNet"].spec
+    fuzzed = gradverify.fuzz(broken.TwoLayerNetReluNoMask, spec, examples=20, seed=0)
+    assert fuzzed.status is Status.FAIL and fuzzed.result is not None
+    assert [v.name for v in fuzzed.result.faulty_layers] == ["Relu1"]

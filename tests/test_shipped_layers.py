@@ -7,6 +7,7 @@ import pytest
 
 import gradverify
 from gradverify import Status
+from gradverify.checks import verdict_only
 from layers_under_test.registry import BROKEN, REFERENCE
 
 SEEDS = range(50)
@@ -27,7 +28,8 @@ def test_reference_layer_passes_on_every_seed(name):
 
 @pytest.mark.parametrize("name", BROKEN)
 def test_broken_twin_is_caught_on_every_seed(name):
-    verdicts = {seed: _check(BROKEN[name], seed) for seed in SEEDS}
+    with verdict_only():  # the verdicts alone: a network's layers are diagnosed elsewhere
+        verdicts = {seed: _check(BROKEN[name], seed) for seed in SEEDS}
     missed = [
         seed for seed, r in verdicts.items() if r.status in (Status.PASS, Status.INCONCLUSIVE)
     ]
