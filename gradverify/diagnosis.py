@@ -11,7 +11,7 @@ layer its own inputs, and each layer is then checked alone on them; a pass of
 ``loss()`` shows whether it runs the same forward pass.  A layer whose own
 check fails is the faulty one; when every layer passes alone, the fault is in the
 network's own code, and what the recording saw says where: a layer whose backward is
-never called, one object whose forward runs twice, a ``loss()`` that runs another
+never called, one object whose forward runs again on other inputs, a ``loss()`` that runs another
 forward pass than ``gradient()`` (a train flag).  Networks that hold no layer objects
 keep the per-tensor report.
 """
