@@ -228,6 +228,7 @@ def check(
         notes=tuple(found.notes),
         findings=tuple(found.findings),
         reproduce=f"gradverify.check(<the same {view.name}>, <same inputs>, seed={config.seed}"
+        f"{_given(config, nondiff, params, keywords, accumulates)}"
         f"{_held_against(reference, baseline)})",
         adapter=view.kind,
         undifferentiated=tuple(found.undifferentiated),
@@ -279,6 +280,38 @@ def _each_layer(
             lambda layer, args: named_inputs(layer, args)[0],
             config.budget,
         )
+
+
+def _given(
+    config: CheckConfig,
+    nondiff: Sequence[str],
+    params: ParamDeclaration,
+    keywords: Mapping[str, Any],
+    accumulates: bool,
+) -> str:
+    """The options of the reproduce line that differ from the defaults, as given."""
+    defaults = CheckConfig().check_options()
+    shown = {
+        "nondiff": list(nondiff) or None,
+        "params": params,
+        "kwargs": _literal(keywords) if keywords else None,
+        **{k: v for k, v in config.check_options().items() if k != "seed" and v != defaults[k]},
+        "accumulates": accumulates or None,
+    }
+    return "".join(f", {name}={value!r}" for name, value in shown.items() if value is not None)
+
+
+class _Placeholder(str):
+    """A value shown as itself in a reproduce line, not quoted (``<the same kwargs>``)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _literal(values: Mapping[str, Any]) -> Any:
+    """`values` if they are plain Python literals that read back the same, else a placeholder."""
+    plain = all(isinstance(v, (bool, int, float, str)) or v is None for v in values.values())
+    return dict(values) if plain else _Placeholder("<the same kwargs>")
 
 
 def _held_against(reference: Any, baseline: Any) -> str:

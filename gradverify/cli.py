@@ -246,10 +246,20 @@ def _run(job: Job, arguments: argparse.Namespace) -> CheckResult:
     notes = result.notes
     if redraws:
         notes += (f"generated inputs redrawn {redraws} time(s) where they sat on a kink",)
-    reproduce = f"{job.reproduce} --seed {arguments.seed}"
-    if arguments.baseline is not None:
-        reproduce += f" --baseline {arguments.baseline}"
-    return replace(result, notes=notes, reproduce=reproduce)
+    return replace(result, notes=notes, reproduce=_reproduce(job, arguments))
+
+
+def _reproduce(job: Job, arguments: argparse.Namespace) -> str:
+    """The command that checks `job` again: every option given that changes the check."""
+    given = {
+        "--seed": arguments.seed,
+        "--mode": None if arguments.mode == "auto" else arguments.mode,
+        "--budget": None if arguments.budget == DEFAULT_BUDGET else arguments.budget,
+        "--rtol": arguments.rtol,
+        "--atol": arguments.atol,
+        "--baseline": arguments.baseline,
+    }
+    return " ".join([job.reproduce, *(f"{flag} {v}" for flag, v in given.items() if v is not None)])
 
 
 def _elements_at_kinks(result: CheckResult) -> dict[str, list[tuple[int, ...]]]:

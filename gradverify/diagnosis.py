@@ -348,16 +348,15 @@ def _verdict(
             "its backward adds into its stored gradients: right only where the network "
             "resets them before each backward, which a check of the layer alone cannot see"
         )
-    options = "".join(
-        f", {name}={value!r}"
-        for name, value in (("nondiff", nondiff), ("kwargs", call.switches))
-        if value
+    alone = f"gradverify.check(<the same {result.target}>, <same inputs>"
+    inside = (
+        f"gradverify.check(<the same {network_name}>.{held.paths[0]}, <the inputs it saw in "
+        f"the forward pass>"
     )
     result = replace(
         result,
         label=f"{held.name} ({result.label})",
-        reproduce=f"gradverify.check(<the same {network_name}>.{held.paths[0]}, <the inputs "
-        f"it saw in the forward pass>{options}, seed={result.seed})",
+        reproduce=result.reproduce.replace(alone, inside, 1),
     )
     return LayerVerdict(held.name, held.paths[0], class_name, result.status, result)
 

@@ -136,17 +136,19 @@ def _user_job(spec: str, obj: Any, arguments: argparse.Namespace, rng: np.random
     factory = obj
     if isinstance(obj, type):
         obj = _built(spec, obj, init)
-    flags = (
-        " ".join(f"--init {s}" for s in arguments.init)
-        + " "
-        + " ".join(f"--input {s}" for s in arguments.input)
+    flags = " ".join(
+        [
+            *(f"--init {s}" for s in arguments.init),
+            *(f"--input {s}" for s in arguments.input),
+            *(f"--nondiff {s}" for s in arguments.nondiff),
+        ]
     )
     return Job(
         spec.rsplit(":", 1)[-1],
         obj,
         inputs,
         tuple(arguments.nondiff),
-        f"gradverify check {spec} {flags.strip()}",
+        f"gradverify check {spec} {flags}",
         spec=_read_spec(arguments.spec),
         factory=factory,
         source=spec,

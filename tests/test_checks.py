@@ -233,3 +233,18 @@ def test_list_outputs_are_several_outputs_and_list_inputs_are_arrays():
 def test_a_missing_input_is_explained():
     result = gradverify.check(_affine(), {})
     assert result.status is Status.ERROR and "goes in inputs={name: value" in result.error
+
+
+def test_the_python_reproduce_line_carries_the_options_given():
+    from layers_under_test.reference import SoftmaxWithLoss
+
+    rng = np.random.default_rng(0)
+    inputs = {"x": rng.standard_normal((3, 4)), "t": np.eye(4)[[0, 1, 3]]}
+    plain = gradverify.check(SoftmaxWithLoss(), inputs, nondiff=["t"])
+    assert plain.reproduce.endswith("<same inputs>, seed=0, nondiff=['t'])")
+    given = gradverify.check(
+        SoftmaxWithLoss(), inputs, nondiff=["t"], mode="full", rtol=1e-4, kwargs={}, seed=3
+    )
+    assert given.reproduce.endswith("seed=3, nondiff=['t'], rtol=0.0001, mode='full')")
+    arrays = gradverify.check(_affine(), {"x": rng.standard_normal((2, 4))}, kwargs={})
+    assert "kwargs" not in arrays.reproduce

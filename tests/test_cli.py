@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -255,3 +256,19 @@ def test_bad_comparison_flags_exit_2(capsys, argv, message, monkeypatch):
     monkeypatch.chdir(Path(__file__).parents[1])  # where README.md is a file
     assert main(["check", "Sigmoid", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_reproduce_line_carries_every_option_that_changes_the_check(capsys):
+    argv = ["check", "layers_under_test.broken:SoftmaxWithLossNoDivN", "--input", "x=3,4"]
+    argv += ["--input", "t=3,4", "--nondiff", "t", "--mode", "full", "--rtol", "1e-4"]
+    assert main([*argv, "--seed", "2"]) == 1
+    out = capsys.readouterr().out
+    line = next(x.strip() for x in out.splitlines() if x.strip().startswith("reproduce:"))
+    command = line.removeprefix("reproduce: gradverify ").split()
+    assert "--nondiff" in command and command[command.index("--nondiff") + 1] == "t"
+    assert main(command) == 1  # the same check again: the same failure, line for line
+
+    def untimed(text):
+        return re.sub(r"\d+\.\d+ ?s\b", "", text)
+
+    assert untimed(capsys.readouterr().out) == untimed(out)

@@ -574,8 +574,10 @@ def test_a_leading_layer_without_weights_skipped_in_backward_gets_no_note():
 def test_the_layers_reproduce_line_carries_what_its_check_used():
     result = _run(BROKEN["TwoLayerNetLossNoDivN"])
     (loss,) = result.faulty_layers
-    assert "lastLayer, <the inputs it saw in the forward pass>, nondiff=['t']" in (
-        loss.result.reproduce
+    reproduce = loss.result.reproduce
+    assert reproduce.startswith(
+        "gradverify.check(<the same TwoLayerNetLossNoDivN>.lastLayer, <the inputs it saw in the "
+        "forward pass>, seed=0, nondiff=['t'], budget="
     )
 
 
