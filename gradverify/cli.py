@@ -3,8 +3,10 @@
 (``gradverify grade`` and ``gradverify autograder`` live in `gradverify.grading.commands`.)
 
 With no target it checks every registered reference layer and prints one row per
-layer, then the report of anything that did not pass.  The exit code is 0 if and
-only if every check passed; 2 means the command itself was wrong.
+layer, then the report of anything that did not pass.  Exit codes: 0 every check
+passed; 1 a check did not pass; 2 the command itself was wrong (an option, a value);
+3 a target could not be loaded (no such case, a module that does not import, no such
+object); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 
 from gradverify.checks import check
 from gradverify.config import DEFAULT_BUDGET, CheckConfig
-from gradverify.errors import GradverifyError, InvalidArgument
+from gradverify.errors import GradverifyError, InvalidArgument, TargetNotFound
 from gradverify.grading.commands import add_commands
 from gradverify.grading.commands import run as run_command
 from gradverify.jobs import Job
@@ -144,6 +146,9 @@ def _check(arguments: argparse.Namespace) -> int:
         jobs = find_jobs(arguments)
         results = [_run(job, arguments) for job in jobs]
         fuzzed = [_fuzz(job, arguments) for job in jobs]
+    except TargetNotFound as error:
+        print(f"gradverify: error: {error}", file=sys.stderr)
+        return 3
     except GradverifyError as error:
         print(f"gradverify: error: {error}", file=sys.stderr)
         return 2

@@ -25,6 +25,11 @@ class InvalidArgument(GradverifyError, ValueError):
         self.requirement = requirement
 
 
+class TargetNotFound(InvalidArgument):
+    """The target named cannot be loaded: no such shipped case, a module that does not
+    import (missing, or its own code raised), or no such object in it."""
+
+
 class AdapterNotFound(InvalidArgument):
     """No adapter recognises the target; the message lists what each adapter looks for."""
 

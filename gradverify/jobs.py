@@ -9,13 +9,14 @@ what to fuzz it over.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from gradverify.errors import InvalidArgument
+from gradverify.errors import InvalidArgument, TargetNotFound
 from gradverify.loading import import_target
 
 
@@ -57,27 +58,18 @@ def _with_reference(job: Job, arguments: argparse.Namespace) -> Job:
 
 
 def _targets(arguments: argparse.Namespace) -> list[Job]:
-    from layers_under_test.registry import (
-        BROKEN,
-        REFERENCE,
-        SHAPE_DEPENDENT,
-        WRONG_FUNCTION,
-        find_case,
-    )
+    from layers_under_test.registry import REFERENCE, case_named, find_case
 
     rng = np.random.default_rng(arguments.seed)
     if not arguments.targets:
         return [_case_job(case, rng) for case in REFERENCE.values()]
-    cases = {**REFERENCE, **BROKEN, **SHAPE_DEPENDENT, **WRONG_FUNCTION}
     jobs = []
     for spec in arguments.targets:
         if ":" not in spec:
-            if spec not in cases:
-                raise InvalidArgument(
-                    f"{spec!r} is neither MODULE:OBJECT nor a shipped case; the cases are "
-                    f"{', '.join(cases)}."
-                )
-            jobs.append(_case_job(cases[spec], rng))
+            case = case_named(spec)
+            if case is None:
+                raise TargetNotFound(_no_such_case(spec))
+            jobs.append(_case_job(case, rng))
             continue
         obj = import_target(spec)
         case = find_case(obj)
@@ -86,6 +78,19 @@ def _targets(arguments: argparse.Namespace) -> list[Job]:
         else:
             jobs.append(_user_job(spec, obj, arguments, rng))
     return jobs
+
+
+def _no_such_case(spec: str) -> str:
+    from layers_under_test.registry import BROKEN, REFERENCE, SHAPE_DEPENDENT, WRONG_FUNCTION
+
+    names = [*REFERENCE, *BROKEN, *SHAPE_DEPENDENT, *WRONG_FUNCTION]
+    close = difflib.get_close_matches(spec, names, n=3, cutoff=0.6)
+    guess = f" Did you mean {' or '.join(close)}?" if close else ""
+    return (
+        f"{spec!r} is neither MODULE:OBJECT (./my_layers.py:MyLayer, package.module:MyLayer) "
+        f"nor a shipped case.{guess} The reference cases are {', '.join(REFERENCE)}; "
+        f"{len(names) - len(REFERENCE)} broken twins are listed in layers_under_test/registry.py."
+    )
 
 
 def _case_job(case: Any, rng: np.random.Generator) -> Job:

@@ -17,7 +17,7 @@ from types import FunctionType, ModuleType
 from typing import Any
 
 from gradverify.adapters import TargetRaised
-from gradverify.errors import InvalidArgument
+from gradverify.errors import InvalidArgument, TargetNotFound
 
 
 def import_target(spec: str) -> Any:
@@ -33,22 +33,22 @@ def import_target(spec: str) -> Any:
     by_file = module_name.endswith(".py") or os.sep in module_name
     file = os.path.abspath(module_name if module_name.endswith(".py") else module_name + ".py")
     if by_file and not os.path.isfile(file):
-        raise InvalidArgument(f"cannot import {module_name!r} of target {spec!r}: no file {file}.")
+        raise TargetNotFound(f"cannot import {module_name!r} of target {spec!r}: no file {file}.")
     try:
         module = module_from_file(file) if by_file else importlib.import_module(module_name)
     except ModuleNotFoundError as error:
         if not (module_name == error.name or module_name.startswith(f"{error.name}.")):
-            raise InvalidArgument(_raised(module_name, spec, error)) from None
-        raise InvalidArgument(
+            raise TargetNotFound(_raised(module_name, spec, error)) from None
+        raise TargetNotFound(
             f"cannot import module {module_name!r} of target {spec!r}: {error}. "
             f"Run from the directory that contains it, or install it."
         ) from None
     except Exception as error:  # the module's own code failed: its line, not ours
-        raise InvalidArgument(_raised(module_name, spec, error)) from None
+        raise TargetNotFound(_raised(module_name, spec, error)) from None
     try:
         return attribute(module, path)
     except MissingName as missing:
-        raise InvalidArgument(f"{missing} (target {spec!r}).") from None
+        raise TargetNotFound(f"{missing} (target {spec!r}).") from None
 
 
 def _raised(module_name: str, spec: str, error: BaseException) -> str:

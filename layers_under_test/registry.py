@@ -720,6 +720,26 @@ WRONG_FUNCTION: dict[str, LayerCase] = _by_name(
 )
 
 
+#: The textbook's and common names of shipped cases, beyond their own in any case.
+ALIASES = {
+    "mul": "MulLayer",
+    "add": "AddLayer",
+    "batchnorm": "BatchNormalization",
+    "conv": "Convolution",
+    "pool": "Pooling",
+    "softmaxcrossentropy": "SoftmaxWithLoss",
+}
+
+
+def case_named(name: str) -> LayerCase | None:
+    """The shipped case called `name`: exactly, in any case, or by an alias (``Mul``)."""
+    cases = {**REFERENCE, **BROKEN, **SHAPE_DEPENDENT, **WRONG_FUNCTION}
+    if name in cases:
+        return cases[name]
+    by_lower = {key.lower(): case for key, case in cases.items()}
+    return by_lower.get(name.lower()) or by_lower.get(ALIASES.get(name.lower(), "").lower())
+
+
 def find_case(obj: object) -> LayerCase | None:
     """The case whose ``target`` is ``obj`` (by identity), else None.
 

@@ -57,9 +57,27 @@ def test_json_output_is_a_list_of_results(capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["check", "NoSuchCase"], "neither MODULE:OBJECT nor a shipped case"),
+        (["check", "NoSuchCase"], "nor a shipped case. The reference cases are MulLayer"),
+        (["check", "Affin"], "Did you mean Affine"),
         (["check", "no_such_module:X"], "cannot import module 'no_such_module'"),
         (["check", "layers_under_test.reference:Nope"], "has no 'Nope'"),
+    ],
+)
+def test_a_target_that_cannot_be_loaded_exits_3_with_one_line(argv, message, capsys):
+    assert main(argv) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("gradverify: error:") and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("name", ["affine", "RELU", "Mul", "mul", "BatchNorm"])
+def test_shipped_cases_are_found_in_any_case_and_by_their_textbook_names(name, capsys):
+    assert main(["check", name]) == 0
+    assert "PASS" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
         (["check", "layers_under_test.reference:Affine", "--input", "x=2,a"], "NAME=SHAPE"),
         (
             ["check", "layers_under_test.reference:Affine", "--input", "x=2,4"],
@@ -150,9 +168,9 @@ def test_a_module_that_fails_to_import_is_one_line_with_its_own_line(tmp_path, m
     )
     (tmp_path / "raises.py").write_text("raise RuntimeError('boom at import')\n")
     monkeypatch.chdir(tmp_path)
-    assert main(["check", "broken_syntax:A", "--input", "x=2,2"]) == 2
+    assert main(["check", "broken_syntax:A", "--input", "x=2,2"]) == 3
     assert "raised SyntaxError: expected ':' (broken_syntax.py, line 2)" in capsys.readouterr().err
-    assert main(["check", "raises.py:A", "--input", "x=2,2"]) == 2
+    assert main(["check", "raises.py:A", "--input", "x=2,2"]) == 3
     err = capsys.readouterr().err
     assert "raised RuntimeError: boom at import" in err and 'File "raises.py", line 1' in err
 
@@ -160,7 +178,7 @@ def test_a_module_that_fails_to_import_is_one_line_with_its_own_line(tmp_path, m
 def test_a_module_importing_what_is_not_installed_names_that_import(tmp_path, monkeypatch, capsys):
     (tmp_path / "needs_torch.py").write_text("import not_installed_anywhere\nclass A: pass\n")
     monkeypatch.chdir(tmp_path)
-    assert main(["check", "needs_torch.py:A", "--input", "x=2,2"]) == 2
+    assert main(["check", "needs_torch.py:A", "--input", "x=2,2"]) == 3
     err = capsys.readouterr().err
     assert "No module named 'not_installed_anywhere'" in err and "Run from the directory" not in err
     assert 'File "needs_torch.py", line 1' in err
