@@ -56,15 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--input",
         action="append",
         default=[],
-        metavar="NAME=SHAPE",
-        help="a float input drawn from N(0, 1), in forward's order, e.g. --input x=2,4",
+        metavar="NAME=[DOMAIN:]SHAPE",
+        help="an input, in forward's order: --input x=2,4 (floats from N(0, 1)), "
+        "--input t=onehot:2,4, --input idx=labels:8,classes=5; domains: positive, unit, "
+        "probabilities, onehot, labels (the last two never differentiated)",
     )
     run.add_argument(
         "--init",
         action="append",
         default=[],
-        metavar="NAME=SHAPE",
-        help="a float constructor argument for a class target, e.g. --init W=4,3 --init b=3",
+        metavar="NAME=VALUE",
+        help="a constructor argument for a class target: an array as for --input "
+        "(--init W=4,3 --init b=3), or a number (--init stride=int:2 --init alpha=float:0.1)",
     )
     run.add_argument(
         "--nondiff",
@@ -100,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--spec",
         metavar="FILE.json",
-        help="the shape spec to fuzz a MODULE:OBJECT class with (see gradverify.specs)",
+        help="the shape spec of a MODULE:OBJECT class (see gradverify.specs): what --fuzz "
+        "draws from, and without --input the fixed case, drawn from it",
     )
     run.add_argument(
         "--reference",

@@ -18,6 +18,7 @@ import numpy as np
 
 from gradverify.errors import InvalidArgument, TargetNotFound
 from gradverify.loading import import_target
+from gradverify.specs import DOMAINS, LABEL_DOMAINS, draw
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def _targets(arguments: argparse.Namespace) -> list[Job]:
             continue
         obj = import_target(spec)
         case = find_case(obj)
-        if case is not None and not arguments.input:
+        if case is not None and not arguments.input and not arguments.spec:
             jobs.append(_case_job(case, rng))
         else:
             jobs.append(_user_job(spec, obj, arguments, rng))
@@ -112,33 +113,41 @@ def _case_job(case: Any, rng: np.random.Generator) -> Job:
     )
 
 
-def _init_arrays(arguments: argparse.Namespace) -> dict[str, np.ndarray]:
-    """The --init arrays, drawn from their own seeded generator: the target and a class
-    given as --reference are built from the same values."""
+def _init_arrays(arguments: argparse.Namespace) -> dict[str, Any]:
+    """The --init arguments: arrays drawn from their own seeded generator (the target and a
+    class given as --reference are built from the same values), and int or float values."""
     rng = np.random.default_rng([arguments.seed, 3])
-    return {name: rng.standard_normal(shape) for name, shape in _shapes("--init", arguments.init)}
+    return {entry.name: entry.value(rng) for entry in map(_Argument.parse_init, arguments.init)}
 
 
-def _built(spec: str, cls: type, init: dict[str, np.ndarray]) -> Any:
+def _built(spec: str, cls: type, init: dict[str, Any]) -> Any:
     try:
-        return cls(**{name: array.copy() for name, array in init.items()})
+        return cls(
+            **{name: np.copy(v) if isinstance(v, np.ndarray) else v for name, v in init.items()}
+        )
     except TypeError as error:
         raise InvalidArgument(
             f"could not construct {spec} with --init {sorted(init) or '(none)'}: {error}; "
-            f"give its array arguments, e.g. --init W=4,3 --init b=3."
+            f"give its arguments, e.g. --init W=4,3 --init b=3 --init stride=int:1."
         ) from None
 
 
 def _user_job(spec: str, obj: Any, arguments: argparse.Namespace, rng: np.random.Generator) -> Job:
-    init = _init_arrays(arguments)
-    inputs = {
-        name: rng.standard_normal(shape) for name, shape in _shapes("--input", arguments.input)
-    }
-    if not inputs:
-        raise InvalidArgument(
-            f"{spec} is not a shipped layer, so its inputs must be given: e.g. --input x=2,4."
-        )
+    given = [_Argument.parse_input(text) for text in arguments.input]
+    shape_spec = _read_spec(arguments.spec)
     factory = obj
+    if given:
+        init = _init_arrays(arguments)
+        inputs = {entry.name: entry.value(rng) for entry in given}
+        nondiff = [entry.name for entry in given if entry.domain in LABEL_DOMAINS]
+    elif shape_spec is not None:  # the fixed case is one the spec describes
+        case = draw(shape_spec, rng)
+        init, inputs, nondiff = dict(case.init), dict(case.inputs), list(case.nondiff)
+    else:
+        raise InvalidArgument(
+            f"{spec} is not a shipped layer, so its inputs must be given: e.g. --input x=2,4, "
+            f"or --spec FILE.json to draw them (and its constructor arguments) from a spec."
+        )
     if isinstance(obj, type):
         obj = _built(spec, obj, init)
     flags = " ".join(
@@ -146,18 +155,86 @@ def _user_job(spec: str, obj: Any, arguments: argparse.Namespace, rng: np.random
             *(f"--init {s}" for s in arguments.init),
             *(f"--input {s}" for s in arguments.input),
             *(f"--nondiff {s}" for s in arguments.nondiff),
+            *([f"--spec {arguments.spec}"] if arguments.spec else []),
         ]
     )
     return Job(
         spec.rsplit(":", 1)[-1],
         obj,
         inputs,
-        tuple(arguments.nondiff),
+        (*nondiff, *arguments.nondiff),
         f"gradverify check {spec} {flags}",
-        spec=_read_spec(arguments.spec),
+        spec=shape_spec,
         factory=factory,
         source=spec,
     )
+
+
+#: What --input and --init say, documented in `gradverify check --help`.
+ARGUMENT_SYNTAX = (
+    "NAME=SHAPE draws floats from N(0, 1) (x=2,4); NAME=DOMAIN:SHAPE draws from a domain: "
+    "positive, unit, probabilities, onehot (t=onehot:3,4: 3 rows over 4 classes) or labels "
+    "(t=labels:3,classes=4: 3 integers in [0, 4)); labels and one-hot rows are never "
+    "differentiated. --init also takes NAME=int:VALUE and NAME=float:VALUE (stride=int:2)."
+)
+
+
+@dataclass(frozen=True)
+class _Argument:
+    """One --input or --init: a name, and an array's domain and shape or a number."""
+
+    flag: str
+    name: str
+    domain: str | None = None  # None: floats from N(0, 1)
+    shape: tuple[int, ...] = ()
+    classes: int | None = None
+    number: int | float | None = None
+
+    @classmethod
+    def parse_input(cls, text: str) -> _Argument:
+        return cls._parse("--input", text, numbers=False)
+
+    @classmethod
+    def parse_init(cls, text: str) -> _Argument:
+        return cls._parse("--init", text, numbers=True)
+
+    @classmethod
+    def _parse(cls, flag: str, text: str, numbers: bool) -> _Argument:
+        name, _, rest = text.partition("=")
+        domain, _, shape_text = rest.rpartition(":")
+        try:
+            if numbers and domain in ("int", "float"):
+                return cls(
+                    flag, name, number=int(shape_text) if domain == "int" else float(shape_text)
+                )
+            parts = [p.strip() for p in shape_text.split(",") if p.strip()]
+            classes = [int(p.split("=", 1)[1]) for p in parts if p.startswith("classes=")]
+            dims = tuple(int(p) for p in parts if not p.startswith("classes="))
+        except ValueError:
+            dims, classes = (), []
+        known = domain == "" or domain in DOMAINS
+        if not name or not dims or any(d <= 0 for d in dims) or not known:
+            raise InvalidArgument(
+                f"{flag} must be NAME=SHAPE or NAME=DOMAIN:SHAPE, got {flag} {text!r}; "
+                f"e.g. {flag} x=2,4. {ARGUMENT_SYNTAX}"
+            )
+        found = cls(flag, name, domain or None, dims, classes[0] if classes else None)
+        if found.domain == "labels" and found.classes is None:
+            raise InvalidArgument(
+                f"{flag} {text!r} draws labels: say how many classes, e.g. {flag} "
+                f"{name}=labels:{shape_text},classes=10."
+            )
+        return found
+
+    def value(self, rng: np.random.Generator) -> Any:
+        if self.number is not None:
+            return self.number
+        if self.domain is None:
+            return rng.standard_normal(self.shape)
+        entry: dict[str, Any] = {"shape": list(self.shape), "domain": self.domain}
+        if self.domain in LABEL_DOMAINS:
+            entry["classes"] = self.classes or self.shape[-1]
+        return draw({"dims": {}, "inputs": {self.name: entry}}, rng).inputs[self.name]
 
 
 def _read_spec(path: str | None) -> Any:
@@ -168,20 +245,3 @@ def _read_spec(path: str | None) -> Any:
             return json.load(handle)
     except (OSError, ValueError) as error:
         raise InvalidArgument(f"--spec {path!r} could not be read as JSON: {error}.") from None
-
-
-def _shapes(flag: str, specs: list[str]) -> list[tuple[str, tuple[int, ...]]]:
-    parsed = []
-    for spec in specs:
-        name, _, shape = spec.partition("=")
-        try:
-            dims = tuple(int(d) for d in shape.split(",") if d.strip())
-        except ValueError:
-            dims = ()
-        if not name or not dims or any(d <= 0 for d in dims):
-            raise InvalidArgument(
-                f"{flag} must be NAME=SHAPE with positive sizes, got {flag} {spec!r}; "
-                f"e.g. {flag} x=2,4."
-            )
-        parsed.append((name, dims))
-    return parsed

@@ -290,3 +290,86 @@ def test_the_reproduce_line_carries_every_option_that_changes_the_check(capsys):
         return re.sub(r"\d+\.\d+ ?s\b", "", text)
 
     assert untimed(capsys.readouterr().out) == untimed(out)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        # labels as one-hot rows or as integers: never differentiated, never N(0, 1)
+        [
+            "layers_under_test.reference:SoftmaxWithLoss",
+            "--input",
+            "x=3,4",
+            "--input",
+            "t=onehot:3,4",
+        ],
+        [
+            "layers_under_test.reference:SoftmaxWithLoss",
+            "--input",
+            "x=3,4",
+            "--input",
+            "t=labels:3,classes=4",
+        ],
+        # integer indices, and int and float constructor arguments
+        [
+            "layers_under_test.reference:Embedding",
+            "--init",
+            "W=5,3",
+            "--input",
+            "idx=labels:8,classes=5",
+        ],
+        [
+            "layers_under_test.reference:Convolution",
+            "--init",
+            "W=2,2,3,3",
+            "--init",
+            "b=2",
+            "--init",
+            "stride=int:2",
+            "--input",
+            "x=2,2,5,5",
+        ],
+        ["layers_under_test.reference:LeakyRelu", "--init", "alpha=float:0.2", "--input", "x=3,4"],
+    ],
+)
+def test_inputs_with_a_domain_and_numbers_from_the_shell(argv, capsys):
+    assert main(["check", *argv]) == 0, capsys.readouterr()
+
+
+def test_a_spec_alone_gives_the_fixed_case(tmp_path, capsys):
+    spec = {
+        "dims": {"V": [3, 6], "D": [2, 4], "N": [2, 5]},
+        "init": {"W": ["V", "D"]},
+        "inputs": {"idx": {"shape": ["N"], "domain": "labels", "classes": "V"}},
+    }
+    path = tmp_path / "embedding.json"
+    path.write_text(json.dumps(spec))
+    assert main(["check", "layers_under_test.reference:Embedding", "--spec", str(path)]) == 0
+    assert (
+        main(
+            [
+                "check",
+                "layers_under_test.broken:EmbeddingLosesRepeats",
+                "--spec",
+                str(path),
+                "--seed",
+                "1",
+            ]
+        )
+        == 1
+    )
+    assert f"--spec {path}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("t=labels:3", "say how many classes"),
+        ("t=bogus:3", "NAME=DOMAIN:SHAPE"),
+        ("t=onehot:0,4", "NAME=SHAPE"),
+    ],
+)
+def test_a_malformed_input_says_the_syntax(value, message, capsys):
+    argv = ["check", "layers_under_test.reference:SoftmaxWithLoss", "--input", "x=3,4"]
+    assert main([*argv, "--input", value]) == 2
+    assert message in capsys.readouterr().err
