@@ -183,7 +183,6 @@ ARGUMENT_SYNTAX = (
 class _Argument:
     """One --input or --init: a name, and an array's domain and shape or a number."""
 
-    flag: str
     name: str
     domain: str | None = None  # None: floats from N(0, 1)
     shape: tuple[int, ...] = ()
@@ -204,9 +203,7 @@ class _Argument:
         domain, _, shape_text = rest.rpartition(":")
         try:
             if numbers and domain in ("int", "float"):
-                return cls(
-                    flag, name, number=int(shape_text) if domain == "int" else float(shape_text)
-                )
+                return cls(name, number=int(shape_text) if domain == "int" else float(shape_text))
             parts = [p.strip() for p in shape_text.split(",") if p.strip()]
             classes = [int(p.split("=", 1)[1]) for p in parts if p.startswith("classes=")]
             dims = tuple(int(p) for p in parts if not p.startswith("classes="))
@@ -218,7 +215,7 @@ class _Argument:
                 f"{flag} must be NAME=SHAPE or NAME=DOMAIN:SHAPE, got {flag} {text!r}; "
                 f"e.g. {flag} x=2,4. {ARGUMENT_SYNTAX}"
             )
-        found = cls(flag, name, domain or None, dims, classes[0] if classes else None)
+        found = cls(name, domain or None, dims, classes[0] if classes else None)
         if found.domain == "labels" and found.classes is None:
             raise InvalidArgument(
                 f"{flag} {text!r} draws labels: say how many classes, e.g. {flag} "
