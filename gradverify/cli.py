@@ -43,14 +43,19 @@ def build_parser() -> argparse.ArgumentParser:
         "and grade a class on it.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("check", help="check layers against finite differences")
+    run = commands.add_parser(
+        "check",
+        help="check layers against finite differences",
+        epilog="exit codes: 0 every check passed, 1 one did not, 2 the command was wrong, "
+        "3 a target could not be loaded",
+    )
     run.add_argument(
         "targets",
         nargs="*",
         metavar="TARGET",
-        help="MODULE:OBJECT naming a layer class or instance, e.g. "
-        "layers_under_test.broken:AffineNoTranspose, or a shipped case's name, e.g. Affine4D "
-        "(default: every shipped reference layer)",
+        help="MODULE:OBJECT or ./file.py:OBJECT naming a layer class or instance, e.g. "
+        "layers_under_test.broken:AffineNoTranspose, or a shipped case's name in any case or "
+        "by its textbook name, e.g. Affine4D, mul (default: every shipped reference layer)",
     )
     run.add_argument(
         "--input",
