@@ -289,29 +289,22 @@ def _given(
     keywords: Mapping[str, Any],
     accumulates: bool,
 ) -> str:
-    """The options of the reproduce line that differ from the defaults, as given."""
+    """The options of the reproduce line that differ from the defaults, as given; keyword
+    arguments that are not plain literals (arrays) are shown as ``<the same kwargs>``."""
     defaults = CheckConfig().check_options()
+    plain = all(isinstance(v, (bool, int, float, str)) or v is None for v in keywords.values())
     shown = {
-        "nondiff": list(nondiff) or None,
-        "params": params,
-        "kwargs": _literal(keywords) if keywords else None,
-        **{k: v for k, v in config.check_options().items() if k != "seed" and v != defaults[k]},
-        "accumulates": accumulates or None,
+        "nondiff": repr(list(nondiff)) if nondiff else None,
+        "params": None if params is None else repr(params),
+        "kwargs": (repr(dict(keywords)) if plain else "<the same kwargs>") if keywords else None,
+        **{
+            k: repr(v)
+            for k, v in config.check_options().items()
+            if k != "seed" and v != defaults[k]
+        },
+        "accumulates": "True" if accumulates else None,
     }
-    return "".join(f", {name}={value!r}" for name, value in shown.items() if value is not None)
-
-
-class _Placeholder(str):
-    """A value shown as itself in a reproduce line, not quoted (``<the same kwargs>``)."""
-
-    def __repr__(self) -> str:
-        return str(self)
-
-
-def _literal(values: Mapping[str, Any]) -> Any:
-    """`values` if they are plain Python literals that read back the same, else a placeholder."""
-    plain = all(isinstance(v, (bool, int, float, str)) or v is None for v in values.values())
-    return dict(values) if plain else _Placeholder("<the same kwargs>")
+    return "".join(f", {name}={text}" for name, text in shown.items() if text is not None)
 
 
 def _held_against(reference: Any, baseline: Any) -> str:

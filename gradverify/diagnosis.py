@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from gradverify.adapters.base import TargetRaised, private_copy
+from gradverify.adapters.base import TargetRaised, is_float_array, private_copy
 from gradverify.errors import InvalidArgument, TargetContractError
 from gradverify.results import CheckResult, Diagnosis, FindingKind, LayerVerdict, Status
 
@@ -365,11 +365,7 @@ def _differentiated(call: Call, returned: int | None) -> list[int]:
     """The positions of a layer's arguments to differentiate: its float arrays that are not
     the network's labels; when its backward returned fewer gradients than that (a loss
     layer taking labels the network built), the ones data flows through, if they match."""
-    floats = [
-        i
-        for i, a in enumerate(call.args)
-        if isinstance(a, np.ndarray) and a.dtype.kind == "f" and i not in call.labels
-    ]
+    floats = [i for i, a in enumerate(call.args) if is_float_array(a) and i not in call.labels]
     flowing = [i for i in floats if i in call.flowing]
     if returned is not None and len(flowing) == returned < len(floats):
         return flowing

@@ -876,6 +876,18 @@ class MultiLayerNetBatchNormNoMeanTerm(MultiLayerNetExtend):
         self.layers["BatchNorm1"] = broken
 
 
+class MultiLayerNetSharedActivation(MultiLayerNetExtend):
+    """MultiLayerNetExtend whose two activations are one Sigmoid object: its second forward
+    overwrites the output the first one's backward needs.
+
+    Each layer is right alone; only the network's wiring is wrong (W1 and b1 show it).
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.layers["Activation_function2"] = self.layers["Activation_function1"]
+
+
 # ---------------------------------------------------------------- wrong functions
 
 

@@ -656,6 +656,7 @@ BROKEN: dict[str, LayerCase] = _by_name(
     _case(
         broken.MultiLayerNetBatchNormNoMeanTerm, _FULL, _NET, nondiff=_NET_NONDIFF, kwargs=_TRAIN
     ),
+    _case(broken.MultiLayerNetSharedActivation, _PLAIN, _NET, nondiff=_NET_NONDIFF),
     # contracts: each trips the finding its docstring names
     # one training step first: a fresh layer's first backward is right (see the class)
     _case(broken.AffineAccumulatesDW, _trained(4, 3), _AFFINE_X),

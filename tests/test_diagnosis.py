@@ -548,11 +548,8 @@ class FlattenFirstNet(ListNet):
         super().__init__(relu, rng)
         self.flatten = Flatten()
 
-    def loss(self, x, t):
+    def loss(self, x, t):  # ListNet.gradient runs this, then every backward but flatten's
         return super().loss(self.flatten.forward(x), t)
-
-    def gradient(self, x, t):
-        return super().gradient(x, t)  # runs loss(), then every backward but flatten's
 
 
 class Flatten:
@@ -592,3 +589,12 @@ def test_verdict_only_skips_the_diagnosis_and_fuzzing_diagnoses_only_the_shrunk_
     fuzzed = gradverify.fuzz(broken.TwoLayerNetReluNoMask, spec, examples=20, seed=0)
     assert fuzzed.status is Status.FAIL and fuzzed.result is not None
     assert [v.name for v in fuzzed.result.faulty_layers] == ["Relu1"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_one_activation_object_used_twice_is_named_as_the_networks_fault(seed):
+    result = _run(BROKEN["MultiLayerNetSharedActivation"], seed)
+    assert result.status is Status.FAIL and not result.faulty_layers
+    text = str(result)
+    shared = "Activation_function1 = Activation_function2's forward runs again on other inputs"
+    assert shared in text and "no layer fails alone: the fault is in" in text
