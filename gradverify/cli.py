@@ -31,6 +31,7 @@ from gradverify.jobs import Job
 from gradverify.jobs import jobs as find_jobs
 from gradverify.report import format_result, projection_notes, worst_of
 from gradverify.results import CheckResult, Role, Status, worst_status
+from gradverify.session import session_warnings, summary_record
 
 if TYPE_CHECKING:
     from gradverify.fuzzing import FuzzResult
@@ -128,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--regen", action="store_true", help="rewrite the --baseline files from this run"
     )
     run.add_argument("--json", action="store_true", help="print the results as JSON")
+    run.add_argument(
+        "--html",
+        metavar="PATH",
+        help="also write every check to PATH as one self-contained HTML page (each check's "
+        "report, with pictures of where a gradient is wrong)",
+    )
     add_commands(commands)
     return parser
 
@@ -165,6 +172,8 @@ def _check(arguments: argparse.Namespace) -> int:
         print(json.dumps([_json(r, f) for r, f in zip(results, fuzzed)], indent=2))
     else:
         _print_report(jobs, results, fuzzed)
+    if arguments.html and not _write_html(arguments.html, jobs, results, fuzzed):
+        return 2
     passed = all(r.passed for r in results) and all(f is None or f.passed for f in fuzzed)
     return 0 if passed else 1
 
@@ -175,6 +184,16 @@ def _check_comparison_flags(arguments: argparse.Namespace) -> None:
         raise InvalidArgument("--regen rewrites baselines: give --baseline DIR with it.")
     if arguments.reference is not None and baseline is not None:
         raise InvalidArgument("give --reference or --baseline, not both.")
+    page = arguments.html
+    if page is not None and (not page or os.path.isdir(page)):
+        raise InvalidArgument(
+            f"--html takes a file to write, got --html {page!r}; e.g. --html report.html."
+        )
+    folder = os.path.dirname(os.path.abspath(page)) if page else ""
+    if page and not os.path.isdir(folder):
+        raise InvalidArgument(
+            f"--html {page}: the folder {os.path.dirname(page)!r} does not exist; create it first."
+        )
     if baseline is not None and (not baseline or os.path.isfile(baseline)):
         raise InvalidArgument(
             f"--baseline takes a folder (one LAYER.npz per layer in it), got --baseline "
@@ -206,6 +225,28 @@ def _print_report(
         if fuzz_result is not None and not fuzz_result.passed:
             print()
             print(fuzz_result)
+
+
+def _write_html(
+    path: str, jobs: list[Job], results: list[CheckResult], fuzzed: list[FuzzResult | None]
+) -> bool:
+    """Write the HTML page of the checks; say so, or why it could not be written."""
+    from gradverify.html_report import write_page
+
+    records = []
+    for job, result, fuzz_result in zip(jobs, results, fuzzed):
+        record = summary_record(job.name, result)
+        record["html"] = result._repr_html_() + (
+            "" if fuzz_result is None else fuzz_result._repr_html_()
+        )
+        records.append(record)
+    try:
+        write_page(path, "gradverify check", records, session_warnings(records))
+    except OSError as error:
+        print(f"gradverify: error: cannot write --html {path}: {error.strerror}", file=sys.stderr)
+        return False
+    print(f"gradverify: wrote {path}", file=sys.stderr)
+    return True
 
 
 def _fuzz(job: Job, arguments: argparse.Namespace) -> FuzzResult | None:

@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gradverify.numerics import Reestimate
-from gradverify.results import ElementOutcome, ElementRow, Status
+from gradverify.results import ElementOutcome, ElementRow, ErrorMap, Status
 
 #: A re-estimated element fails only when its discrepancy exceeds the tolerance
 #: by more than this many times the estimated error of the numeric value.
@@ -228,6 +228,26 @@ def agreement(
         tol[at] = np.maximum(tol[at], diff[at])
     shape = tuple(analytic.shape) if shape is None else shape
     return Agreement(shape, flat, a, n, tol, diff, _ratio(diff, tol))
+
+
+#: An error map has at most this many cells along each side; larger tensors are pooled.
+MAP_CELLS = 40
+
+
+def error_map(found: Agreement) -> ErrorMap | None:
+    """The margins of a tensor whose every element was estimated, over its layout and
+    pooled by the maximum to at most `MAP_CELLS` a side (see `ErrorMap`); None for a
+    scalar or a tensor only some of whose elements were estimated."""
+    shape = found.shape
+    if not shape or found.flat.size != int(np.prod(shape)) or not found.flat.size:
+        return None
+    grid = found.ratio.reshape(shape[0] if len(shape) > 1 else 1, -1)
+    cell = tuple(-(-side // MAP_CELLS) for side in grid.shape)
+    cells = tuple(-(-side // c) for side, c in zip(grid.shape, cell))
+    padded = np.zeros((cells[0] * cell[0], cells[1] * cell[1]))
+    padded[: grid.shape[0], : grid.shape[1]] = np.nan_to_num(grid, nan=np.inf)
+    pooled = padded.reshape(cells[0], cell[0], cells[1], cell[1]).max(axis=(1, 3))
+    return ErrorMap(tuple(tuple(float(m) for m in row) for row in pooled), (cell[0], cell[1]))
 
 
 def _unravel(flat_index: int, shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -65,6 +65,7 @@ def check_every_element(tensor: TensorToCheck, context: LossContext) -> TensorOu
         hint=failure_hint(status, tensor, analytic, numeric, context),
         notes=kink_notes(verdicts) + ((why,) if undecided else ()),
         **found.fields(verdicts, context.config.max_rows),
+        error_map=None if status is Status.PASS else compare.error_map(found),
     )
     return TensorOutcome(result, analytic, numeric)
 

@@ -65,6 +65,12 @@ class FuzzResult:
             "reproduce": self.reproduce,
         }
 
+    def _repr_html_(self) -> str:
+        """What a notebook cell shows (see `html_report`)."""
+        from gradverify.html_report import fuzz_fragment
+
+        return fuzz_fragment(self)
+
     def __str__(self) -> str:
         head = (
             f"fuzz: {self.status.name} after {self.examples} example(s) "

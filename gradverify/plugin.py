@@ -11,8 +11,10 @@ Option precedence: the fixture call's own keywords > ``@pytest.mark.gradcheck``
 
 from __future__ import annotations
 
+import os
 import re
 import zlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -54,6 +56,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "gradverify_json", "write every check of the session to this JSON file", default=""
+    )
+    group.addoption(
+        "--gradverify-html",
+        dest="gradverify_html",
+        default=None,
+        metavar="PATH",
+        help="write every check of the session to PATH as one self-contained HTML page",
     )
     group.addoption(
         "--gradverify-report",
@@ -169,9 +178,16 @@ class GradCheck:
             result = gradverify.check(target, inputs, **settings)
         except GradverifyError as error:  # the test's own bad argument: one line, no traceback
             pytest.fail(f"gradverify: {error}", pytrace=False)
-        node = self._request.node
-        node.stash.setdefault(_ITEM_RECORDS, []).append(summary_record(node.nodeid, result))
+        self._record(summary_record(self._request.node.nodeid, result), result)
         return result
+
+    def _record(self, record: dict[str, Any], shown: Any) -> None:
+        """Keep `record` for the session summary, with the HTML of `shown` (a check or a
+        fuzz run) when the session writes a page: made here, where the result is, since
+        only plain data crosses from xdist workers."""
+        if self._request.config.getoption("gradverify_html"):
+            record["html"] = shown._repr_html_()
+        self._request.node.stash.setdefault(_ITEM_RECORDS, []).append(record)
 
 
 def _fail_unless_passed(result: CheckResult) -> None:
@@ -211,7 +227,7 @@ class GradFuzz(GradCheck):
             if found.result is None
             else summary_record(node.nodeid, found.result)
         )
-        node.stash.setdefault(_ITEM_RECORDS, []).append(record)
+        self._record(record, found)
         if not found.passed:
             pytest.fail(str(found), pytrace=False)
         return found
@@ -340,13 +356,28 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
+    if _is_worker(config):
+        return
+    records = config.stash.get(_RECORDS, [])
     path = config.getoption("gradverify_json") or config.getini("gradverify_json")
-    if path and not _is_worker(config):
+    if path:
         from gradverify.session import write_json
 
-        try:
-            write_json(path, config.stash.get(_RECORDS, []))
-        except OSError as error:  # a typo in the path must not hide the session's result
-            reporter = config.pluginmanager.get_plugin("terminalreporter")
-            if reporter is not None:
-                reporter.write_line(f"gradverify: cannot write {path}: {error.strerror}", red=True)
+        _written(config, path, lambda: write_json(path, records))
+    page = config.getoption("gradverify_html")
+    if page:
+        from gradverify.html_report import write_page
+        from gradverify.session import session_warnings
+
+        title = f"gradverify: pytest session in {os.path.basename(str(config.rootpath))}"
+        _written(config, page, lambda: write_page(page, title, records, session_warnings(records)))
+
+
+def _written(config: pytest.Config, path: str, write: Callable[[], None]) -> None:
+    """Write a session file; a typo in its path must not hide the session's result."""
+    try:
+        write()
+    except OSError as error:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"gradverify: cannot write {path}: {error.strerror}", red=True)

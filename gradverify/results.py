@@ -153,6 +153,30 @@ class ElementRow:
 
 
 @dataclass(frozen=True, repr=False)
+class ErrorMap:
+    """Where a gradient disagrees, laid out like the tensor, for a picture (`pictures`).
+
+    Each cell holds the largest margin (``|analytic - numeric| / tolerance``: above 1
+    is outside the tolerance) of the elements it covers, so one wrong element still
+    shows in a large tensor.  A 1-D tensor is one row; a tensor of more axes has its
+    first axis down and the others, flattened, across.  A cell covers
+    ``cell[0] x cell[1]`` elements.
+    """
+
+    margins: tuple[tuple[float, ...], ...]  # inf where a value was not finite
+    cell: tuple[int, int] = (1, 1)
+
+    def __repr__(self) -> str:
+        return f"<ErrorMap {len(self.margins)}x{len(self.margins[0])} cells of {self.cell}>"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "margins": [[_finite_or_none(m) for m in row] for row in self.margins],
+            "cell": list(self.cell),
+        }
+
+
+@dataclass(frozen=True, repr=False)
 class TensorResult:
     """The verdict on one gradient (of an input or of a parameter held by the target).
 
@@ -183,6 +207,7 @@ class TensorResult:
     problem: str = ""  # for a gradient that could not be compared at all
     hint: str = ""
     notes: tuple[str, ...] = ()
+    error_map: ErrorMap | None = None  # a gradient checked element by element that failed
 
     @property
     def projected(self) -> bool:
@@ -217,6 +242,7 @@ class TensorResult:
             "problem": self.problem,
             "hint": self.hint,
             "notes": list(self.notes),
+            "error_map": None if self.error_map is None else self.error_map.to_dict(),
         }
 
 
@@ -446,6 +472,12 @@ class CheckResult:
         from gradverify.report import format_result
 
         return format_result(self)
+
+    def _repr_html_(self) -> str:
+        """What a notebook cell shows: the verdict, the gradients, pictures of a failure."""
+        from gradverify.html_report import check_fragment
+
+        return check_fragment(self)
 
 
 def _sortable(value: float) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -161,14 +161,20 @@ def summary_table(records: list[Mapping[str, Any]]) -> list[str]:
         )
     counts = {s: sum(r["status"] == s.value for r in ordered) for s in Status}
     lines.append(", ".join(f"{n} {s.name.lower()}" for s, n in counts.items() if n))
-    lines += [
+    return lines + session_warnings(ordered)
+
+
+def session_warnings(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What passing checks still have to say: their findings (warnings), and what the
+    gradients checked by projections could not see."""
+    ordered = sorted(records, key=lambda r: r["test"])
+    lines = [
         f"{r['test']}: {finding}"
         for r in ordered
         if r["status"] == Status.PASS.value
         for finding in r.get("findings", [])
     ]
-    lines += [f"{r['test']}: {note}" for r in ordered for note in r.get("projections", [])]
-    return lines
+    return lines + [f"{r['test']}: {note}" for r in ordered for note in r.get("projections", [])]
 
 
 def write_json(path: str, records: list[Mapping[str, Any]]) -> None:
