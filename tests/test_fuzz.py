@@ -86,3 +86,33 @@ def test_a_factory_that_cannot_build_is_an_error():
 def test_bad_examples_argument():
     with pytest.raises(InvalidArgument, match="`examples` must be a positive int"):
         fuzz(reference.Affine, AFFINE, examples=0)
+
+
+def test_the_same_seed_draws_the_same_cases_whatever_the_process_imported(tmp_path, monkeypatch):
+    """Hypothesis mixes constants from imported local modules into its draws; a module
+    full of them imported between two runs must not change what the seed draws."""
+    spec = {"dims": {"N": [1, 3], "D": [1, 4]}, "inputs": {"x": ["N", "D"]}}
+    seen: list[list[bytes]] = [[], []]
+
+    def recording(run):
+        def factory():
+            layer = reference.Relu()
+            forward = layer.forward
+
+            def watched(x):
+                seen[run].append(np.asarray(x).tobytes())
+                return forward(x)
+
+            layer.forward = watched
+            return layer
+
+        return factory
+
+    fuzz(recording(0), spec, examples=40, seed=3)
+    (tmp_path / "constants_here.py").write_text(
+        "VALUES = [0.123456789, -7.75, 1e-3, 42.5, 3.25e5, 0.015625, -0.333, 2.5e-7]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    __import__("constants_here")
+    fuzz(recording(1), spec, examples=40, seed=3)
+    assert seen[0] == seen[1]
