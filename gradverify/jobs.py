@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import zlib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -61,24 +62,30 @@ def _with_reference(job: Job, arguments: argparse.Namespace) -> Job:
 def _targets(arguments: argparse.Namespace) -> list[Job]:
     from layers_under_test.registry import REFERENCE, case_named, find_case
 
-    rng = np.random.default_rng(arguments.seed)
+    seed = arguments.seed
     if not arguments.targets:
-        return [_case_job(case, rng) for case in REFERENCE.values()]
+        return [_case_job(case, _rng(seed, case.name)) for case in REFERENCE.values()]
     jobs = []
     for spec in arguments.targets:
         if ":" not in spec:
             case = case_named(spec)
             if case is None:
                 raise TargetNotFound(_no_such_case(spec))
-            jobs.append(_case_job(case, rng))
+            jobs.append(_case_job(case, _rng(seed, case.name)))
             continue
         obj = import_target(spec)
         case = find_case(obj)
         if case is not None and not arguments.input and not arguments.spec:
-            jobs.append(_case_job(case, rng))
+            jobs.append(_case_job(case, _rng(seed, case.name)))
         else:
-            jobs.append(_user_job(spec, obj, arguments, rng))
+            jobs.append(_user_job(spec, obj, arguments, _rng(seed, spec)))
     return jobs
+
+
+def _rng(seed: int, name: str) -> np.random.Generator:
+    """A job's own generator: its inputs do not depend on which jobs run before it, so
+    its reproduce line, which names it alone, draws the same ones."""
+    return np.random.default_rng([seed, zlib.crc32(name.encode())])
 
 
 def _no_such_case(spec: str) -> str:
