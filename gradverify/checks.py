@@ -23,7 +23,13 @@ from gradverify.adapters import (
 from gradverify.adapters.base import is_float_array
 from gradverify.config import DEFAULT_BUDGET, CheckConfig
 from gradverify.diagnosis import diagnose, held_layers
-from gradverify.errors import GradientMismatch, InvalidArgument, TargetContractError
+from gradverify.errors import (
+    CheckInterrupted,
+    GradientMismatch,
+    InvalidArgument,
+    TargetContractError,
+    interrupted,
+)
 from gradverify.inputs import (
     Inputs,
     constant_names,
@@ -32,6 +38,7 @@ from gradverify.inputs import (
     keyword_arguments,
     named_inputs,
 )
+from gradverify.progress import watching
 from gradverify.regression import (
     Compared,
     Subject,
@@ -58,7 +65,8 @@ def verdict_only() -> Iterator[None]:
     """
     token = _VERDICT_ONLY.set(True)
     try:
-        yield
+        with watching(None):  # nor is their progress shown: they are parts of a whole
+            yield
     finally:
         _VERDICT_ONLY.reset(token)
 
@@ -169,6 +177,9 @@ def check(
         saved.restore()
         name = display_name(target)
         return CheckResult(name, name, Status.ERROR, config.seed, error=raised.describe())
+    except BaseException:  # Ctrl-C while telling the styles apart: restored all the same
+        saved.restore()
+        raise
     steps = CheckRun(view, names, values, set(nondiff), constants, params, config, accumulates)
     try:
         found = steps.run()
@@ -177,6 +188,10 @@ def check(
         found, error = Found(), raised.describe()
     except TargetContractError as broken:
         found, error = Found(), str(broken)
+    except KeyboardInterrupt as stop:
+        stopped = interrupted(stop)
+        stopped.result = _so_far(view, stopped, config, time.perf_counter() - started)
+        raise stopped from None
     finally:
         saved.restore()
     diagnosis = None
@@ -236,6 +251,30 @@ def check(
         trusted="" if not compared.against else "baseline" if baseline is not None else "reference",
         comparisons=compared.comparisons,
         diagnosis=diagnosis,
+    )
+
+
+def _so_far(
+    view: Adapter, stopped: CheckInterrupted, config: CheckConfig, seconds: float
+) -> CheckResult:
+    """The check interrupted by Ctrl-C: the gradients finished and the elements estimated
+    of the one in progress; INCONCLUSIVE whatever they show, since the rest was not seen."""
+    tensors = tuple(stopped.tensors)
+    done = ", ".join(t.grad_name for t in tensors) or "none"
+    return CheckResult(
+        target=view.name,
+        label=view.label,
+        status=Status.INCONCLUSIVE,
+        seed=config.seed,
+        tensors=tensors,
+        forward_calls=view.forward_calls,
+        backward_calls=view.backward_calls,
+        seconds=seconds,
+        notes=(
+            f"interrupted after {view.forward_calls:,} forward calls: gradients reached: {done}; "
+            f"the target is restored",
+        ),
+        adapter=view.kind,
     )
 
 

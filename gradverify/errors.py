@@ -7,6 +7,8 @@ Each class also subclasses the builtin a caller would naturally catch, so that
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class GradverifyError(Exception):
     """Base class of every exception gradverify raises on purpose."""
@@ -44,3 +46,23 @@ class GradientMismatch(GradverifyError, AssertionError):
     def __init__(self, message: str, result: object) -> None:
         super().__init__(message)
         self.result = result
+
+
+class CheckInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a check.  The target is restored, as after any check, and what
+    was found before is kept: `result` is the check so far (INCONCLUSIVE: the gradients
+    finished, and the elements estimated of the one in progress), for a caller that
+    catches ``KeyboardInterrupt`` to show it.  Filled in as it passes up the check:
+    `numeric` holds the numeric values estimated of the tensor in progress, `tensors`
+    the results of the gradients finished."""
+
+    def __init__(self) -> None:
+        super().__init__("interrupted")
+        self.numeric: Any = None
+        self.tensors: list[Any] = []
+        self.result: Any = None
+
+
+def interrupted(stop: KeyboardInterrupt) -> CheckInterrupted:
+    """`stop` as a `CheckInterrupted`, to carry what the check found so far."""
+    return stop if isinstance(stop, CheckInterrupted) else CheckInterrupted()

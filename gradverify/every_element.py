@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from gradverify import compare, numerics
+from gradverify.errors import CheckInterrupted
 from gradverify.results import Status, TensorResult, worst_status
 from gradverify.tensors import (
     Floats,
@@ -38,7 +39,13 @@ def check_every_element(tensor: TensorToCheck, context: LossContext) -> TensorOu
         return analytic
     settings = settings_for(tensor, context, analytic)
     steps = settings.steps
-    numeric = numerics.central_differences(tensor.array, steps, context.loss, context.batch(tensor))
+    try:
+        numeric = numerics.central_differences(
+            tensor.array, steps, context.loss, context.batch(tensor)
+        )
+    except CheckInterrupted as stopped:
+        stopped.tensors.append(_interrupted(tensor, analytic, settings, stopped.numeric, context))
+        raise
     noise = numerics.rounding_noise(steps, settings.noise_unit)
     first = compare.agreement(
         analytic, numeric, compare.tolerance(numeric, settings.rtol, settings.atol, noise)
@@ -68,6 +75,39 @@ def check_every_element(tensor: TensorToCheck, context: LossContext) -> TensorOu
         error_map=None if status is Status.PASS else compare.error_map(found),
     )
     return TensorOutcome(result, analytic, numeric)
+
+
+def _interrupted(
+    tensor: TensorToCheck,
+    analytic: Floats,
+    settings: Settings,
+    done: Floats | None,
+    context: LossContext,
+) -> TensorResult:
+    """The elements estimated before Ctrl-C, compared but not re-estimated: what the
+    check had found, never a verdict (INCONCLUSIVE)."""
+    done = np.zeros(0) if done is None else done
+    count = done.size
+    steps = settings.steps.reshape(-1)[:count]
+    noise = numerics.rounding_noise(steps, settings.noise_unit)
+    tol = compare.tolerance(done, settings.rtol, settings.atol, noise)
+    found = compare.agreement(
+        analytic.reshape(-1)[:count], done, tol, analytic.shape, np.arange(count)
+    )
+    return TensorResult(
+        **base_fields(tensor),
+        status=Status.INCONCLUSIVE,
+        step=float(np.median(steps)) if count else math.nan,
+        rtol=settings.rtol,
+        atol=settings.atol,
+        max_noise=float(np.max(noise, initial=0.0)),
+        checked=count,
+        notes=(
+            f"interrupted: {count:,} of {analytic.size:,} elements estimated, the first in "
+            f"order; none re-estimated",
+        ),
+        **found.fields({}, context.config.max_rows),
+    )
 
 
 def _reestimate_suspects(

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from gradverify.errors import interrupted
+
 FloatArray = NDArray[np.floating[Any]]
 
 #: Rounding of the forward pass is modelled as ``NOISE_FACTOR * eps * S`` in the
@@ -168,19 +170,25 @@ def central_differences(
     container, keys = element_access(array)
     numeric = np.empty(array.size, dtype=np.float64)
     flat_steps = steps.reshape(-1)
-    for position, key in enumerate(keys):
-        original = container[key]
-        step = flat_steps[position]
-        try:
-            container[key] = original + step
-            upper = float(container[key])
-            loss_upper = loss()
-            container[key] = original - step
-            lower = float(container[key])
-            loss_lower = loss()
-        finally:
-            container[key] = original
-        numeric[position] = (loss_upper - loss_lower) / (upper - lower)
+    position = 0
+    try:
+        for position, key in enumerate(keys):
+            original = container[key]
+            step = flat_steps[position]
+            try:
+                container[key] = original + step
+                upper = float(container[key])
+                loss_upper = loss()
+                container[key] = original - step
+                lower = float(container[key])
+                loss_lower = loss()
+            finally:
+                container[key] = original
+            numeric[position] = (loss_upper - loss_lower) / (upper - lower)
+    except KeyboardInterrupt as stop:  # keep the elements done, for the partial report
+        stopped = interrupted(stop)
+        stopped.numeric = numeric[:position].copy()
+        raise stopped from None
     return numeric.reshape(array.shape)
 
 

@@ -11,6 +11,7 @@ projections, whose blind spots each report states.  An empty tensor is always
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -51,3 +52,25 @@ def plan(sizes: Sequence[int], seconds_per_call: float, config: CheckConfig) -> 
     projected = full.count(False)
     left = (config.budget - spent) / max(seconds_per_call, 1e-9)
     return Plan(tuple(full), seconds_per_call, int(left / projected) if projected else 0)
+
+
+def fast_calls(shapes: Sequence[tuple[int, ...]], directions: int) -> int:
+    """Forward calls fast mode spends on these tensors when every projection agrees: two
+    per direction, the random ones and one per axis of a 2-D or larger tensor."""
+    return sum(_projection_calls(shape, directions) for shape in shapes)
+
+
+def planned_calls(shapes: Sequence[tuple[int, ...]], chosen: Plan, directions: int) -> int:
+    """Forward calls the gradients of a check will take as planned (a failure's
+    re-estimates and bisection come on top)."""
+    return sum(
+        full_calls(math.prod(shape))
+        if full
+        else chosen.projection_calls or _projection_calls(shape, directions)
+        for shape, full in zip(shapes, chosen.full)
+    )
+
+
+def _projection_calls(shape: tuple[int, ...], directions: int) -> int:
+    axes = sum(1 for length in shape if length >= 2) if len(shape) >= 2 else 0
+    return 2 * (directions + axes)

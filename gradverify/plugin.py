@@ -11,8 +11,10 @@ Option precedence: the fixture call's own keywords > ``@pytest.mark.gradcheck``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import time
 import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -175,7 +177,8 @@ class GradCheck:
         from gradverify.session import summary_record
 
         try:
-            result = gradverify.check(target, inputs, **settings)
+            with _progress(self._request.config):
+                result = gradverify.check(target, inputs, **settings)
         except GradverifyError as error:  # the test's own bad argument: one line, no traceback
             pytest.fail(f"gradverify: {error}", pytrace=False)
         self._record(summary_record(self._request.node.nodeid, result), result)
@@ -188,6 +191,59 @@ class GradCheck:
         if self._request.config.getoption("gradverify_html"):
             record["html"] = shown._repr_html_()
         self._request.node.stash.setdefault(_ITEM_RECORDS, []).append(record)
+
+
+def _progress(config: pytest.Config) -> contextlib.AbstractContextManager[None]:
+    """Long checks show their progress on pytest's terminal line, on a terminal only;
+    elsewhere their estimate goes to the test's captured stderr (the default)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or not getattr(reporter, "isatty", False) or _is_worker(config):
+        return contextlib.nullcontext()
+    from gradverify.progress import watching
+
+    return watching(_TerminalLine(reporter, capture))
+
+
+class _TerminalLine:
+    """A long check's progress as one line of pytest's terminal, rewritten in place at
+    most twice a second and cleared at the end (capture is suspended while it writes,
+    as pytest's live logging does)."""
+
+    def __init__(self, reporter: Any, capture: Any) -> None:
+        self._reporter, self._capture = reporter, capture
+        self._label, self._total, self._done = "", 0, 0
+        self._started = self._shown = 0.0
+
+    def start(self, estimate: Any) -> None:
+        self._label, self._total, self._done = estimate.label, estimate.calls, 0
+        self._started = self._shown = time.monotonic()
+        self._write(
+            lambda: self._reporter.write_line(f"gradverify: {self._label}: {estimate.describe()}")
+        )
+
+    def advance(self, calls: int) -> None:
+        self._done += calls
+        now = time.monotonic()
+        if now - self._shown < 0.5:
+            return
+        self._shown = now
+        from gradverify.progress import duration
+
+        left = (now - self._started) / self._done * max(self._total - self._done, 0)
+        done = f"{self._done:,}/{self._total:,} calls"
+        line = f"gradverify: {self._label}: {done}, ~{duration(left)} left"
+        self._write(lambda: self._reporter.rewrite(line))
+
+    def stop(self) -> None:
+        self._write(lambda: self._reporter.rewrite(""))
+
+    def _write(self, write: Callable[[], None]) -> None:
+        if self._capture is None:
+            write()
+            return
+        with self._capture.global_and_fixture_disabled():
+            write()
 
 
 def _fail_unless_passed(result: CheckResult) -> None:

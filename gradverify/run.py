@@ -21,10 +21,11 @@ from gradverify.adapters.base import is_float_array, private_copy
 from gradverify.adapters.guarded import Guarded
 from gradverify.by_projections import check_by_projections
 from gradverify.config import CheckConfig
-from gradverify.errors import TargetContractError
+from gradverify.errors import TargetContractError, interrupted
 from gradverify.every_element import check_every_element
 from gradverify.inputs import batch_size, shifted
 from gradverify.outputs import Cotangent, Outputs, computed_precision, read_outputs
+from gradverify.progress import Estimate, Tracker
 from gradverify.randomness import RandomSources, generators_in
 from gradverify.results import (
     Finding,
@@ -37,6 +38,7 @@ from gradverify.results import (
 )
 from gradverify.tensors import (
     LossContext,
+    TensorOutcome,
     TensorToCheck,
     with_finding_hints,
     with_swap_hints,
@@ -77,6 +79,7 @@ class CheckRun:
     #: Seconds of the forward calls the first steps make anyway: what one call costs,
     #: measured without spending a call on it.
     timings: list[float] = field(default_factory=list)
+    tracker: Tracker = field(default_factory=Tracker)
 
     def run(self) -> Found:
         found = Found()
@@ -110,10 +113,21 @@ class CheckRun:
             seconds_per_call=chosen.seconds_per_call,
             projection_calls=chosen.projection_calls,
         )
-        outcomes = [
-            (check_every_element if full else check_by_projections)(t, context)
-            for t, full in zip(tensors, chosen.full)
-        ]
+        shapes, directions = [t.array.shape for t in tensors], self.config.directions
+        fast = 0 if self.config.mode == "fast" else planning.fast_calls(shapes, directions)
+        calls = planning.planned_calls(shapes, chosen, directions)
+        self.tracker.start(Estimate(view.label, calls, chosen.seconds_per_call, fast))
+        outcomes: list[TensorOutcome] = []
+        try:
+            for tensor, full in zip(tensors, chosen.full):
+                strategy = check_every_element if full else check_by_projections
+                outcomes.append(strategy(tensor, context))
+        except KeyboardInterrupt as stop:
+            stopped = interrupted(stop)
+            stopped.tensors[:0] = [o.result for o in outcomes]
+            raise stopped from None
+        finally:
+            self.tracker.stop()
         found.tensors = with_finding_hints(with_swap_hints(outcomes), found.findings) + uncovered
         return found
 
@@ -219,7 +233,11 @@ class CheckRun:
         computed: np.dtype | None,
     ) -> LossContext:
         """The scalar loss the numerics differentiate, and the precision to judge it at."""
-        scalarize, forward = cotangent.scalarize, view.forward
+        scalarize, tracker = cotangent.scalarize, self.tracker
+
+        def forward(args: list[Any]) -> Any:
+            tracker.advance()
+            return view.forward(args)
 
         def batch(tensor: TensorToCheck) -> numerics.BatchLoss | None:
             if not view.batches:
@@ -229,9 +247,12 @@ class CheckRun:
                 if tensor.role is Role.INPUT
                 else ("param", tensor.name)
             )
-            return lambda positions, values: [
-                scalarize(raw) for raw in view.forward_many(work, where, positions, values)
-            ]
+
+            def losses(positions: Any, values: Any) -> list[float]:
+                tracker.advance(len(positions))
+                return [scalarize(raw) for raw in view.forward_many(work, where, positions, values)]
+
+            return losses
 
         return LossContext(
             loss=lambda: scalarize(forward(work)),

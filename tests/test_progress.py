@@ -1,0 +1,202 @@
+"""Long checks: the estimate before, progress during, and what Ctrl-C leaves."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import gradverify
+from gradverify import progress
+from gradverify.errors import CheckInterrupted
+from gradverify.progress import Estimate, RichBar, Tracker, watching
+
+
+class SlowAffine:
+    """An affine layer (without bias) whose forward takes `delay` seconds, whose dW is
+    half what it should be, and whose forward call number `stop_at` is a Ctrl-C."""
+
+    def __init__(self, W, delay=0.0, stop_at=None):
+        self.W, self.delay, self.stop_at, self.calls = W, delay, stop_at, 0
+        self.dW = None
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls == self.stop_at:
+            raise KeyboardInterrupt
+        time.sleep(self.delay)
+        self.x = x
+        return x @ self.W
+
+    def backward(self, dout):
+        self.dW = 0.5 * self.x.T @ dout
+        return dout @ self.W.T
+
+
+class Recorder:
+    def __init__(self):
+        self.started, self.calls, self.stopped = [], 0, 0
+
+    def start(self, estimate):
+        self.started.append(estimate)
+
+    def advance(self, calls):
+        self.calls += calls
+
+    def stop(self):
+        self.stopped += 1
+
+
+def test_estimate_says_calls_time_and_what_fast_mode_would_take():
+    estimate = Estimate("Conv.backward", 20_000, 1.0, fast_calls=40)
+    assert estimate.describe() == (
+        "~20,000 forward calls at ~1.0 s: ~5.6 h; mode='fast' takes ~40 calls"
+    )
+    assert Estimate("A", 30, 0.0002).describe() == "~30 forward calls at ~200 µs: ~6.0 ms"
+
+
+def test_a_long_check_is_announced_with_its_cost_then_counted_call_by_call():
+    rng = np.random.default_rng(0)
+    layer = SlowAffine(rng.standard_normal((30, 10)), delay=0.004)
+    watcher = Recorder()
+    with watching(watcher):
+        result = gradverify.check(layer, {"x": rng.standard_normal((2, 30))}, mode="full")
+    (estimate,) = watcher.started
+    assert estimate.label == "SlowAffine.backward" and estimate.fast_calls == 2 * 2 * (2 + 2)
+    planned = 2 * 60 + 2 * 300 + 2 * 3  # every element of x and W, and 3 noise probes each
+    assert estimate.calls == planned and estimate.seconds > progress.SHOW_AFTER
+    assert planned <= watcher.calls <= result.forward_calls and watcher.stopped == 1
+
+
+def test_a_short_check_shows_nothing():
+    watcher = Recorder()
+    rng = np.random.default_rng(0)
+    with watching(watcher):
+        gradverify.check(SlowAffine(rng.standard_normal((3, 2))), {"x": np.ones((2, 3))})
+    assert not watcher.started and not watcher.calls
+
+
+def test_the_default_prints_the_estimate_once_to_stderr(capsys):
+    tracker = Tracker()
+    tracker.start(Estimate("Big.backward", 5_000, 0.01))
+    tracker.advance(100)
+    tracker.stop()
+    assert capsys.readouterr().err == (
+        "gradverify: Big.backward: ~5,000 forward calls at ~10.0 ms: ~50.0 s\n"
+    )
+
+
+def test_a_check_inside_a_watched_check_is_not_shown_apart():
+    watcher, inner = Recorder(), Tracker()
+    with watching(watcher):
+        outer = Tracker()
+        outer.start(Estimate("Net", 1_000, 0.01))
+        inner.start(Estimate("Layer", 1_000, 0.01))
+        inner.stop()
+        outer.stop()
+        after = Tracker()
+        after.start(Estimate("Next", 1_000, 0.01))
+    assert [e.label for e in watcher.started] == ["Net", "Next"]
+
+
+def test_rich_bar_draws_on_a_terminal_and_clears_itself(monkeypatch):
+    import rich.console
+
+    screen = io.StringIO()
+    real = rich.console.Console
+    monkeypatch.setattr(
+        rich.console, "Console", lambda **kw: real(file=screen, force_terminal=True, width=100)
+    )
+    bar = RichBar()
+    bar.start(Estimate("Slow.backward", 400, 0.01))
+    bar.advance(200)
+    bar.stop()
+    text = screen.getvalue()
+    assert "~400 forward calls at ~10.0 ms: ~4.0 s" in text and "/400 calls" in text
+
+
+def test_ctrl_c_keeps_what_was_found_and_restores_the_target():
+    rng = np.random.default_rng(0)
+    layer = SlowAffine(rng.standard_normal((50, 20)), stop_at=1_500)
+    weights = layer.W.copy()
+    with pytest.raises(KeyboardInterrupt) as caught:
+        gradverify.check(layer, {"x": rng.standard_normal((2, 50))}, mode="full")
+    assert isinstance(caught.value, CheckInterrupted)
+    assert np.array_equal(layer.W, weights) and layer.dW is None
+    result = caught.value.result
+    assert result.status is gradverify.Status.INCONCLUSIVE and not result.passed
+    dx, dW = result.tensors
+    assert dx.status is gradverify.Status.PASS and dx.checked == 100
+    assert dW.status is gradverify.Status.INCONCLUSIVE and 0 < dW.checked < 1_000
+    assert dW.mismatched == dW.checked  # a missing factor of 2 shows in every element done
+    assert "interrupted after 1,500 forward calls" in result.notes[0]
+    assert f"interrupted: {dW.checked:,} of 1,000 elements estimated" in dW.notes[0]
+
+
+def test_ctrl_c_in_a_long_network_check_restores_every_weight():
+    from layers_under_test.reference import TwoLayerNet
+
+    net = TwoLayerNet(20, 10, 3)
+    before = {k: v.copy() for k, v in net.params.items()}
+    calls = {"n": 0}
+    loss = net.loss
+
+    def interrupting(x, t):
+        calls["n"] += 1
+        if calls["n"] == 300:
+            raise KeyboardInterrupt
+        return loss(x, t)
+
+    net.loss = interrupting
+    x, t = np.random.default_rng(1).standard_normal((2, 20)), np.eye(3)[[0, 2]]
+    with pytest.raises(CheckInterrupted):
+        gradverify.check(net, {"x": x, "t": t}, mode="full")
+    assert all(np.array_equal(net.params[k], before[k]) for k in before)
+
+
+SLOW_MODULE = """
+import time
+import numpy as np
+
+class Slow:
+    def __init__(self):
+        self.W = np.random.default_rng(0).standard_normal((40, 25))
+
+    def forward(self, x):
+        time.sleep(0.002)
+        self.x = x
+        return x @ self.W
+
+    def backward(self, dout):
+        self.dW = 0.5 * self.x.T @ dout
+        return dout @ self.W.T
+
+layer = Slow()
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX")
+def test_ctrl_c_on_the_command_line_prints_what_was_found_without_a_traceback(tmp_path):
+    (tmp_path / "slowmod.py").write_text(textwrap.dedent(SLOW_MODULE))
+    command = [sys.executable, "-m", "gradverify", "check", "./slowmod.py:layer"]
+    command += ["--input", "x=2,40", "--mode", "full"]
+    child = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert child.stderr is not None
+    first = child.stderr.readline()  # the estimate: the check is under way
+    assert "forward calls at" in first, first
+    time.sleep(0.5)
+    os.kill(child.pid, signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 130, err
+    assert "Traceback" not in err and "interrupted; the checked layers are left" in err
+    assert "Slow.backward: INCONCLUSIVE" in out and "interrupted after" in out
+    assert "dW" in out and "elements estimated" in out
