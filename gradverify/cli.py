@@ -24,11 +24,12 @@ import numpy as np
 
 from gradverify.checks import check
 from gradverify.config import DEFAULT_BUDGET, CheckConfig
-from gradverify.errors import GradverifyError, InvalidArgument, TargetNotFound
+from gradverify.errors import CheckInterrupted, GradverifyError, InvalidArgument, TargetNotFound
 from gradverify.grading.commands import add_commands
 from gradverify.grading.commands import run as run_command
 from gradverify.jobs import Job
 from gradverify.jobs import jobs as find_jobs
+from gradverify.progress import EstimateLine, RichBar, watching
 from gradverify.report import format_result, projection_notes, worst_of
 from gradverify.results import CheckResult, Role, Status, worst_status
 from gradverify.session import session_warnings, summary_record
@@ -144,7 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.command != "check":
         return run_command(arguments)
     try:
-        return _check(arguments)
+        with watching(RichBar() if sys.stderr.isatty() else EstimateLine()):
+            return _check(arguments)
     except KeyboardInterrupt:
         print("gradverify: interrupted; the checked layers are left as they were.", file=sys.stderr)
         return 130
@@ -160,7 +162,15 @@ def _check(arguments: argparse.Namespace) -> int:
         )
         _check_comparison_flags(arguments)
         jobs = find_jobs(arguments)
-        results = [_run(job, arguments) for job in jobs]
+        results: list[CheckResult] = []
+        try:
+            for job in jobs:
+                results.append(_run(job, arguments))
+        except CheckInterrupted as stopped:  # what was found so far, then the usual message
+            if stopped.result is not None:
+                results.append(stopped.result)
+            _print_report(jobs[: len(results)], results, [None] * len(results))
+            raise
         fuzzed = [_fuzz(job, arguments) for job in jobs]
     except TargetNotFound as error:
         print(f"gradverify: error: {error}", file=sys.stderr)
@@ -211,7 +221,7 @@ def _json(result: CheckResult, fuzzed: FuzzResult | None) -> dict[str, Any]:
 def _print_report(
     jobs: list[Job], results: list[CheckResult], fuzzed: list[FuzzResult | None]
 ) -> None:
-    print(_table(jobs, results, fuzzed))
+    _print_table(jobs, results, fuzzed)
     for job, result in zip(jobs, results):
         if result.status is Status.PASS:
             for finding in result.findings:
@@ -338,36 +348,77 @@ def _redrawn(
     return redrawn
 
 
-def _table(jobs: list[Job], results: list[CheckResult], fuzzed: list[FuzzResult | None]) -> str:
-    width = max([len(j.name) for j in jobs] + [5])
-    checked = max([len(r.coverage) for r in results] + [14])
-    fuzz_header = "  fuzz" if any(f is not None for f in fuzzed) else ""
-    lines = [
-        (
-            f"{'layer':<{width}}  {'status':<12}  {'worst':<28}  {'forward':>8}  {'time':>7}  "
-            f"{'checked':<{checked}}" + fuzz_header
-        ).rstrip()
-    ]
+_COLUMNS = ("layer", "status", "worst", "forward", "time", "checked", "fuzz")
+_STYLES = {"PASS": "bold green", "FAIL": "bold red", "INCONCLUSIVE": "bold yellow"}
+
+
+def _cells(
+    jobs: list[Job], results: list[CheckResult], fuzzed: list[FuzzResult | None]
+) -> tuple[list[list[str]], str]:
+    """The table's rows, one per job (the fuzz column only when a job was fuzzed), and
+    the count of each status."""
+    rows = []
     for job, result, fuzz_result in zip(jobs, results, fuzzed):
         fuzz_cell = (
             ""
             if fuzz_result is None
-            else f"  {fuzz_result.status.name} {fuzz_result.examples} cases "
+            else f"{fuzz_result.status.name} {fuzz_result.examples} cases "
             f"{fuzz_result.seconds:.1f}s"
         )
-        row = (
-            f"{job.name:<{width}}  {result.status.name:<12}  {_worst(result):<28}  "
-            f"{result.forward_calls:>8}  {result.seconds:>6.2f}s  "
-            f"{result.coverage:<{checked}}{fuzz_cell}"
+        rows.append(
+            [
+                job.name,
+                result.status.name,
+                _worst(result),
+                str(result.forward_calls),
+                f"{result.seconds:.2f}s",
+                result.coverage,
+                fuzz_cell,
+            ]
         )
-        lines.append(row.rstrip())
     combined = [
         worst_status([r.status, *([f.status] if f is not None else [])])
         for r, f in zip(results, fuzzed)
     ]
-    counts = {s: combined.count(s) for s in Status}
-    lines.append(", ".join(f"{n} {s.name.lower()}" for s, n in counts.items() if n))
-    return "\n".join(lines)
+    counts = ", ".join(f"{combined.count(s)} {s.name.lower()}" for s in Status if combined.count(s))
+    return rows, counts
+
+
+def _table(jobs: list[Job], results: list[CheckResult], fuzzed: list[FuzzResult | None]) -> str:
+    """The table as plain text, for a pipe or a file: one row per layer, then the counts."""
+    rows, counts = _cells(jobs, results, fuzzed)
+    columns = len(_COLUMNS) - (not any(f is not None for f in fuzzed))
+    width = max([len(j.name) for j in jobs] + [5])
+    checked = max([len(r.coverage) for r in results] + [14])
+    aligned = [f"<{width}", "<12", "<28", ">8", ">7", f"<{checked}", ""]
+    lines = [
+        "  ".join(format(cell, how) for cell, how in zip(row[:columns], aligned)).rstrip()
+        for row in [list(_COLUMNS), *rows]
+    ]
+    return "\n".join([*lines, counts])
+
+
+def _print_table(
+    jobs: list[Job], results: list[CheckResult], fuzzed: list[FuzzResult | None]
+) -> None:
+    """The table through rich on a terminal (statuses in colour), as plain text elsewhere."""
+    if not sys.stdout.isatty():
+        print(_table(jobs, results, fuzzed))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    rows, counts = _cells(jobs, results, fuzzed)
+    columns = len(_COLUMNS) - (not any(f is not None for f in fuzzed))
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for name in _COLUMNS[:columns]:
+        table.add_column(name, justify="right" if name in ("forward", "time") else "left")
+    for row in rows:
+        status = f"[{_STYLES.get(row[1], 'bold magenta')}]{row[1]}[/]"
+        table.add_row(row[0], status, *row[2:columns])
+    console = Console(highlight=False)
+    console.print(table)
+    console.print(counts)
 
 
 def _worst(result: CheckResult) -> str:

@@ -54,7 +54,7 @@ def test_the_browser_renders_every_check_of_the_html_report(tmp_path):
     for name in ("Affine", "ReluNoMask", "AffineNoTranspose"):
         assert f">{name}</a>" in text
     assert text.count('class="gradverify-heatmap"') == 2
-    screenshot = _artifacts(tmp_path) / "gradverify-report.png"
+    screenshot = _artifacts(tmp_path) / "report.png"
     shot = _render(
         [f"--screenshot={screenshot}", "--window-size=1000,1400", report.as_uri()], tmp_path
     )

@@ -373,3 +373,26 @@ def test_a_malformed_input_says_the_syntax(value, message, capsys):
     argv = ["check", "layers_under_test.reference:SoftmaxWithLoss", "--input", "x=3,4"]
     assert main([*argv, "--input", value]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_on_a_terminal_the_table_is_drawn_by_rich_with_statuses_in_colour(capsys, monkeypatch):
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setenv("COLUMNS", "160")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert main(["check", "Relu", "ReluNoMask"]) == 1
+    out = capsys.readouterr().out
+    assert "\x1b[1;32mPASS\x1b[0m" in out and "\x1b[1;31mFAIL\x1b[0m" in out
+    assert "1 pass, 1 fail" in out and "ReluNoMask.backward — dx disagrees" in out
+
+
+def test_off_a_terminal_the_table_is_plain_text(capsys):
+    assert main(["check", "Relu"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b[" not in out and out.splitlines()[0].split() == [
+        "layer",
+        "status",
+        "worst",
+        "forward",
+        "time",
+        "checked",
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -80,6 +81,8 @@ def test_the_example_class_is_graded_as_each_submission_deserves(example, tmp_pa
     assert "Sigmoid.backward — dx is wrong" in sneaky["Sigmoid"], sneaky["Sigmoid"]
     page = (out / "summary.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and "<script" not in page and "http" not in page
+    shown = run._repr_html_()  # a notebook shows the summary, its style kept in a frame
+    assert "<iframe" in shown and html.escape(page, quote=True) in shown
 
 
 def test_results_json_follows_gradescopes_format(example, tmp_path):

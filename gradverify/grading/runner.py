@@ -13,6 +13,7 @@ retries, then an ERROR per check, never the run.
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import multiprocessing
 import os
@@ -53,6 +54,18 @@ class GradingRun:
     kept: int
     out: str
     seconds: float
+
+    def _repr_html_(self) -> str:
+        """What a notebook cell shows: the class summary page, framed so that its style
+        stays inside it."""
+        with open(os.path.join(self.out, "summary.html"), encoding="utf-8") as handle:
+            page = handle.read()
+        return (
+            f"<p>graded {self.graded}, kept {self.kept} from before, in {self.seconds:.1f} s; "
+            f"results in {html.escape(self.out)}</p><iframe title='class summary' "
+            f"style='width: 100%; height: 640px; border: 1px solid #ccc' "
+            f'srcdoc="{html.escape(page, quote=True)}"></iframe>'
+        )
 
 
 def grade(
