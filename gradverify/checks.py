@@ -86,6 +86,7 @@ def check(
     mode: str = "auto",
     directions: int = 2,
     budget: float = DEFAULT_BUDGET,
+    workers: int = 1,
     accumulates: bool = False,
     reference: Any = None,
     baseline: str | os.PathLike[str] | None = None,
@@ -130,7 +131,7 @@ def check(
         and only when the gradients pass (see `gradverify.baselines`).
     regen : bool
         Rewrite `baseline` from this run instead of comparing with it.
-    seed, rtol, atol, max_reestimate, mode, directions, budget
+    seed, rtol, atol, max_reestimate, mode, directions, budget, workers
         See `CheckConfig`.
 
     Returns
@@ -156,6 +157,7 @@ def check(
         mode=mode,
         directions=directions,
         budget=budget,
+        workers=workers,
     )
     for flag, value in (("accumulates", accumulates), ("regen", regen)):
         if not isinstance(value, bool):
@@ -339,7 +341,7 @@ def _given(
         **{
             k: repr(v)
             for k, v in config.check_options().items()
-            if k != "seed" and v != defaults[k]
+            if k not in ("seed", "workers") and v != defaults[k]  # workers: the same numbers
         },
         "accumulates": "True" if accumulates else None,
     }

@@ -98,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"seconds a full check may take in mode auto (default {DEFAULT_BUDGET:g})",
     )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes sharing the elements of a full check: the same numbers, sooner (default 1)",
+    )
     run.add_argument("--rtol", type=float, default=None, help="relative tolerance")
     run.add_argument("--atol", type=float, default=None, help="absolute tolerance")
     run.add_argument(
@@ -158,7 +165,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _check(arguments: argparse.Namespace) -> int:
     try:
         CheckConfig(  # fail early, before any layer is imported or built
-            seed=arguments.seed, rtol=arguments.rtol, atol=arguments.atol, budget=arguments.budget
+            seed=arguments.seed,
+            rtol=arguments.rtol,
+            atol=arguments.atol,
+            budget=arguments.budget,
+            workers=arguments.workers,
         )
         _check_comparison_flags(arguments)
         jobs = find_jobs(arguments)
@@ -286,6 +297,7 @@ def _options(job: Job, arguments: argparse.Namespace) -> dict[str, Any]:
         "atol": arguments.atol,
         "mode": arguments.mode,
         "budget": arguments.budget,
+        "workers": arguments.workers,
         "reference": job.reference,
     }
     if arguments.baseline is not None:  # one file per target: a shipped case, MODULE.OBJECT

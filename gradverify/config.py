@@ -103,6 +103,9 @@ class CheckConfig:
     budget : float
         Seconds the full checks may take together before ``auto`` checks the
         largest tensors by projections instead (what is left pays for projections).
+    workers : int
+        Processes that share the elements of a full check (forked copies of this one,
+        see `gradverify.workers`); the numbers are those of one process, to the bit.
     """
 
     seed: int = 0
@@ -113,6 +116,7 @@ class CheckConfig:
     mode: str = "auto"
     directions: int = 2
     budget: float = DEFAULT_BUDGET
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if (
@@ -129,6 +133,7 @@ class CheckConfig:
         _check_count("max_reestimate", self.max_reestimate, 1)
         _check_count("max_rows", self.max_rows, 1)
         _check_count("directions", self.directions, 1)
+        _check_count("workers", self.workers, 1)
         _check_nonnegative_finite("budget", self.budget, "5.0")
         if self.mode not in MODES:
             requirement = f"`mode` must be one of {', '.join(MODES)}"
@@ -148,6 +153,7 @@ class CheckConfig:
             "mode": self.mode,
             "directions": self.directions,
             "budget": self.budget,
+            "workers": self.workers,
         }
 
     def tolerances(self, dtype: np.dtype) -> tuple[float, float]:

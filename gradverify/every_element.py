@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from gradverify import compare, numerics
+from gradverify import compare, numerics, workers
 from gradverify.errors import CheckInterrupted
 from gradverify.results import Status, TensorResult, worst_status
 from gradverify.tensors import (
@@ -40,9 +40,7 @@ def check_every_element(tensor: TensorToCheck, context: LossContext) -> TensorOu
     settings = settings_for(tensor, context, analytic)
     steps = settings.steps
     try:
-        numeric = numerics.central_differences(
-            tensor.array, steps, context.loss, context.batch(tensor)
-        )
+        numeric = _central_differences(tensor, steps, context)
     except CheckInterrupted as stopped:
         stopped.tensors.append(_interrupted(tensor, analytic, settings, stopped.numeric, context))
         raise
@@ -75,6 +73,22 @@ def check_every_element(tensor: TensorToCheck, context: LossContext) -> TensorOu
         error_map=None if status is Status.PASS else compare.error_map(found),
     )
     return TensorOutcome(result, analytic, numeric)
+
+
+def _central_differences(tensor: TensorToCheck, steps: Floats, context: LossContext) -> Floats:
+    """Every element's numeric derivative: through the target's batches where it offers
+    them (a sandboxed child), else shared among the workers asked for, else in turn."""
+    batch = context.batch(tensor)
+    if batch is not None or context.config.workers == 1:
+        return numerics.central_differences(tensor.array, steps, context.loss, batch)
+    return workers.central_differences(
+        tensor.array,
+        steps,
+        context.loss,
+        context.config.workers,
+        context.seconds_per_call,
+        context.advance,
+    )
 
 
 def _interrupted(

@@ -167,12 +167,22 @@ def central_differences(
     """
     if batch is not None:
         return _batched_differences(array, steps, batch)
+    return differences_at(array, steps, loss, range(array.size)).reshape(array.shape)
+
+
+def differences_at(
+    array: FloatArray, steps: NDArray[np.float64], loss: Callable[[], float], positions: range
+) -> NDArray[np.float64]:
+    """The central differences of `central_differences` at the flat `positions` only, in
+    order (a worker's share, see `gradverify.workers`).  On Ctrl-C the values done so far
+    go up with the `CheckInterrupted`, for the partial report."""
     container, keys = element_access(array)
-    numeric = np.empty(array.size, dtype=np.float64)
+    numeric = np.empty(len(positions), dtype=np.float64)
     flat_steps = steps.reshape(-1)
-    position = 0
+    done = 0
     try:
-        for position, key in enumerate(keys):
+        for done, position in enumerate(positions):
+            key = keys[position]
             original = container[key]
             step = flat_steps[position]
             try:
@@ -184,12 +194,12 @@ def central_differences(
                 loss_lower = loss()
             finally:
                 container[key] = original
-            numeric[position] = (loss_upper - loss_lower) / (upper - lower)
+            numeric[done] = (loss_upper - loss_lower) / (upper - lower)
     except KeyboardInterrupt as stop:  # keep the elements done, for the partial report
         stopped = interrupted(stop)
-        stopped.numeric = numeric[:position].copy()
+        stopped.numeric = numeric[:done].copy()
         raise stopped from None
-    return numeric.reshape(array.shape)
+    return numeric
 
 
 def _batched_differences(

@@ -44,7 +44,7 @@ def plan(sizes: Sequence[int], seconds_per_call: float, config: CheckConfig) -> 
     full = [False] * len(sizes)
     spent = 0.0
     for position in sorted(range(len(sizes)), key=lambda i: sizes[i]):
-        cost = full_calls(sizes[position]) * seconds_per_call
+        cost = full_calls(sizes[position]) * seconds_per_call / config.workers
         if sizes[position] and spent + cost > config.budget:
             break
         full[position] = True

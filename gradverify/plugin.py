@@ -33,6 +33,7 @@ _CLI = {
     "atol": "gradverify_atol",
     "seed": "gradverify_seed",
     "budget": "gradverify_budget",
+    "workers": "gradverify_workers",
 }
 
 
@@ -44,6 +45,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "atol": "absolute tolerance (default: by the layer's precision)",
         "seed": "session seed; each test's seed is derived from it and the test id (default 0)",
         "budget": "seconds a full check may take in mode auto before projections (default 5)",
+        "workers": "processes sharing the elements of a full check (default 1)",
     }
     for name, dest in _CLI.items():
         flag = f"--gradverify-{name}"
@@ -94,7 +96,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "gradcheck(mode=, rtol=, atol=, seed=, budget=): options for the gradcheck fixture",
+        "gradcheck(mode=, rtol=, atol=, seed=, budget=, workers=): options for the gradcheck "
+        "fixture",
     )
     config.stash[_RECORDS] = []
     config.pluginmanager.register(_Recorder(config), "gradverify-recorder")

@@ -19,6 +19,7 @@ check (a network's layers, a reference's own check) is not shown separately.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -37,19 +38,25 @@ class Estimate:
     calls: int
     seconds_per_call: float
     fast_calls: int = 0  # what mode="fast" would take instead; 0 when it is fast already
+    workers: int = 1  # processes sharing the calls
 
     @property
     def seconds(self) -> float:
-        return self.calls * self.seconds_per_call
+        return self.calls * self.seconds_per_call / self.workers
 
     def describe(self) -> str:
-        """``~20,000 forward calls at ~1.0 s: ~5.6 h; mode='fast' takes ~24 calls``."""
+        """``~20,000 forward calls at ~1.0 s: ~5.6 h; mode='fast' takes ~24 calls; workers=2
+        takes ~2.8 h``."""
+        shared = f" on {self.workers} workers" if self.workers > 1 else ""
         text = (
-            f"~{self.calls:,} forward calls at ~{duration(self.seconds_per_call)}: "
+            f"~{self.calls:,} forward calls at ~{duration(self.seconds_per_call)}{shared}: "
             f"~{duration(self.seconds)}"
         )
         if self.fast_calls and self.fast_calls < self.calls:
             text += f"; mode='fast' takes ~{self.fast_calls:,} calls"
+        cores = os.cpu_count() or 1
+        if self.workers == 1 and cores > 1:
+            text += f"; workers={cores} takes ~{duration(self.seconds / cores)}"
         return text
 
 
@@ -126,6 +133,16 @@ def watching(watcher: Progress | None) -> Iterator[None]:
         _WATCHER.reset(token)
 
 
+#: Set in a worker process (`gradverify.workers`): the checking process shows the progress.
+_SILENCED = False
+
+
+def silence() -> None:
+    """Show nothing from this process from now on (a forked worker's first step)."""
+    global _SILENCED
+    _SILENCED = True
+
+
 class Tracker:
     """One check's progress: started only when the estimate is long, counted per call."""
 
@@ -141,7 +158,7 @@ class Tracker:
         _WATCHER.set(None)  # a check inside this one is part of it, not shown apart
 
     def advance(self, calls: int = 1) -> None:
-        if self._watcher is not None:
+        if self._watcher is not None and not _SILENCED:
             self._watcher.advance(calls)
 
     def stop(self) -> None:

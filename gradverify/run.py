@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from gradverify import contracts, coverage, numerics, planning
+from gradverify import contracts, coverage, numerics, planning, workers
 from gradverify.adapters import Adapter, Gradients, ParamDeclaration, ParamSlot
 from gradverify.adapters.base import is_float_array, private_copy
 from gradverify.adapters.guarded import Guarded
@@ -116,7 +116,12 @@ class CheckRun:
         shapes, directions = [t.array.shape for t in tensors], self.config.directions
         fast = 0 if self.config.mode == "fast" else planning.fast_calls(shapes, directions)
         calls = planning.planned_calls(shapes, chosen, directions)
-        self.tracker.start(Estimate(view.label, calls, chosen.seconds_per_call, fast))
+        parallel = self.config.workers if not workers.unavailable() else 1
+        if parallel < self.config.workers:
+            found.notes.append(
+                f"workers={self.config.workers} asked for, but {workers.unavailable()}"
+            )
+        self.tracker.start(Estimate(view.label, calls, chosen.seconds_per_call, fast, parallel))
         outcomes: list[TensorOutcome] = []
         try:
             for tensor, full in zip(tensors, chosen.full):
@@ -263,6 +268,7 @@ class CheckRun:
             config=self.config,
             batch_size=batch_size(self.originals),
             rng=np.random.default_rng([self.config.seed, 1]),
+            advance=self._made_elsewhere,
             dout=None if outputs.is_tuple else cotangent.douts[0],
             indices={
                 name: value
@@ -270,6 +276,11 @@ class CheckRun:
                 if isinstance(value, np.ndarray) and value.dtype.kind in "iu"
             },
         )
+
+    def _made_elsewhere(self, calls: int) -> None:
+        """Count the forward calls a worker made on its copy of the target."""
+        self.view.forward_calls += calls
+        self.tracker.advance(calls)
 
     def _uncovered(
         self,

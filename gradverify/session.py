@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from gradverify.fuzzing import FuzzResult
 
 #: The options a test can set, with how to read each from text (command line, ini).
-OPTIONS = ("mode", "rtol", "atol", "seed", "budget")
+OPTIONS = ("mode", "rtol", "atol", "seed", "budget", "workers")
 
 
 def _parse(name: str, text: Any) -> Any:
@@ -31,7 +31,7 @@ def _parse(name: str, text: Any) -> Any:
         return text
     if name == "mode":
         return text.strip()
-    if name == "seed":
+    if name in ("seed", "workers"):
         return int(text)
     return float(text)
 
@@ -73,7 +73,14 @@ def _validated(name: str, text: Any, where: str) -> Any:
     raise InvalidArgument(f"{requirement}, got {name}={text!r} (from {where}).") from None
 
 
-_EXAMPLES = {"mode": "full", "rtol": "1e-3", "atol": "1e-8", "seed": "0", "budget": "5"}
+_EXAMPLES = {
+    "mode": "full",
+    "rtol": "1e-3",
+    "atol": "1e-8",
+    "seed": "0",
+    "budget": "5",
+    "workers": "2",
+}
 
 
 def _number_like(name: str) -> str:

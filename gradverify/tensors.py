@@ -66,6 +66,7 @@ class LossContext:
     #: The loss at many element settings of a tensor at once, where the target offers it
     batch: Callable[[TensorToCheck], numerics.BatchLoss | None] = lambda tensor: None
     projection_calls: int = 0  # forward calls fast mode may spend per tensor (auto's budget)
+    advance: Callable[[int], None] = lambda calls: None  # forward calls made elsewhere (workers)
 
 
 @dataclass(frozen=True)

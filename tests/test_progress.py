@@ -54,11 +54,16 @@ class Recorder:
         self.stopped += 1
 
 
-def test_estimate_says_calls_time_and_what_fast_mode_would_take():
+def test_estimate_says_calls_time_and_what_fast_mode_and_workers_would_take(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
     estimate = Estimate("Conv.backward", 20_000, 1.0, fast_calls=40)
     assert estimate.describe() == (
-        "~20,000 forward calls at ~1.0 s: ~5.6 h; mode='fast' takes ~40 calls"
+        "~20,000 forward calls at ~1.0 s: ~5.6 h; mode='fast' takes ~40 calls; "
+        "workers=2 takes ~2.8 h"
     )
+    shared = Estimate("Conv.backward", 20_000, 1.0, workers=2)
+    assert shared.describe() == "~20,000 forward calls at ~1.0 s on 2 workers: ~2.8 h"
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
     assert Estimate("A", 30, 0.0002).describe() == "~30 forward calls at ~200 µs: ~6.0 ms"
 
 
@@ -83,7 +88,8 @@ def test_a_short_check_shows_nothing():
     assert not watcher.started and not watcher.calls
 
 
-def test_the_default_prints_the_estimate_once_to_stderr(capsys):
+def test_the_default_prints_the_estimate_once_to_stderr(capsys, monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
     tracker = Tracker()
     tracker.start(Estimate("Big.backward", 5_000, 0.01))
     tracker.advance(100)
