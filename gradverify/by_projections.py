@@ -43,6 +43,7 @@ import numpy as np
 
 from gradverify import compare, numerics
 from gradverify.planning import full_calls
+from gradverify.progress import duration
 from gradverify.projections import Along, Direction, Measurement, Probe, directions
 from gradverify.results import CheckedBy, Status, TensorResult, worst_status
 from gradverify.tensors import (
@@ -273,14 +274,5 @@ def _outcome(
 def _full_mode_cost(size: int, context: LossContext) -> str:
     calls = full_calls(size)
     seconds = calls * context.seconds_per_call
-    estimate = f", ~{_duration(seconds)}" if math.isfinite(seconds) else ""
+    estimate = f", ~{duration(seconds)}" if math.isfinite(seconds) else ""
     return f"mode='full' checks every element ({calls:,} forward calls{estimate})"
-
-
-def _duration(seconds: float) -> str:
-    """``2.9 s``, ``4.5 min``, ``5.6 h``: an estimate in the unit a person reads."""
-    if seconds < 90:
-        return f"{seconds:.2g} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.2g} min"
-    return f"{seconds / 3600:.2g} h"

@@ -192,14 +192,16 @@ def check(
         found, error = Found(), str(broken)
     except KeyboardInterrupt as stop:
         stopped = interrupted(stop)
-        stopped.result = _so_far(view, stopped, config, time.perf_counter() - started)
-        raise stopped from None
+        raise _so_far(stopped, view, config, started, Found(list(stopped.tensors))) from None
     finally:
         saved.restore()
     diagnosis = None
     if not error and found.status is Status.FAIL and not _VERDICT_ONLY.get():
         try:
             diagnosis = _each_layer(view, values, set(nondiff), names, config)
+        except KeyboardInterrupt as stop:  # in a layer's own check: the network's is reported
+            where = "while checking the network's layers alone"
+            raise _so_far(interrupted(stop), view, config, started, found, where) from None
         finally:
             saved.restore()
     compared = Compared("")
@@ -211,23 +213,27 @@ def check(
                 compared = against_baseline(subject, baseline, regen=regen, gradients_pass=passed)
             else:
                 assert trusted is not None
-                compared = against_reference(
-                    subject,
-                    *trusted,
-                    lambda other, declared: check(
-                        other,
-                        inputs,
-                        nondiff=nondiff,
-                        kwargs=kwargs,
-                        params=declared,
-                        accumulates=accumulates,
-                        **config.check_options(),
-                    ),
-                )
+                with watching(None):  # the reference's own check is part of this one
+                    compared = against_reference(
+                        subject,
+                        *trusted,
+                        lambda other, declared: check(
+                            other,
+                            inputs,
+                            nondiff=nondiff,
+                            kwargs=kwargs,
+                            params=declared,
+                            accumulates=accumulates,
+                            **config.check_options(),
+                        ),
+                    )
         except TargetRaised as raised:
             error = raised.describe()
         except TargetContractError as broken:
             error = str(broken)
+        except KeyboardInterrupt as stop:
+            where = "while holding it against the " + ("baseline" if baseline else "reference")
+            raise _so_far(interrupted(stop), view, config, started, found, where) from None
         finally:
             saved.restore()
         error = error or compared.error
@@ -257,27 +263,37 @@ def check(
 
 
 def _so_far(
-    view: Adapter, stopped: CheckInterrupted, config: CheckConfig, seconds: float
-) -> CheckResult:
-    """The check interrupted by Ctrl-C: the gradients finished and the elements estimated
-    of the one in progress; INCONCLUSIVE whatever they show, since the rest was not seen."""
-    tensors = tuple(stopped.tensors)
-    done = ", ".join(t.grad_name for t in tensors) or "none"
-    return CheckResult(
+    stopped: CheckInterrupted,
+    view: Adapter,
+    config: CheckConfig,
+    started: float,
+    found: Found,
+    where: str = "",
+) -> CheckInterrupted:
+    """`stopped`, carrying this check as far as it went: INCONCLUSIVE whatever it shows,
+    since the rest was not seen.  What a check inside this one (a network's layer, the
+    reference) had put there is replaced: the check the caller asked for is reported."""
+    done = ", ".join(t.grad_name for t in found.tensors) or "none"
+    stopped.tensors = list(found.tensors)
+    stopped.result = CheckResult(
         target=view.name,
         label=view.label,
         status=Status.INCONCLUSIVE,
         seed=config.seed,
-        tensors=tensors,
+        tensors=tuple(found.tensors),
         forward_calls=view.forward_calls,
         backward_calls=view.backward_calls,
-        seconds=seconds,
+        seconds=time.perf_counter() - started,
         notes=(
-            f"interrupted after {view.forward_calls:,} forward calls: gradients reached: {done}; "
-            f"the target is restored",
+            f"interrupted{' ' + where if where else ''} after {view.forward_calls:,} forward "
+            f"calls: gradients reached: {done}; the target is restored",
+            *found.notes,
         ),
+        findings=tuple(found.findings),
+        undifferentiated=tuple(found.undifferentiated),
         adapter=view.kind,
     )
+    return stopped
 
 
 def _each_layer(

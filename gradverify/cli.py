@@ -24,7 +24,7 @@ import numpy as np
 
 from gradverify.checks import check
 from gradverify.config import DEFAULT_BUDGET, CheckConfig
-from gradverify.errors import CheckInterrupted, GradverifyError, InvalidArgument, TargetNotFound
+from gradverify.errors import GradverifyError, InvalidArgument, TargetNotFound
 from gradverify.grading.commands import add_commands
 from gradverify.grading.commands import run as run_command
 from gradverify.jobs import Job
@@ -174,29 +174,44 @@ def _check(arguments: argparse.Namespace) -> int:
         _check_comparison_flags(arguments)
         jobs = find_jobs(arguments)
         results: list[CheckResult] = []
+        fuzzed: list[FuzzResult | None] = []
         try:
-            for job in jobs:
+            for job in jobs:  # one by one: an interruption keeps those done
                 results.append(_run(job, arguments))
-        except CheckInterrupted as stopped:  # what was found so far, then the usual message
-            if stopped.result is not None:
-                results.append(stopped.result)
-            _print_report(jobs[: len(results)], results, [None] * len(results))
+            for job in jobs:
+                fuzzed.append(_fuzz(job, arguments))
+        except KeyboardInterrupt as stop:  # what was found so far, then the usual message
+            partial = getattr(stop, "result", None)
+            if partial is not None and len(results) < len(jobs):
+                results.append(partial)
+            fuzzed += [None] * (len(results) - len(fuzzed))
+            _output(arguments, jobs[: len(results)], results, fuzzed)
             raise
-        fuzzed = [_fuzz(job, arguments) for job in jobs]
     except TargetNotFound as error:
         print(f"gradverify: error: {error}", file=sys.stderr)
         return 3
     except GradverifyError as error:
         print(f"gradverify: error: {error}", file=sys.stderr)
         return 2
+    if not _output(arguments, jobs, results, fuzzed):
+        return 2
+    passed = all(r.passed for r in results) and all(f is None or f.passed for f in fuzzed)
+    return 0 if passed else 1
+
+
+def _output(
+    arguments: argparse.Namespace,
+    jobs: list[Job],
+    results: list[CheckResult],
+    fuzzed: list[FuzzResult | None],
+) -> bool:
+    """Print the results as asked (JSON or the table and reports) and write the --html
+    page; False if the page could not be written."""
     if arguments.json:
         print(json.dumps([_json(r, f) for r, f in zip(results, fuzzed)], indent=2))
     else:
         _print_report(jobs, results, fuzzed)
-    if arguments.html and not _write_html(arguments.html, jobs, results, fuzzed):
-        return 2
-    passed = all(r.passed for r in results) and all(f is None or f.passed for f in fuzzed)
-    return 0 if passed else 1
+    return not arguments.html or _write_html(arguments.html, jobs, results, fuzzed)
 
 
 def _check_comparison_flags(arguments: argparse.Namespace) -> None:
@@ -252,14 +267,17 @@ def _write_html(
     path: str, jobs: list[Job], results: list[CheckResult], fuzzed: list[FuzzResult | None]
 ) -> bool:
     """Write the HTML page of the checks; say so, or why it could not be written."""
-    from gradverify.html_report import write_page
+    from gradverify.html_report import fragment, write_page
 
     records = []
     for job, result, fuzz_result in zip(jobs, results, fuzzed):
         record = summary_record(job.name, result)
-        record["html"] = result._repr_html_() + (
-            "" if fuzz_result is None else fuzz_result._repr_html_()
-        )
+        record["html"] = fragment(result)
+        if fuzz_result is not None:
+            record["html"] += fragment(fuzz_result)
+            record["status"] = worst_status([result.status, fuzz_result.status]).value
+            if not fuzz_result.passed:
+                record["reason"] = f"fuzz: {fuzz_result.status.name} on a drawn case"
         records.append(record)
     try:
         write_page(path, "gradverify check", records, session_warnings(records))
@@ -418,6 +436,7 @@ def _print_table(
         print(_table(jobs, results, fuzzed))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     rows, counts = _cells(jobs, results, fuzzed)
@@ -427,7 +446,7 @@ def _print_table(
         table.add_column(name, justify="right" if name in ("forward", "time") else "left")
     for row in rows:
         status = f"[{_STYLES.get(row[1], 'bold magenta')}]{row[1]}[/]"
-        table.add_row(row[0], status, *row[2:columns])
+        table.add_row(escape(row[0]), status, *(escape(cell) for cell in row[2:columns]))
     console = Console(highlight=False)
     console.print(table)
     console.print(counts)

@@ -241,7 +241,7 @@ def error_map(found: Agreement) -> ErrorMap | None:
     shape = found.shape
     if not shape or found.flat.size != int(np.prod(shape)) or not found.flat.size:
         return None
-    grid = found.ratio.reshape(shape[0] if len(shape) > 1 else 1, -1)
+    grid = found.ratio.reshape(-1, shape[-1])  # as numpy prints it: the last axis across
     cell = tuple(-(-side // MAP_CELLS) for side in grid.shape)
     cells = tuple(-(-side // c) for side, c in zip(grid.shape, cell))
     padded = np.zeros((cells[0] * cell[0], cells[1] * cell[1]))

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from gradverify import compare, numerics, workers
-from gradverify.errors import CheckInterrupted
+from gradverify.errors import CheckInterrupted, interrupted
 from gradverify.results import Status, TensorResult, worst_status
 from gradverify.tensors import (
     Floats,
@@ -41,14 +41,19 @@ def check_every_element(tensor: TensorToCheck, context: LossContext) -> TensorOu
     steps = settings.steps
     try:
         numeric = _central_differences(tensor, steps, context)
-    except CheckInterrupted as stopped:
-        stopped.tensors.append(_interrupted(tensor, analytic, settings, stopped.numeric, context))
+    except CheckInterrupted as during:
+        during.tensors.append(_interrupted(tensor, analytic, settings, during.numeric, context))
         raise
     noise = numerics.rounding_noise(steps, settings.noise_unit)
     first = compare.agreement(
         analytic, numeric, compare.tolerance(numeric, settings.rtol, settings.atol, noise)
     )
-    verdicts, smooth = _reestimate_suspects(tensor, first, settings, context)
+    try:
+        verdicts, smooth = _reestimate_suspects(tensor, first, settings, context)
+    except KeyboardInterrupt as stop:  # every element estimated: report them, unconfirmed
+        after = interrupted(stop)
+        after.tensors.append(_interrupted(tensor, analytic, settings, numeric, context))
+        raise after from None
     numeric = _with_reestimates(numeric, verdicts)
     found = compare.agreement(analytic, numeric, first.tol, verdicts=verdicts)
     unjudged = [f for f in found.suspects(found.flat.size) if f not in verdicts]
@@ -100,7 +105,7 @@ def _interrupted(
 ) -> TensorResult:
     """The elements estimated before Ctrl-C, compared but not re-estimated: what the
     check had found, never a verdict (INCONCLUSIVE)."""
-    done = np.zeros(0) if done is None else done
+    done = np.zeros(0) if done is None else done.reshape(-1)
     count = done.size
     steps = settings.steps.reshape(-1)[:count]
     noise = numerics.rounding_noise(steps, settings.noise_unit)
@@ -117,8 +122,8 @@ def _interrupted(
         max_noise=float(np.max(noise, initial=0.0)),
         checked=count,
         notes=(
-            f"interrupted: {count:,} of {analytic.size:,} elements estimated, the first in "
-            f"order; none re-estimated",
+            f"interrupted: {count:,} of {analytic.size:,} elements estimated"
+            f"{', the first in order' if count < analytic.size else ''}; none re-estimated",
         ),
         **found.fields({}, context.config.max_rows),
     )

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gradverify import pictures
-from gradverify.report import format_result
+from gradverify.report import format_result, layer_lines
 from gradverify.results import CheckResult, Status, TensorResult
 
 if TYPE_CHECKING:
@@ -44,7 +44,15 @@ STYLE = """
 
 
 def status_badge(status: Status) -> str:
+    """The status as a coloured label (green PASS, red FAIL, amber, purple)."""
     return f"<span class='gv-status gv-{status.value}'>{status.name}</span>"
+
+
+def fragment(shown: CheckResult | FuzzResult) -> str:
+    """A check's or a fuzz run's HTML without the style block, for a `page`."""
+    if isinstance(shown, CheckResult):
+        return check_fragment(shown, styled=False)
+    return fuzz_fragment(shown, styled=False)
 
 
 def check_fragment(result: CheckResult, *, styled: bool = True) -> str:
@@ -66,9 +74,11 @@ def check_fragment(result: CheckResult, *, styled: bool = True) -> str:
     if notes:
         parts.append("<ul>" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
     parts += [_tensor_section(t) for t in result.tensors if t.status is not Status.PASS]
-    if result.faulty_layers:
-        names = ", ".join(f"{v.name} ({v.class_name})" for v in result.faulty_layers)
-        parts.append(f"<p><b>faulty layer:</b> {_e(names)}</p>")
+    if result.comparisons:
+        parts.append(_comparisons(result))
+    if result.diagnosis is not None:  # each layer's verdict, the notes and the conclusion
+        lines = "\n".join(line.removeprefix("  ") for line in layer_lines(result))
+        parts.append(f"<pre>{_e(lines)}</pre>")
         parts += [
             check_fragment(v.result, styled=False)
             for v in result.faulty_layers
@@ -83,10 +93,10 @@ def check_fragment(result: CheckResult, *, styled: bool = True) -> str:
     return "".join(parts)
 
 
-def fuzz_fragment(result: FuzzResult) -> str:
+def fuzz_fragment(result: FuzzResult, *, styled: bool = True) -> str:
     """The HTML of a fuzz run: its verdict, and the smallest failing case's check."""
-    parts = [
-        f"<style>{STYLE}</style><div class='gradverify'>",
+    parts = [f"<style>{STYLE}</style>"] * styled + [
+        "<div class='gradverify'>",
         f"<p>{status_badge(result.status)} fuzz: {result.examples} example(s), "
         f"{result.inconclusive} inconclusive, {result.seconds:.2f} s | seed {result.seed}</p>",
     ]
@@ -139,7 +149,43 @@ def page(title: str, records: Sequence[Mapping[str, Any]], warnings: Sequence[st
     )
 
 
+def _comparisons(result: CheckResult) -> str:
+    """The outputs and gradients held against a reference or a baseline: one row each,
+    then the differing elements of those that are not the trusted ones."""
+    rows = "".join(
+        f"<tr><td>{_e(c.name)}</td><td>{status_badge(c.status)}</td>"
+        f"<td class='num'>{c.differing} / {c.checked}</td>"
+        f"<td class='num'>{_number(c.max_rel_err, '.1e')}</td>"
+        f"<td>{_e(c.problem or c.hint)}</td></tr>"
+        for c in result.comparisons
+    )
+    parts = [
+        f"<p>held against {_e(result.against)}:</p><table><thead><tr><th>compared</th>"
+        "<th>status</th><th>differing</th><th>max rel err</th><th>problem or hint</th></tr>"
+        f"</thead><tbody>{rows}</tbody></table>"
+    ]
+    for comparison in result.comparisons:
+        if comparison.status is Status.PASS or not comparison.rows:
+            continue
+        cells = "".join(
+            f"<tr><td class='num'>{_e(str(r.index or '()'))}</td>"
+            f"<td class='num'>{r.yours:.4e}</td><td class='num'>{r.reference:.4e}</td>"
+            f"<td class='num'>{r.abs_err:.3e}</td>"
+            f"<td class='num'>{_number(r.rel_err, '.3e')}</td></tr>"
+            for r in comparison.rows
+        )
+        parts.append(
+            f"<h4>{_e(comparison.name)} {status_badge(comparison.status)}</h4><table><thead>"
+            "<tr><th>index</th><th>yours</th><th>reference</th><th>abs err</th><th>rel err</th>"
+            f"</tr></thead><tbody>{cells}</tbody></table>"
+        )
+        if comparison.hint:
+            parts.append(f"<p class='gv-hint'>hint: {_e(comparison.hint)}</p>")
+    return "".join(parts)
+
+
 def _tensor_table(tensors: Sequence[TensorResult]) -> str:
+    """One row per gradient: its shape, verdict, how it was checked and its numbers."""
     rows = "".join(
         f"<tr><td>{_e(t.grad_name)}</td><td>{_e(str(t.shape))} {_e(t.dtype)}</td>"
         f"<td>{status_badge(t.status)}</td><td>{t.checked_by}</td>"
@@ -188,6 +234,7 @@ def _tensor_section(tensor: TensorResult) -> str:
 
 
 def _element_table(tensor: TensorResult) -> str:
+    """The worst elements of a gradient, as the text report lists them."""
     rows = "".join(
         f"<tr><td class='num'>{_e(str(r.index or '()'))}</td>"
         f"<td class='num'>{r.analytic:.4e}</td><td class='num'>{r.numeric:.4e}</td>"

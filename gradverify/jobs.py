@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
-import zlib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -64,28 +63,29 @@ def _targets(arguments: argparse.Namespace) -> list[Job]:
 
     seed = arguments.seed
     if not arguments.targets:
-        return [_case_job(case, _rng(seed, case.name)) for case in REFERENCE.values()]
+        return [_case_job(case, _rng(seed)) for case in REFERENCE.values()]
     jobs = []
     for spec in arguments.targets:
         if ":" not in spec:
             case = case_named(spec)
             if case is None:
                 raise TargetNotFound(_no_such_case(spec))
-            jobs.append(_case_job(case, _rng(seed, case.name)))
+            jobs.append(_case_job(case, _rng(seed)))
             continue
         obj = import_target(spec)
         case = find_case(obj)
         if case is not None and not arguments.input and not arguments.spec:
-            jobs.append(_case_job(case, _rng(seed, case.name)))
+            jobs.append(_case_job(case, _rng(seed)))
         else:
-            jobs.append(_user_job(spec, obj, arguments, _rng(seed, spec)))
+            jobs.append(_user_job(spec, obj, arguments, _rng(seed)))
     return jobs
 
 
-def _rng(seed: int, name: str) -> np.random.Generator:
-    """A job's own generator: its inputs do not depend on which jobs run before it, so
-    its reproduce line, which names it alone, draws the same ones."""
-    return np.random.default_rng([seed, zlib.crc32(name.encode())])
+def _rng(seed: int) -> np.random.Generator:
+    """A job's own generator, as the first job of a run always had: its inputs do not
+    depend on the jobs before it, so its reproduce line, which names it alone, draws the
+    same ones (and a baseline written by checking it alone still matches)."""
+    return np.random.default_rng(seed)
 
 
 def _no_such_case(spec: str) -> str:

@@ -43,18 +43,18 @@ def heat_map(error_map: ErrorMap, name: str, shape: tuple[int, ...]) -> str:
     rows, cols = len(error_map.margins), len(error_map.margins[0])
     side = max(6, min(24, 360 // max(rows, cols)))
     top, left = 34, 8
-    width, height = max(left + cols * side + 8, left + _LEGEND_WIDTH), top + rows * side + 44
-    down, across = error_map.cell
+    layout = _layout(shape, error_map.cell)
+    width = max(left + cols * side + 8, left + _LEGEND_WIDTH, left + 7 * len(layout))
+    height = top + rows * side + 44
     cells = []
     for i, line in enumerate(error_map.margins):
         for j, margin in enumerate(line):
-            where = _span("row", i, down) + ", " + _span("column", j, across)
             cells.append(
                 f"<rect x='{left + j * side}' y='{top + i * side}' width='{side}' "
-                f"height='{side}' fill='{colour(margin)}'><title>{where}: error ÷ "
-                f"tolerance {_number(margin)}</title></rect>"
+                f"height='{side}' fill='{colour(margin)}'><title>"
+                f"{_elements(shape, error_map.cell, i, j)}: error ÷ tolerance "
+                f"{_number(margin)}</title></rect>"
             )
-    layout = _layout(shape, error_map.cell)
     legend_y = top + rows * side + 12
     return (
         f"<svg class='gradverify-heatmap' xmlns='http://www.w3.org/2000/svg' "
@@ -135,14 +135,30 @@ def _layout(shape: tuple[int, ...], cell: tuple[int, int]) -> str:
     elif len(shape) == 2:
         how = f"{shape[0]} rows x {shape[1]} columns"
     else:
-        how = f"axis 0 down, axes 1-{len(shape) - 1} flattened across"
+        how = f"axis {len(shape) - 1} across, axes 0-{len(shape) - 2} flattened down"
     pooled = f"; each cell the worst of {cell[0]}x{cell[1]}" if cell != (1, 1) else ""
     return f"shape {shape}: {how}{pooled}"
 
 
-def _span(what: str, position: int, size: int) -> str:
-    first = position * size
-    return f"{what} {first}" if size == 1 else f"{what}s {first}-{first + size - 1}"
+def _elements(shape: tuple[int, ...], cell: tuple[int, int], i: int, j: int) -> str:
+    """The tensor indices a cell covers: its first and last element, within the tensor."""
+    across = shape[-1]
+    rows = max(1, math.prod(shape) // across)
+    first_row, first_col = i * cell[0], j * cell[1]
+    last_row, last_col = min(first_row + cell[0], rows) - 1, min(first_col + cell[1], across) - 1
+    first = _index(_unravel(first_row * across + first_col, shape))
+    if (first_row, first_col) == (last_row, last_col):
+        return first
+    last = _index(_unravel(last_row * across + last_col, shape))
+    return f"{first} to {last}"
+
+
+def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    index = []
+    for length in reversed(shape):
+        flat, position = divmod(flat, length)
+        index.append(position)
+    return tuple(reversed(index))
 
 
 def _index(index: tuple[int, ...]) -> str:

@@ -192,7 +192,9 @@ class GradCheck:
         fuzz run) when the session writes a page: made here, where the result is, since
         only plain data crosses from xdist workers."""
         if self._request.config.getoption("gradverify_html"):
-            record["html"] = shown._repr_html_()
+            from gradverify.html_report import fragment
+
+            record["html"] = fragment(shown)
         self._request.node.stash.setdefault(_ITEM_RECORDS, []).append(record)
 
 
@@ -221,9 +223,13 @@ class _TerminalLine:
     def start(self, estimate: Any) -> None:
         self._label, self._total, self._done = estimate.label, estimate.calls, 0
         self._started = self._shown = time.monotonic()
-        self._write(
-            lambda: self._reporter.write_line(f"gradverify: {self._label}: {estimate.describe()}")
-        )
+        text = f"gradverify: {self._label}: {estimate.describe()}"
+
+        def first() -> None:  # a line of its own; pytest starts the next one afresh
+            self._reporter.ensure_newline()
+            self._reporter.rewrite(text, erase=True)
+
+        self._write(first)
 
     def advance(self, calls: int) -> None:
         self._done += calls
@@ -233,13 +239,17 @@ class _TerminalLine:
         self._shown = now
         from gradverify.progress import duration
 
-        left = (now - self._started) / self._done * max(self._total - self._done, 0)
         done = f"{self._done:,}/{self._total:,} calls"
-        line = f"gradverify: {self._label}: {done}, ~{duration(left)} left"
-        self._write(lambda: self._reporter.rewrite(line))
+        if self._done < self._total:
+            left = (now - self._started) / self._done * (self._total - self._done)
+            done += f", ~{duration(left)} left"
+        else:
+            done = f"{self._done:,} calls, beyond the {self._total:,} planned: re-estimating"
+        line = f"gradverify: {self._label}: {done}"
+        self._write(lambda: self._reporter.rewrite(line, erase=True))
 
     def stop(self) -> None:
-        self._write(lambda: self._reporter.rewrite(""))
+        self._write(lambda: self._reporter.rewrite("", erase=True))
 
     def _write(self, write: Callable[[], None]) -> None:
         if self._capture is None:

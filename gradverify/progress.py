@@ -92,11 +92,14 @@ class RichBar:
 
     def start(self, estimate: Estimate) -> None:
         from rich.console import Console
+        from rich.markup import escape
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         console = Console(stderr=True)
         console.print(
-            f"gradverify: {estimate.label}: {estimate.describe()}", highlight=False, soft_wrap=True
+            f"gradverify: {escape(estimate.label)}: {estimate.describe()}",
+            highlight=False,
+            soft_wrap=True,
         )
         self._bar = Progress(
             TextColumn("{task.description}"),
@@ -106,12 +109,16 @@ class RichBar:
             console=console,
             transient=True,
         )
-        self._task = self._bar.add_task(estimate.label, total=estimate.calls)
+        self._task = self._bar.add_task(escape(estimate.label), total=estimate.calls)
         self._bar.start()
 
     def advance(self, calls: int) -> None:
-        if self._bar is not None:
-            self._bar.advance(self._task, calls)
+        if self._bar is None:
+            return
+        task = self._bar.tasks[0]
+        if task.completed + calls > (task.total or 0):  # suspects re-estimated: more calls
+            self._bar.update(self._task, total=task.completed + calls)
+        self._bar.advance(self._task, calls)
 
     def stop(self) -> None:
         if self._bar is not None:

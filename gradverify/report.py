@@ -41,7 +41,7 @@ def format_result(result: CheckResult) -> str:
     if result.comparisons:
         lines.append(f"  held against {result.against}:")
         lines += [_comparison_line(c) for c in result.comparisons]
-    lines += _layer_lines(result)
+    lines += layer_lines(result)
     for tensor in result.tensors:
         if tensor.status is not Status.PASS:
             lines += ["", format_tensor(result, tensor)]
@@ -71,12 +71,12 @@ def format_failure(result: CheckResult) -> str:
     if result.error or not blocks:
         return format_result(result)
     findings = "\n".join(f"{f.severity}: {f.message}" for f in result.findings)
-    layers = "\n".join(line.removeprefix("  ") for line in _layer_lines(result))
+    layers = "\n".join(line.removeprefix("  ") for line in layer_lines(result))
     extra = [text for text in (findings, layers) if text]
     return "\n\n".join([*blocks, *extra, *_faulty_layer_blocks(result)])
 
 
-def _layer_lines(result: CheckResult) -> list[str]:
+def layer_lines(result: CheckResult) -> list[str]:
     """A failing network's layers, each checked alone, and what that says (see `diagnosis`)."""
     diagnosis = result.diagnosis
     if diagnosis is None:

@@ -158,8 +158,8 @@ class ErrorMap:
 
     Each cell holds the largest margin (``|analytic - numeric| / tolerance``: above 1
     is outside the tolerance) of the elements it covers, so one wrong element still
-    shows in a large tensor.  A 1-D tensor is one row; a tensor of more axes has its
-    first axis down and the others, flattened, across.  A cell covers
+    shows in a large tensor.  Laid out as numpy prints the tensor: its last axis across,
+    the others, flattened, down (a 1-D tensor is one row).  A cell covers
     ``cell[0] x cell[1]`` elements.
     """
 

@@ -40,6 +40,7 @@ from gradverify.tensors import (
     LossContext,
     TensorOutcome,
     TensorToCheck,
+    base_fields,
     with_finding_hints,
     with_swap_hints,
 )
@@ -129,6 +130,8 @@ class CheckRun:
                 outcomes.append(strategy(tensor, context))
         except KeyboardInterrupt as stop:
             stopped = interrupted(stop)
+            if not stopped.tensors:  # the gradient in progress had nothing to show yet
+                stopped.tensors = [_not_reached(tensors[len(outcomes)])]
             stopped.tensors[:0] = [o.result for o in outcomes]
             raise stopped from None
         finally:
@@ -330,6 +333,15 @@ class CheckRun:
                 TensorToCheck(name, grad_names[position], Role.INPUT, value, returned[position])
             )
         return tensors
+
+
+def _not_reached(tensor: TensorToCheck) -> TensorResult:
+    """The gradient a Ctrl-C stopped before it had a number to show."""
+    return TensorResult(
+        **base_fields(tensor),
+        status=Status.INCONCLUSIVE,
+        notes=("interrupted before any element of it was compared",),
+    )
 
 
 def _kind_of(value: Any) -> str:

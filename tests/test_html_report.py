@@ -77,8 +77,34 @@ def test_heat_map_draws_one_cell_per_pooled_block_with_its_margin():
     error_map = ErrorMap(((0.5, 3.0), (float("inf"), 0.0)), (2, 1))
     svg = pictures.heat_map(error_map, "dW", (4, 2))
     assert svg.count("<rect x=") - 1 - 24 == 4  # the frame and the legend's swatches
-    assert "rows 2-3, column 0: error ÷ tolerance not finite" in svg
+    assert "(2, 0) to (3, 0): error ÷ tolerance not finite" in svg
     assert "each cell the worst of 2x1" in svg
+
+
+def test_a_tensor_of_four_axes_is_laid_out_as_numpy_prints_it_with_its_own_indices():
+    shape = (2, 2, 5, 5)  # a convolution's dx whose border backward dropped
+    wrong = np.zeros(shape)
+    wrong[..., 0, :] = wrong[..., -1, :] = wrong[..., :, 0] = wrong[..., :, -1] = 1.0
+    found = compare.agreement(wrong, np.zeros(shape), np.full(shape, 0.1))
+    error_map = compare.error_map(found)
+    assert error_map is not None and error_map.cell == (1, 1)
+    margins = np.array(error_map.margins)
+    assert margins.shape == (20, 5)  # (n, c, h) down, w across: each 5x5 image a block
+    assert np.array_equal(margins.reshape(shape) > 1, wrong > 0)
+    svg = pictures.heat_map(error_map, "dx", shape)
+    assert "<title>(1, 0, 2, 4): error ÷ tolerance 10</title>" in svg
+    assert "axis 3 across, axes 0-2 flattened down" in svg
+
+
+def test_a_pooled_cell_names_only_elements_inside_the_tensor():
+    shape = (101, 3)
+    found = compare.agreement(np.ones(shape), np.zeros(shape), np.ones(shape))
+    error_map = compare.error_map(found)
+    assert error_map is not None and error_map.cell == (3, 1)
+    svg = pictures.heat_map(error_map, "dW", shape)
+    titles = re.findall(r"<title>([^<]*)</title>", svg)
+    assert "(99, 2) to (100, 2): error ÷ tolerance 1" in titles
+    assert not any("(101," in title for title in titles)
 
 
 def test_notebook_fragment_of_a_failure_has_status_hint_table_and_pictures():
@@ -171,3 +197,22 @@ def test_pytest_html_page_holds_every_check_of_the_session(pytester):
     _valid(text)
     assert "test_good" in text and "test_bad" in text
     assert text.count("<details id='check-") == 2 and Status.FAIL.name in text
+
+
+def test_a_reference_comparison_and_a_network_diagnosis_show_outside_the_folded_report():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3))
+    against = gradverify.check(broken.SigmoidWrongSlope(), {"x": x}, reference="Sigmoid")
+    shown = against._repr_html_().split("<details>")[0]  # before the folded full report
+    assert "held against" in shown and "<th>yours</th><th>reference</th>" in shown
+    net = broken.TwoLayerNetReluNoMask(20, 10, 3)
+    checked = gradverify.check(net, {"x": rng.standard_normal((2, 20)), "t": np.eye(3)[[0, 2]]})
+    shown = checked._repr_html_().split("<summary>full report")[0]
+    assert "faulty layer" in shown and "ReluNoMask" in shown and "each layer alone" in shown
+
+
+def test_the_cli_page_counts_a_failing_fuzz_run(tmp_path):
+    path = tmp_path / "page.html"
+    assert main(["check", "AffineDbSqueeze", "--fuzz", "20", "--html", str(path)]) == 1
+    text = path.read_text(encoding="utf-8")
+    assert "1 check(s): 1 fail" in text and "fuzz: FAIL on a drawn case" in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -206,3 +207,99 @@ def test_ctrl_c_on_the_command_line_prints_what_was_found_without_a_traceback(tm
     assert "Traceback" not in err and "interrupted; the checked layers are left" in err
     assert "Slow.backward: INCONCLUSIVE" in out and "interrupted after" in out
     assert "dW" in out and "elements estimated" in out
+
+
+class InterruptAt:
+    """Raise KeyboardInterrupt on the `at`-th call of `method` of any object of `cls`."""
+
+    def __init__(self, monkeypatch, cls, method, at):
+        original, self.calls = getattr(cls, method), 0
+
+        def counted(obj, *args, **kwargs):
+            self.calls += 1
+            if self.calls == at:
+                raise KeyboardInterrupt
+            return original(obj, *args, **kwargs)
+
+        monkeypatch.setattr(cls, method, counted)
+
+
+def test_ctrl_c_in_a_networks_diagnosis_reports_the_network_not_its_layer(monkeypatch):
+    from gradverify.checks import verdict_only
+    from layers_under_test import broken
+
+    net = broken.TwoLayerNetReluNoMask(20, 10, 3)
+    x, t = np.random.default_rng(1).standard_normal((2, 20)), np.eye(3)[[0, 2]]
+    plain = gradverify.check(net, {"x": x, "t": t})
+    assert plain.diagnosis is not None  # the diagnosis runs on this one
+    before = {k: v.copy() for k, v in net.params.items()}
+    counter = InterruptAt(monkeypatch, broken.ReluNoMask, "forward", 0)
+    with verdict_only():
+        gradverify.check(net, {"x": x, "t": t})
+    network_calls, counter.calls = counter.calls, 0
+    InterruptAt(monkeypatch, broken.ReluNoMask, "forward", network_calls + 50)  # in Relu1's own
+    with pytest.raises(CheckInterrupted) as caught:
+        gradverify.check(net, {"x": x, "t": t})
+    result = caught.value.result
+    assert result.label == plain.label and result.status is gradverify.Status.INCONCLUSIVE
+    assert [t.grad_name for t in result.tensors] == [t.grad_name for t in plain.tensors]
+    assert "interrupted while checking the network's layers alone" in result.notes[0]
+    assert all(np.array_equal(net.params[k], before[k]) for k in before)
+
+
+def test_ctrl_c_while_re_estimating_keeps_the_gradient_it_was_judging(monkeypatch):
+    from gradverify import every_element
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(every_element, "reestimate_element", interrupted)
+    rng = np.random.default_rng(0)
+    layer = SlowAffine(rng.standard_normal((5, 3)))
+    with pytest.raises(CheckInterrupted) as caught:
+        gradverify.check(layer, {"x": rng.standard_normal((2, 5))}, mode="full")
+    dx, dW = caught.value.result.tensors
+    assert dx.status is gradverify.Status.PASS
+    assert dW.status is gradverify.Status.INCONCLUSIVE and dW.mismatched == dW.checked == 15
+    assert "15 of 15 elements estimated; none re-estimated" in dW.notes[0]
+
+
+def test_ctrl_c_in_fast_mode_names_the_gradient_it_stopped_in(monkeypatch):
+    from gradverify import by_projections
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(by_projections, "Probe", interrupted)
+    rng = np.random.default_rng(0)
+    with pytest.raises(CheckInterrupted) as caught:
+        gradverify.check(
+            SlowAffine(rng.standard_normal((5, 3))), {"x": np.ones((2, 5))}, mode="fast"
+        )
+    (dx,) = caught.value.result.tensors
+    assert dx.status is gradverify.Status.INCONCLUSIVE
+    assert dx.notes == ("interrupted before any element of it was compared",)
+
+
+@pytest.mark.parametrize("flags", [["--json"], ["--fuzz", "3"], ["--html", "page.html"]])
+def test_an_interrupted_command_line_run_outputs_what_it_found_as_asked(
+    flags, monkeypatch, capsys, tmp_path
+):
+    from gradverify import cli
+    from layers_under_test import reference
+
+    monkeypatch.chdir(tmp_path)
+    at = 1 if "--fuzz" not in flags else 60  # fuzzing: after both checks, in a drawn case
+    InterruptAt(monkeypatch, reference.Relu, "forward", at if "--fuzz" in flags else 10**9)
+    InterruptAt(monkeypatch, reference.Sigmoid, "forward", 30 if "--fuzz" not in flags else 10**9)
+    with pytest.raises(KeyboardInterrupt):
+        cli._check(cli.build_parser().parse_args(["check", "Affine", "Sigmoid", "Relu", *flags]))
+    out = capsys.readouterr().out
+    if "--json" in flags:
+        found = json.loads(out)
+        assert [r["status"] for r in found] == ["pass", "inconclusive"]
+    elif "--fuzz" in flags:
+        assert "Affine" in out and "Sigmoid" in out and "Relu" in out.split("\n\n")[0]
+    else:
+        page = (tmp_path / "page.html").read_text(encoding="utf-8")
+        assert "2 check(s): 1 pass, 1 inconclusive" in page

@@ -37,6 +37,7 @@ from gradverify.grading.notebooks import notebook_source
 from gradverify.grading.protocol import ProtocolError, encode, reply_error
 from gradverify.grading.remote import RemoteAdapter
 from gradverify.grading.sandbox import Child, Limits, Sandbox, SubmissionDied
+from gradverify.progress import watching
 from gradverify.results import CheckResult, Status
 from gradverify.specs import Case
 
@@ -213,15 +214,16 @@ def _checked(
         child, str(reply.get("name", graded.object)), _TRAITS[kind], deadline, limit
     )
     try:
-        result = check(
-            view.target,
-            case.inputs,
-            adapter=view,
-            nondiff=(*case.nondiff, *graded.nondiff),
-            params=graded.params,
-            seed=seed,
-            **graded.options,
-        )
+        with watching(None):  # a class's checks report through grade's own progress bar
+            result = check(
+                view.target,
+                case.inputs,
+                adapter=view,
+                nondiff=(*case.nondiff, *graded.nondiff),
+                params=graded.params,
+                seed=seed,
+                **graded.options,
+            )
     except GradverifyError as failed:  # e.g. params naming what the submission does not hold
         return _error(graded, seed, str(failed))
     result = replace(result, reproduce="")  # the grader's inputs are not the student's to rerun
