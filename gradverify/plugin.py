@@ -223,7 +223,7 @@ class _TerminalLine:
     def start(self, estimate: Any) -> None:
         self._label, self._total, self._done = estimate.label, estimate.calls, 0
         self._started = self._shown = time.monotonic()
-        text = f"gradverify: {self._label}: {estimate.describe()}"
+        text = self._fit(f"gradverify: {self._label}: {estimate.describe()}")
 
         def first() -> None:  # a line of its own; pytest starts the next one afresh
             self._reporter.ensure_newline()
@@ -245,11 +245,16 @@ class _TerminalLine:
             done += f", ~{duration(left)} left"
         else:
             done = f"{self._done:,} calls, beyond the {self._total:,} planned: re-estimating"
-        line = f"gradverify: {self._label}: {done}"
+        line = self._fit(f"gradverify: {self._label}: {done}")
         self._write(lambda: self._reporter.rewrite(line, erase=True))
 
     def stop(self) -> None:
         self._write(lambda: self._reporter.rewrite("", erase=True))
+
+    def _fit(self, line: str) -> str:
+        """`line`, cut to the terminal's width: a wrapped line cannot be rewritten in place."""
+        width = getattr(getattr(self._reporter, "_tw", None), "fullwidth", 80)
+        return line if len(line) < width else line[: max(width - 2, 1)] + "…"
 
     def _write(self, write: Callable[[], None]) -> None:
         if self._capture is None:
