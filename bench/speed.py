@@ -56,7 +56,7 @@ def full_with_workers(net: TwoLayerNet, x: np.ndarray, t: np.ndarray) -> None:
     }
     best = {name: float("inf") for name in runs}
     order = list(runs)
-    for repeat in range(2):
+    for repeat in range(3):
         for name in order[repeat:] + order[:repeat]:
             started = time.perf_counter()
             runs[name]()
