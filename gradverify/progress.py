@@ -155,6 +155,7 @@ class Tracker:
 
     def __init__(self) -> None:
         self._watcher: Progress | None = None
+        self._token: Any = None
 
     def start(self, estimate: Estimate) -> None:
         watcher = _WATCHER.get(_DEFAULT)
@@ -162,7 +163,7 @@ class Tracker:
             return
         self._watcher = watcher
         watcher.start(estimate)
-        _WATCHER.set(None)  # a check inside this one is part of it, not shown apart
+        self._token = _WATCHER.set(None)  # a check inside this one is part of it
 
     def advance(self, calls: int = 1) -> None:
         if self._watcher is not None and not _SILENCED:
@@ -171,8 +172,8 @@ class Tracker:
     def stop(self) -> None:
         if self._watcher is not None:
             self._watcher.stop()
-            _WATCHER.set(self._watcher)
-            self._watcher = None
+            _WATCHER.reset(self._token)
+            self._watcher = self._token = None
 
 
 def duration(seconds: float) -> str:
