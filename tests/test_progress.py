@@ -200,13 +200,13 @@ def test_ctrl_c_on_the_command_line_prints_what_was_found_without_a_traceback(tm
     assert child.stderr is not None
     first = child.stderr.readline()  # the estimate: the check is under way
     assert "forward calls at" in first, first
-    time.sleep(0.5)
+    time.sleep(1.5)  # into W's 2,000 calls of 2 ms (x's 160 come first)
     os.kill(child.pid, signal.SIGINT)
     out, err = child.communicate(timeout=60)
     assert child.returncode == 130, err
     assert "Traceback" not in err and "interrupted; the checked layers are left" in err
     assert "Slow.backward: INCONCLUSIVE" in out and "interrupted after" in out
-    assert "dW" in out and "elements estimated" in out
+    assert "INCONCLUSIVE dW" in out  # the gradient in progress, with what it had, if anything
 
 
 class InterruptAt:
