@@ -83,7 +83,7 @@ def check_by_projections(tensor: TensorToCheck, context: LossContext) -> TensorO
         _blocks(tensor.array.shape, context.config.directions, context.projection_calls),
     )
     search = _Search()
-    screens = []
+    seen: list[_Seen] = []
     for direction in planned:
         members = np.setdiff1d(direction.members, list(search.verdicts), assume_unique=True)
         if members.size == 0:
@@ -93,7 +93,7 @@ def check_by_projections(tensor: TensorToCheck, context: LossContext) -> TensorO
         search.measured += 1
         if abs(whole.difference) > whole.screen:
             whole = _recheck(probe, members, whole)
-        screens.append((direction, whole))
+        seen.append(_seen(direction, whole, flat_analytic, scale))
         ratio = _ratio(whole.difference, whole.bound)
         if abs(whole.difference) <= whole.screen:
             search.margin = max(search.margin, ratio)
@@ -105,7 +105,9 @@ def check_by_projections(tensor: TensorToCheck, context: LossContext) -> TensorO
         search.judge(found, tensor, flat_analytic, settings, context)
         if search.failed:
             break  # confirmed; another direction would name the same elements again
-    search.sensitivity = _sensitivity(tensor, screens, flat_analytic, scale)
+    for _ in planned:  # draw what the rest would have: the next tensor's directions are the same
+        pass
+    search.sensitivity = _sensitivity(tensor, seen, scale)
     return _outcome(tensor, analytic, settings, context, search)
 
 
@@ -191,30 +193,41 @@ def _localize(probe: Probe, members: np.ndarray, whole: Measurement, limit: int)
     return found
 
 
-def _sensitivity(
-    tensor: TensorToCheck,
-    screens: list[tuple[Direction, Measurement]],
-    analytic: Floats,
-    scale: Floats,
-) -> str:
+@dataclass(frozen=True)
+class _Seen:
+    """What a measured direction tells about the projections' sensitivity (its arrays are
+    not kept: each is as large as the tensor)."""
+
+    along: Along
+    axis: int | None
+    screen: float
+    typical: float = 0.0  # for an axis: the median |gradient| mass of one slice
+
+
+def _seen(direction: Direction, measured: Measurement, analytic: Floats, scale: Floats) -> _Seen:
+    typical = 0.0
+    if direction.axis is not None:
+        members = direction.members
+        totals = np.bincount(
+            direction.groups[members], weights=2.0 * scale[members] * np.abs(analytic[members])
+        )
+        typical = float(np.median(totals[totals > 0])) if np.any(totals > 0) else 0.0
+    return _Seen(direction.along, direction.axis, measured.screen, typical)
+
+
+def _sensitivity(tensor: TensorToCheck, seen: list[_Seen], scale: Floats) -> str:
     """What the projections could see: the smallest error in one element, and the smallest
     relative error of one slice along each axis, that their screens would have nominated."""
     parts = []
-    random = [m for d, m in screens if d.along is Along.RANDOM_SIGNS]
+    random = [s.screen for s in seen if s.along is Along.RANDOM_SIGNS]
     if random:
-        smallest = min(m.screen for m in random) / (2.0 * float(np.mean(scale)))
+        smallest = min(random) / (2.0 * float(np.mean(scale)))
         parts.append(f"one element off by more than ~{smallest:.1e}")
     names = {0: "row", 1: "column"} if tensor.array.ndim == 2 else {}
     by_axis: dict[int, list[float]] = {}
-    for direction, measured in screens:
-        if direction.axis is not None:
-            members = direction.members
-            totals = np.bincount(
-                direction.groups[members], weights=2.0 * scale[members] * np.abs(analytic[members])
-            )
-            typical = float(np.median(totals[totals > 0])) if np.any(totals > 0) else 0.0
-            if typical > 0:
-                by_axis.setdefault(direction.axis, []).append(measured.screen / typical)
+    for measured in seen:
+        if measured.axis is not None and measured.typical > 0:
+            by_axis.setdefault(measured.axis, []).append(measured.screen / measured.typical)
     for axis, ratios in by_axis.items():
         what = names.get(axis, f"slice along axis {axis}")
         parts.append(f"one {what} scaled by more than ~{100 * float(np.median(ratios)):.2g}%")

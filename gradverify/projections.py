@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,40 +49,39 @@ def directions(
     count: int,
     rng: np.random.Generator,
     blocks: int = 1,
-) -> list[Direction]:
+) -> Iterator[Direction]:
     """The gradient's signs, ``count - 1`` random ones, then, for a 2-D+ tensor, each axis
     split into up to `blocks` blocks of slices, one projection per block.
 
     More blocks see a smaller error in one slice (the other slices of its block add
-    up as a random walk beside it) for two forward calls each.
+    up as a random walk beside it) for two forward calls each.  Made one at a time, as
+    they are measured: each is as large as the tensor, and only the gradient's signs
+    outlive their directions.  The random draws are those of making them all at once.
     """
     size = analytic.size
     random = _random_signs(rng, size)
     gradient_signs = np.where(analytic != 0, np.sign(analytic), random)
-    everyone = np.arange(size)
-    found = [
-        Direction(Along.GRADIENT_SIGNS, gradient_signs, np.zeros(size, dtype=np.intp), everyone)
-    ]
-    found += [
-        Direction(Along.RANDOM_SIGNS, _random_signs(rng, size), everyone, everyone)
-        for _ in range(count - 1)
-    ]
-    if len(shape) < 2:
-        return found
-    positions = np.indices(shape).reshape(len(shape), -1)
+    del random
+    yield Direction(
+        Along.GRADIENT_SIGNS, gradient_signs, np.zeros(size, dtype=np.intp), np.arange(size)
+    )
+    for _ in range(count - 1):
+        everyone = np.arange(size)
+        yield Direction(Along.RANDOM_SIGNS, _random_signs(rng, size), everyone, everyone)
+    if len(shape) < 2 or size == 0:
+        return
     for axis, length in enumerate(shape):
         if length < 2:
             continue
         per_slice = _random_signs(rng, length)
         per_slice[-1] = per_slice[0]  # a border error (both ends) must not cancel itself
-        slices = positions[axis]
+        slices = np.arange(size) // math.prod(shape[axis + 1 :]) % length  # C order
         signs = gradient_signs * per_slice[slices]
         order = np.argsort(slices, kind="stable")  # by slice: bisection halves are neighbour runs
         bounds = np.searchsorted(slices[order], np.arange(length + 1))  # where each slice starts
         for block in np.array_split(np.arange(length), min(blocks, length)):
             members = order[bounds[block[0]] : bounds[block[-1] + 1]]
-            found.append(Direction(Along.AXIS, signs, slices, members, axis))
-    return found
+            yield Direction(Along.AXIS, signs, slices, members, axis)
 
 
 def _random_signs(rng: np.random.Generator, size: int) -> Floats:
