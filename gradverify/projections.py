@@ -123,18 +123,26 @@ class Probe:
         return self.step / math.sqrt(max(members.size, 1))
 
     def measure(self, members: np.ndarray) -> Measurement:
+        # Arrays as large as the tensor are made in place and dropped as soon as they are
+        # used (the same arithmetic, in the same order): a tensor may be most of memory.
         length = self.length(members)
         signs = self.direction.signs
-        if members.size == signs.size:  # the whole tensor: no masking needed
-            offsets = signs * self.scale * length
+        whole = members.size == signs.size  # no masking needed
+        if whole:
+            offsets = signs * self.scale
+            offsets *= length
         else:
             offsets = np.zeros(signs.size)
             offsets[members] = signs[members] * self.scale[members] * length
         numeric, widths = numerics.directional_difference(
             self.tensor.array, offsets.reshape(self.tensor.array.shape), self.loss
         )
-        flat_widths = np.abs(widths.reshape(-1)[members]) / length
-        predicted = numerics.inner(self.analytic, widths.reshape(-1)) / length
+        del offsets
+        flat_widths = widths.reshape(-1)
+        predicted = numerics.inner(self.analytic, flat_widths) / length
+        flat_widths = np.abs(flat_widths if whole else flat_widths[members])
+        del widths
+        flat_widths /= length
         noise = 2.0 * self.settings.noise_unit / length
         return self._judged(
             members, predicted - numeric / length, numeric / length, flat_widths, noise
@@ -161,11 +169,15 @@ class Probe:
         noise: float,
     ) -> Measurement:
         atol, rtol = self.settings.atol, self.settings.rtol
-        groups = self.direction.groups[members]
+        whole = members.size == self.analytic.size
+        groups = self.direction.groups if whole else self.direction.groups[members]
         # atol stands for the noise of elements that are sums of cancelling terms: it
         # has no sign of its own, so it spreads as a random walk whatever the direction
         spread = atol * math.sqrt(numerics.inner(widths, widths))
-        per_element = widths * (atol + rtol * np.abs(self.analytic[members]))
+        per_element = np.abs(self.analytic if whole else self.analytic[members])
+        per_element *= rtol  # widths * (atol + rtol * |g|), made in place
+        per_element += atol
+        per_element *= widths
         # in full inside a coherent group, as a random walk across groups; never beyond the sum
         bound = min(float(np.sum(per_element)), Z * _grouped_norm(per_element, groups))
         screen = rtol * abs(derivative) + spread + noise
