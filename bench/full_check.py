@@ -26,36 +26,37 @@ REPEATS = 3
 
 def bare_loop(net: TwoLayerNet, x: np.ndarray, t: np.ndarray) -> int:
     """2n loss evaluations with in-place perturbation, the textbook's numerical_gradient."""
-    calls = 0
-    for array in net.params.values():
-        flat = array.reshape(-1)
-        for i in range(flat.size):
-            original = flat[i]
-            flat[i] = original + 1e-5
-            net.loss(x, t)
-            flat[i] = original - 1e-5
-            net.loss(x, t)
-            flat[i] = original
-            calls += 2
-    return calls
+    elements = _elements(net)
+    _differences(net, x, t, elements)
+    return 2 * len(elements)
 
 
 def split_loop(net: TwoLayerNet, x: np.ndarray, t: np.ndarray) -> int:
     """The bare loop with its elements split in two halves: this process and a fork of it."""
-    elements = [(a.reshape(-1), i) for a in net.params.values() for i in range(a.size)]
+    elements = _elements(net)
     half = len(elements) // 2
     pid = os.fork()
-    for flat, i in elements[half:] if pid == 0 else elements[:half]:
+    _differences(net, x, t, elements[half:] if pid == 0 else elements[:half])
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return 2 * len(elements)
+
+
+def _elements(net: TwoLayerNet) -> list[tuple[np.ndarray, int]]:
+    return [(a.reshape(-1), i) for a in net.params.values() for i in range(a.size)]
+
+
+def _differences(
+    net: TwoLayerNet, x: np.ndarray, t: np.ndarray, elements: list[tuple[np.ndarray, int]]
+) -> None:
+    for flat, i in elements:
         original = flat[i]
         flat[i] = original + 1e-5
         net.loss(x, t)
         flat[i] = original - 1e-5
         net.loss(x, t)
         flat[i] = original
-    if pid == 0:
-        os._exit(0)
-    os.waitpid(pid, 0)
-    return 2 * len(elements)
 
 
 def main() -> None:
