@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gradverify import compare, numerics
-from gradverify.planning import full_calls
+from gradverify.planning import full_calls, projected_axes
 from gradverify.progress import duration
 from gradverify.projections import Along, Direction, Measurement, Probe, directions
 from gradverify.results import CheckedBy, Status, TensorResult, worst_status
@@ -149,7 +149,7 @@ class _Search:
 
 def _blocks(shape: tuple[int, ...], count: int, calls: int) -> int:
     """Blocks per axis that `calls` forward calls pay for (2 per projection), at least one."""
-    axes = sum(1 for length in shape if length >= 2) if len(shape) >= 2 else 0
+    axes = projected_axes(shape)
     if not axes:
         return 1
     return max(1, (calls // 2 - count) // axes)

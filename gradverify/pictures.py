@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import html
 import math
+from typing import Any
+
+import numpy as np
 
 from gradverify.results import ElementRow, ErrorMap
 
@@ -146,23 +149,15 @@ def _elements(shape: tuple[int, ...], cell: tuple[int, int], i: int, j: int) -> 
     rows = max(1, math.prod(shape) // across)
     first_row, first_col = i * cell[0], j * cell[1]
     last_row, last_col = min(first_row + cell[0], rows) - 1, min(first_col + cell[1], across) - 1
-    first = _index(_unravel(first_row * across + first_col, shape))
+    first = _index(np.unravel_index(first_row * across + first_col, shape))
     if (first_row, first_col) == (last_row, last_col):
         return first
-    last = _index(_unravel(last_row * across + last_col, shape))
+    last = _index(np.unravel_index(last_row * across + last_col, shape))
     return f"{first} to {last}"
 
 
-def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
-    index = []
-    for length in reversed(shape):
-        flat, position = divmod(flat, length)
-        index.append(position)
-    return tuple(reversed(index))
-
-
-def _index(index: tuple[int, ...]) -> str:
-    return "(" + ", ".join(str(i) for i in index) + ")"
+def _index(index: tuple[Any, ...]) -> str:
+    return "(" + ", ".join(str(int(i)) for i in index) + ")"
 
 
 def _number(value: float) -> str:

@@ -72,5 +72,10 @@ def planned_calls(shapes: Sequence[tuple[int, ...]], chosen: Plan, directions: i
 
 
 def _projection_calls(shape: tuple[int, ...], directions: int) -> int:
-    axes = sum(1 for length in shape if length >= 2) if len(shape) >= 2 else 0
-    return 2 * (directions + axes)
+    return 2 * (directions + projected_axes(shape))
+
+
+def projected_axes(shape: tuple[int, ...]) -> int:
+    """How many axes fast mode projects along, one direction each: those of a 2-D or
+    larger tensor with two slices or more."""
+    return sum(1 for length in shape if length >= 2) if len(shape) >= 2 else 0
