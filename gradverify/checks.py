@@ -21,6 +21,7 @@ from gradverify.adapters import (
     resolve_adapter,
 )
 from gradverify.adapters.base import is_float_array
+from gradverify.adapters.conventions import Conventions, Layout, conventions
 from gradverify.config import DEFAULT_BUDGET, CheckConfig
 from gradverify.diagnosis import diagnose, held_layers
 from gradverify.errors import (
@@ -91,6 +92,11 @@ def check(
     reference: Any = None,
     baseline: str | os.PathLike[str] | None = None,
     regen: bool = False,
+    methods: Mapping[str, str] | None = None,
+    returns: Layout | None = None,
+    optimizer: str | Sequence[str] | None = None,
+    flush: str | None = None,
+    backward_args: Sequence[str] | None = None,
 ) -> CheckResult:
     """Check the analytic gradients of `target` against central differences.
 
@@ -131,6 +137,25 @@ def check(
         and only when the gradients pass (see `gradverify.baselines`).
     regen : bool
         Rewrite `baseline` from this run instead of comparing with it.
+    methods : mapping, optional
+        Other names for a layer's methods: ``{"forward": "forward_pass",
+        "backward": "back_propogate"}``.
+    returns : names, nested in tuples or lists, optional
+        What backward returns, naming for each gradient its input or weight:
+        ``("x", ["W", "b"])`` for ``return dx, [dW, db]``, ``("W", "b", "x")`` for a
+        function pair's ``return dW, db, dx``.  ``(dx, [dW, db])`` and
+        ``(dx, {"W": dW})`` are understood without it where the weights' shapes or
+        names say which is which.
+    optimizer : str or sequence of str, optional
+        The attribute(s) holding the optimizer backward hands its gradients to
+        (``self.W = self.W_opt.update(self.W, grad_w)``): a recording stand-in takes
+        its place during the check, and the weights are left untouched.
+    flush : str, optional
+        The method resetting what a layer accumulates (``"flush_gradients"``), called
+        before every forward.
+    backward_args : sequence of str, optional
+        What a function pair's backward takes, in order: ``"dout"``, ``"cache"``,
+        ``"out"`` or forward's inputs by name: ``("dout", "W", "x")``.
     seed, rtol, atol, max_reestimate, mode, directions, budget, workers
         See `CheckConfig`.
 
@@ -165,6 +190,7 @@ def check(
     _check_comparison(reference, baseline, regen)
     trusted = None if reference is None else resolve_reference(reference, target)
     names, values = named_inputs(target, inputs)
+    declared = conventions(methods, returns, optimizer, flush, backward_args, names)
     constants = constant_names(target, nondiff, names)
     keywords = keyword_arguments(kwargs)
     empty = empty_inputs(names, values, nondiff)
@@ -174,15 +200,16 @@ def check(
     saved = snapshot(target, *values, *keywords.values())
     started = time.perf_counter()
     try:  # telling (f, grad_f) from (f_forward, f_backward) calls f: that is the target too
-        view = resolve_adapter(target, values, keywords, adapter=adapter)
+        view = resolve_adapter(target, values, keywords, adapter=adapter, conventions=declared)
     except TargetRaised as raised:
         saved.restore()
         name = display_name(target)
         return CheckResult(name, name, Status.ERROR, config.seed, error=raised.describe())
-    except BaseException:  # Ctrl-C while telling the styles apart: restored all the same
+    except BaseException:  # Ctrl-C, a wrong declaration: restored all the same
         saved.restore()
         raise
-    steps = CheckRun(view, names, values, set(nondiff), constants, params, config, accumulates)
+    summed = accumulates or view.accumulates
+    steps = CheckRun(view, names, values, set(nondiff), constants, params, config, summed)
     try:
         found = steps.run()
         error = ""
@@ -251,7 +278,7 @@ def check(
         notes=tuple(found.notes),
         findings=tuple(found.findings),
         reproduce=f"gradverify.check(<the same {view.name}>, <same inputs>, seed={config.seed}"
-        f"{_given(config, nondiff, params, keywords, accumulates)}"
+        f"{_given(config, nondiff, params, keywords, accumulates, declared)}"
         f"{_held_against(reference, baseline)})",
         adapter=view.kind,
         undifferentiated=tuple(found.undifferentiated),
@@ -345,6 +372,7 @@ def _given(
     params: ParamDeclaration,
     keywords: Mapping[str, Any],
     accumulates: bool,
+    declared: Conventions,
 ) -> str:
     """The options of the reproduce line that differ from the defaults, as given; keyword
     arguments that are not plain literals (arrays) are shown as ``<the same kwargs>``."""
@@ -360,6 +388,11 @@ def _given(
             if k not in ("seed", "workers") and v != defaults[k]  # workers: the same numbers
         },
         "accumulates": "True" if accumulates else None,
+        "methods": repr(dict(declared.methods)) if declared.methods else None,
+        "returns": None if declared.returns is None else repr(declared.returns),
+        "optimizer": repr(list(declared.optimizer)) if declared.optimizer else None,
+        "flush": None if declared.flush is None else repr(declared.flush),
+        "backward_args": None if declared.backward_args is None else repr(declared.backward_args),
     }
     return "".join(f", {name}={text}" for name, text in shown.items() if text is not None)
 

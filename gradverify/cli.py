@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gradverify.adapters.conventions import parse_layout
 from gradverify.checks import check
 from gradverify.config import DEFAULT_BUDGET, CheckConfig
 from gradverify.errors import GradverifyError, InvalidArgument, TargetNotFound
@@ -29,6 +30,7 @@ from gradverify.grading.commands import add_commands
 from gradverify.grading.commands import run as run_command
 from gradverify.jobs import Job
 from gradverify.jobs import jobs as find_jobs
+from gradverify.objects import gradient_path
 from gradverify.progress import EstimateLine, RichBar, watching
 from gradverify.report import format_result, projection_notes, worst_of
 from gradverify.results import CheckResult, Role, Status, worst_status
@@ -82,6 +84,47 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME",
         help="an input (labels) or a held constant (running_mean) not to differentiate",
+    )
+    declare = run.add_argument_group(
+        "declared conventions", "for a layer written another way (see README, Other conventions)"
+    )
+    declare.add_argument(
+        "--params",
+        action="append",
+        default=[],
+        metavar="NAME[=GRADIENT]",
+        help="a weight the layer holds, and where backward puts its gradient: --params W "
+        "(in dW), --params W=dEdW",
+    )
+    declare.add_argument(
+        "--methods",
+        action="append",
+        default=[],
+        metavar="ROLE=NAME",
+        help="another name for forward or backward: --methods backward=back_propogate",
+    )
+    declare.add_argument(
+        "--returns",
+        metavar="LAYOUT",
+        help="what backward returns, naming each gradient's input or weight: --returns "
+        "'x,[W,b]' for `return dx, [dW, db]`",
+    )
+    declare.add_argument(
+        "--optimizer",
+        action="append",
+        default=[],
+        metavar="ATTRIBUTE",
+        help="an optimizer backward hands gradients to (--optimizer W_opt): recorded, not run",
+    )
+    declare.add_argument(
+        "--flush",
+        metavar="METHOD",
+        help="a reset called before every forward: --flush flush_gradients",
+    )
+    declare.add_argument(
+        "--backward-args",
+        metavar="NAMES",
+        help="what a function pair's backward takes, in order: --backward-args dout,W,x",
     )
     run.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     run.add_argument(
@@ -214,6 +257,34 @@ def _output(
     return not arguments.html or _write_html(arguments.html, jobs, results, fuzzed)
 
 
+def declarations(arguments: argparse.Namespace) -> dict[str, Any]:
+    """The declared conventions on the command line, as `check`'s keywords."""
+    found: dict[str, Any] = {}
+    if arguments.params:
+        pairs = [text.partition("=") for text in arguments.params]
+        if any(sep for _, sep, _ in pairs):
+            found["params"] = {name: grad or gradient_path(name) for name, _, grad in pairs}
+        else:
+            found["params"] = [name for name, _, _ in pairs]
+    if arguments.methods:
+        roles = [text.partition("=") for text in arguments.methods]
+        if not all(sep and name for _, sep, name in roles):
+            raise InvalidArgument(
+                f"--methods takes ROLE=NAME, got --methods {arguments.methods!r}; e.g. "
+                f"--methods forward=forward_pass --methods backward=backward_pass."
+            )
+        found["methods"] = {role: name for role, _, name in roles}
+    if arguments.returns is not None:
+        found["returns"] = parse_layout(arguments.returns)
+    if arguments.optimizer:
+        found["optimizer"] = list(arguments.optimizer)
+    if arguments.flush is not None:
+        found["flush"] = arguments.flush
+    if arguments.backward_args is not None:
+        found["backward_args"] = [a.strip() for a in arguments.backward_args.split(",")]
+    return found
+
+
 def _check_comparison_flags(arguments: argparse.Namespace) -> None:
     baseline = arguments.baseline
     if arguments.regen and baseline is None:
@@ -317,6 +388,7 @@ def _options(job: Job, arguments: argparse.Namespace) -> dict[str, Any]:
         "budget": arguments.budget,
         "workers": arguments.workers,
         "reference": job.reference,
+        **declarations(arguments),
     }
     if arguments.baseline is not None:  # one file per target: a shipped case, MODULE.OBJECT
         file_name = re.sub(r"[^\w.-]+", "_", job.source.replace(":", "."))

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from gradverify.adapters import Adapter, Gradients
+from gradverify.adapters.optimizers import optimizers_held
 from gradverify.numerics import real_array
 from gradverify.outputs import Outputs, read_outputs
 from gradverify.results import Finding, FindingKind, Severity
@@ -182,6 +183,13 @@ def repeated_backward(probe: Probe, accumulates: bool) -> Finding | None:
             f"must depend only on what forward left (does it change the cache, self.out or "
             f"self.mask, or the weights, or draw random numbers?)."
         )
+        held = optimizers_held(probe.view.target)
+        if held:
+            message += (
+                f" If backward updates the weights through {', '.join(held)}, declare "
+                f"optimizer={held if len(held) > 1 else held[0]!r}: the check then records the "
+                f"gradients it hands over and leaves the weights alone."
+            )
     return Finding(FindingKind.BACKWARD_NOT_REPEATABLE, Severity.ERROR, message)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import shlex
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -163,6 +164,7 @@ def _user_job(spec: str, obj: Any, arguments: argparse.Namespace, rng: np.random
             *(f"--input {s}" for s in arguments.input),
             *(f"--nondiff {s}" for s in arguments.nondiff),
             *([f"--spec {arguments.spec}"] if arguments.spec else []),
+            *_declaration_flags(arguments),
         ]
     )
     return Job(
@@ -175,6 +177,18 @@ def _user_job(spec: str, obj: Any, arguments: argparse.Namespace, rng: np.random
         factory=factory,
         source=spec,
     )
+
+
+def _declaration_flags(arguments: argparse.Namespace) -> list[str]:
+    """The declared conventions as they were given, for the reproduce line."""
+    repeated = [
+        (flag, value)
+        for flag in ("params", "methods", "optimizer")
+        for value in getattr(arguments, flag)
+    ]
+    single = [(flag, getattr(arguments, flag)) for flag in ("returns", "flush", "backward_args")]
+    given = repeated + [(flag, value) for flag, value in single if value is not None]
+    return [f"--{flag.replace('_', '-')} {shlex.quote(value)}" for flag, value in given]
 
 
 #: What --input and --init say, documented in `gradverify check --help`.

@@ -34,8 +34,9 @@ def format_result(result: CheckResult) -> str:
         lines.append(f"  error: {result.error}".replace("\n", "\n  "))
     lines += [f"  note: {note}" for note in result.notes]
     lines += [f"  {f.severity}: {f.message}" for f in result.findings]
+    width = max([10, *(len(t.grad_name) for t in result.tensors)])
     for tensor in result.tensors:
-        lines.append(_tensor_line(tensor))
+        lines.append(_tensor_line(tensor, width))
         if tensor.status is Status.PASS:
             lines += [f"    note: {note}" for note in tensor.notes]
     if result.comparisons:
@@ -149,7 +150,7 @@ def _checked_line(result: CheckResult) -> str:
     return f"{line} | not differentiated: {', '.join(skipped)}" if skipped else line
 
 
-def _tensor_line(tensor: TensorResult) -> str:
+def _tensor_line(tensor: TensorResult, width: int) -> str:
     if tensor.problem:
         detail = tensor.problem
     else:
@@ -159,7 +160,7 @@ def _tensor_line(tensor: TensorResult) -> str:
         )
         if tensor.projected:
             detail = f"by projections | {detail}"
-    return f"  {tensor.status.name:<12} {tensor.grad_name:<10} {_shape(tensor)} | {detail}"
+    return f"  {tensor.status.name:<12} {tensor.grad_name:<{width}} {_shape(tensor)} | {detail}"
 
 
 def format_tensor(result: CheckResult, tensor: TensorResult) -> str:

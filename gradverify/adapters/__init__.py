@@ -13,10 +13,12 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from gradverify.adapters.base import Adapter, Gradients, ParamDeclaration, ParamSlot, TargetRaised
+from gradverify.adapters.conventions import NO_CONVENTIONS, Conventions
 from gradverify.adapters.functions import (
     FunctionPairAdapter,
     GradientPairAdapter,
     LossFunctionAdapter,
+    is_pair,
 )
 from gradverify.adapters.layer import LayerAdapter
 from gradverify.adapters.network import NetworkAdapter
@@ -72,34 +74,91 @@ def resolve_adapter(
     kwargs: Mapping[str, Any],
     *,
     adapter: str | type[Adapter] | Adapter | None = None,
+    conventions: Conventions = NO_CONVENTIONS,
 ) -> Adapter:
     """Wrap `target` in the adapter named by `adapter`, or the first one that accepts it.
 
     An `Adapter` instance is used as it is (the grader's view of a sandboxed submission);
     it serves one check, since it counts that check's calls and remembers its weights.
+    Declared `conventions` narrow the choice to the adapters that take them.
     """
     if isinstance(adapter, Adapter):
         return adapter
-    if isinstance(adapter, type) and issubclass(adapter, Adapter):
-        return adapter(target, kwargs)
-    candidates = available_adapters()
-    if adapter is not None:
-        by_kind = {a.kind: a for a in candidates}
+    declared = set(conventions.declared)
+    candidates = [a for a in available_adapters() if declared <= a.understands]
+    if isinstance(adapter, str):
+        by_kind = {a.kind: a for a in available_adapters()}
         if adapter not in by_kind:
             raise InvalidArgument(
                 f"`adapter` must be one of {sorted(by_kind)} or an Adapter subclass, "
                 f"got adapter={adapter!r}."
             )
-        return by_kind[adapter](target, kwargs)
+        adapter = by_kind[adapter]
+    if isinstance(adapter, type) and issubclass(adapter, Adapter):
+        if declared - adapter.understands:
+            raise InvalidArgument(_not_understood(adapter, declared, candidates))
+        return _built(adapter, target, kwargs, conventions)
+    if "methods" in declared and not isinstance(target, type):
+        return LayerAdapter(target, kwargs, conventions)  # the declared names are the test
     _reject_class(target)
+    if "backward_args" in declared and is_pair(target):
+        return FunctionPairAdapter(target, kwargs, conventions)
     for candidate in candidates:
         if _accepts(candidate, target, args):
-            return candidate(target, kwargs)
+            return _built(candidate, target, kwargs, conventions)
+    if declared:
+        raise InvalidArgument(
+            f"{', '.join(f'`{d}`' for d in sorted(declared))} declared, but "
+            f"{_describe(target)} is none of what takes them:\n"
+            + "\n".join(f"  - {a.kind}: {a.looks_for}" for a in candidates)
+        )
     tried = "\n".join(f"  - {a.kind}: {a.looks_for}" for a in candidates)
     raise AdapterNotFound(
         f"gradverify does not know how to check {_describe(target)}. It looks for:\n{tried}\n"
-        f"Pass adapter=... to choose one, or register your own in the entry-point group "
-        f"{ENTRY_POINT_GROUP!r}."
+        f"{_other_names(target)}Pass adapter=... to choose one, or register your own in the "
+        f"entry-point group {ENTRY_POINT_GROUP!r}."
+    )
+
+
+def _built(
+    adapter: type[Adapter], target: Any, kwargs: Mapping[str, Any], conventions: Conventions
+) -> Adapter:
+    """An adapter of class `adapter`; declarations go only to the adapters taking them (an
+    adapter of another package may not take the argument)."""
+    if conventions.declared:
+        return adapter(target, kwargs, conventions)
+    return adapter(target, kwargs)
+
+
+def _not_understood(
+    adapter: type[Adapter], declared: set[str], candidates: list[type[Adapter]]
+) -> str:
+    taking = ", ".join(a.kind for a in candidates) or "none"
+    refused = ", ".join(sorted(declared - adapter.understands))
+    return (
+        f"adapter={adapter.kind!r} does not take {refused}; the adapters that take what was "
+        f"declared: {taking}."
+    )
+
+
+#: Method names that play forward or backward in public from-scratch code.
+_FORWARD_WORDS = ("forward", "fprop", "predict_step")
+_BACKWARD_WORDS = ("backward", "backprop", "back_prop", "bprop", "gradient")
+
+
+def _other_names(target: Any) -> str:
+    """A hint naming the target's own forward and backward, when it has them by other names."""
+    methods = [
+        n for n in dir(type(target)) if not n.startswith("_") and callable(getattr(target, n, None))
+    ]
+    forward = [n for n in methods if any(w in n.lower() for w in _FORWARD_WORDS)]
+    backward = [n for n in methods if any(w in n.lower() for w in _BACKWARD_WORDS)]
+    if len(forward) != 1 or len(backward) != 1:
+        return ""
+    return (
+        f"It has {forward[0]}() and {backward[0]}(): if they are forward and backward, declare "
+        f"methods={{'forward': {forward[0]!r}, 'backward': {backward[0]!r}}} (on the command "
+        f"line: --methods forward={forward[0]} --methods backward={backward[0]}).\n"
     )
 
 
@@ -125,7 +184,8 @@ def _reject_class(target: Any) -> None:
         name = type(target).__name__
         raise AdapterNotFound(
             f"{name} has forward() but no backward(); add backward(self, dout) returning the "
-            f"gradient of each input (and setting d<name> for each weight)."
+            f"gradient of each input (and setting d<name> for each weight). "
+            f"{_other_names(target)}"
         )
 
 

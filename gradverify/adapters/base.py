@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from gradverify.adapters.conventions import NO_CONVENTIONS, Conventions
 from gradverify.errors import GradverifyError, TargetContractError
 from gradverify.objects import Holding, holdings, is_foreign_array, places_of, rebind
 
@@ -212,10 +213,18 @@ class Adapter(ABC):
     takes_cotangent: bool = True
     #: True when the target is an object holding weights (not a function).
     holds_state: ClassVar[bool] = False
+    #: The declarations (`Conventions` fields) this adapter takes; others are refused.
+    understands: ClassVar[frozenset[str]] = frozenset()
+    #: True when backward sums into stored gradients by design (a layer flushed before
+    #: every forward): two backward calls after one forward are then expected to differ.
+    accumulates: bool = False
 
-    def __init__(self, target: Any, kwargs: Mapping[str, Any]) -> None:
+    def __init__(
+        self, target: Any, kwargs: Mapping[str, Any], conventions: Conventions = NO_CONVENTIONS
+    ) -> None:
         self.target = target
         self.kwargs = dict(kwargs)
+        self.conventions = conventions
         self.forward_calls = 0
         self.backward_calls = 0
         # Which object each place held before any call: weights and constants stay the

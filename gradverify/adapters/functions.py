@@ -21,31 +21,77 @@ from gradverify.adapters.base import (
     call_target,
     gradient_values,
     pass_cotangent,
+    private_copy,
 )
-from gradverify.errors import TargetContractError
+from gradverify.adapters.conventions import (
+    BACKWARD_ARGUMENTS,
+    NO_CONVENTIONS,
+    Conventions,
+    ReturnLayout,
+    not_found,
+)
+from gradverify.errors import InvalidArgument, TargetContractError
 
 
 def _function_name(function: Any) -> str:
     return getattr(function, "__name__", type(function).__name__)
 
 
-def _is_pair(target: Any) -> bool:
+def is_pair(target: Any) -> bool:
     return isinstance(target, tuple) and len(target) == 2 and all(callable(f) for f in target)
 
 
+def _input_layout(conventions: Conventions, label: str) -> ReturnLayout:
+    """A function's declared return layout, which can name only forward's inputs."""
+    layout = ReturnLayout(conventions.returns, conventions.inputs, holds_weights=False)
+    for name in layout.weight_names:
+        raise InvalidArgument(
+            not_found(
+                "`returns`",
+                name,
+                conventions.inputs,
+                f"A function holds no weights: name what {label} returns by forward's inputs.",
+            )
+        )
+    return layout
+
+
 class FunctionPairAdapter(Adapter):
-    """cs231n style: ``(f_forward, f_backward)`` with a cache between them."""
+    """cs231n style: ``(f_forward, f_backward)`` with a cache between them.
+
+    ``backward_args`` declares another call: ``fc_backward(dout, W, x)`` takes
+    forward's inputs by name (then forward returns its output alone unless ``cache``
+    is among them), and ``returns`` the order of what it returns.
+    """
 
     kind = "function_pair"
     looks_for = "a tuple (f_forward, f_backward): f_forward(*inputs) -> (out, cache)"
+    understands = frozenset({"returns", "backward_args"})
 
-    def __init__(self, target: Any, kwargs: Mapping[str, Any]) -> None:
-        super().__init__(target, kwargs)
+    def __init__(
+        self, target: Any, kwargs: Mapping[str, Any], conventions: Conventions = NO_CONVENTIONS
+    ) -> None:
+        super().__init__(target, kwargs, conventions)
         self._forward, self._backward = target
+        self._layout = _input_layout(conventions, self.label)
+        self._arguments = conventions.backward_args or ("dout", "cache")
+        known = [*BACKWARD_ARGUMENTS, *conventions.inputs]
+        for name in self._arguments:
+            if name not in known:
+                raise InvalidArgument(
+                    not_found(
+                        "`backward_args`",
+                        name,
+                        known,
+                        f"List what {self.label} takes, in order: 'dout', 'cache' (forward's "
+                        f"second result), 'out' (its output) or forward's inputs by name.",
+                    )
+                )
+        self._cached = "cache" in self._arguments
 
     @classmethod
     def accepts(cls, target: Any, args: Sequence[Any]) -> bool:
-        return _is_pair(target) and not _returns_scalar(target[0], args)
+        return is_pair(target) and not _returns_scalar(target[0], args)
 
     @property
     def name(self) -> str:
@@ -58,6 +104,8 @@ class FunctionPairAdapter(Adapter):
     def _forward_with_cache(self, args: Sequence[Any]) -> tuple[Any, Any]:
         self.forward_calls += 1
         returned = call_target(self.name, self._forward, *args, **self.kwargs)
+        if not self._cached:
+            return returned, None
         if not (isinstance(returned, tuple) and len(returned) == 2):
             raise TargetContractError(
                 f"{self.name} returned {type(returned).__name__}, expected (out, cache); "
@@ -69,11 +117,16 @@ class FunctionPairAdapter(Adapter):
         return self._forward_with_cache(args)[0]
 
     def backward(self, args: Sequence[Any], cotangent: Any) -> Gradients:
-        _, cache = self._forward_with_cache(args)
+        out, cache = self._forward_with_cache(args)
         self.backward_calls += 1
         douts, modified = pass_cotangent(cotangent)
-        returned = call_target(self.label, self._backward, *douts, cache)
-        return Gradients(gradient_values(returned, self.label), {}, modified())
+        given = {"cache": cache, "out": out, **dict(zip(self.conventions.inputs, args))}
+        passed: list[Any] = []
+        for name in self._arguments:
+            passed += douts if name == "dout" else [private_copy(given[name])]
+        returned = call_target(self.label, self._backward, *passed)
+        inputs, _ = self._layout.split(returned, self.label)
+        return Gradients(gradient_values(inputs, self.label), {}, modified())
 
 
 class LossFunctionAdapter(Adapter):
@@ -119,14 +172,18 @@ class GradientPairAdapter(Adapter):
     kind = "gradient_pair"
     looks_for = "a tuple (f, grad_f): f(*inputs) -> scalar, grad_f(*inputs) -> gradient(s)"
     takes_cotangent = False
+    understands = frozenset({"returns"})
 
-    def __init__(self, target: Any, kwargs: Mapping[str, Any]) -> None:
-        super().__init__(target, kwargs)
+    def __init__(
+        self, target: Any, kwargs: Mapping[str, Any], conventions: Conventions = NO_CONVENTIONS
+    ) -> None:
+        super().__init__(target, kwargs, conventions)
         self._function, self._gradient = target
+        self._layout = _input_layout(conventions, self.label)
 
     @classmethod
     def accepts(cls, target: Any, args: Sequence[Any]) -> bool:
-        return _is_pair(target) and _returns_scalar(target[0], args)
+        return is_pair(target) and _returns_scalar(target[0], args)
 
     @property
     def name(self) -> str:
@@ -143,7 +200,8 @@ class GradientPairAdapter(Adapter):
     def backward(self, args: Sequence[Any], cotangent: Any) -> Gradients:
         self.backward_calls += 1
         returned = call_target(self.label, self._gradient, *args, **self.kwargs)
-        return Gradients(gradient_values(returned, self.label), {})
+        inputs, _ = self._layout.split(returned, self.label)
+        return Gradients(gradient_values(inputs, self.label), {})
 
 
 def _returns_scalar(function: Any, args: Sequence[Any]) -> bool:

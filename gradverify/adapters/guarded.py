@@ -31,8 +31,9 @@ class Guarded(Adapter):
         before_call: Callable[[], None] | None = None,
         copy_inputs: bool = False,
     ) -> None:
-        super().__init__(inner.target, inner.kwargs)
+        super().__init__(inner.target, inner.kwargs, inner.conventions)
         self.inner = inner
+        self.accumulates = inner.accumulates
         self.before_call = before_call
         self.copy_inputs = copy_inputs
         self.differentiates_inputs = inner.differentiates_inputs  # the inner one's traits

@@ -12,6 +12,7 @@ since a backward may rebind them (``self.grads = [dW, db]``).
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -30,21 +31,39 @@ from gradverify.adapters.base import (
     private_copy,
     writable,
 )
-from gradverify.errors import InvalidArgument
-from gradverify.objects import attributes, gradient_path, lookup, valid_path
+from gradverify.adapters.conventions import NO_CONVENTIONS, Conventions, ReturnLayout, not_found
+from gradverify.adapters.optimizers import swap_in
+from gradverify.errors import InvalidArgument, TargetContractError
+from gradverify.objects import attributes, gradient_path, holdings, lookup, valid_path
 
 
 class LayerAdapter(Adapter):
-    """An object with ``forward`` and ``backward`` methods (any number of inputs)."""
+    """An object with ``forward`` and ``backward`` methods (any number of inputs).
+
+    Declared conventions (`conventions`) rename the methods, lay out backward's
+    return, capture gradients from an optimizer, or flush before every forward.
+    """
 
     kind = "layer"
     looks_for = "an object with forward(*inputs) and backward(dout) methods (a layer)"
     holds_state = True
+    understands = frozenset({"methods", "returns", "optimizer", "flush"})
 
-    def __init__(self, target: Any, kwargs: Mapping[str, Any]) -> None:
-        super().__init__(target, kwargs)
+    def __init__(
+        self, target: Any, kwargs: Mapping[str, Any], conventions: Conventions = NO_CONVENTIONS
+    ) -> None:
+        self._forward_method = _method(target, conventions, "forward")
+        self._backward_method = _method(target, conventions, "backward")
+        self._flush = _method(target, conventions, "flush") if conventions.flush else None
+        self._recorders = [swap_in(target, path) for path in conventions.optimizer]
+        super().__init__(target, kwargs, conventions)
+        self.accumulates = self._flush is not None
         self._slots: list[ParamSlot] = []
-        self._forward_stage = f"{self.name}.forward"  # built once: forward is the hot path
+        self._layout = ReturnLayout(conventions.returns, conventions.inputs)
+        self._returned: dict[Any, Any] = {}  # the weights' gradients backward returned last
+        # built once: forward is the hot path
+        self._forward_stage = f"{self.name}.{conventions.method('forward')}"
+        self._flush_stage = f"{self.name}.{conventions.flush}"
 
     @classmethod
     def accepts(cls, target: Any, args: Sequence[Any]) -> bool:
@@ -54,11 +73,13 @@ class LayerAdapter(Adapter):
 
     @property
     def label(self) -> str:
-        return f"{self.name}.backward"
+        return f"{self.name}.{self.conventions.method('backward')}"
 
     def forward(self, args: Sequence[Any]) -> Any:
         self.forward_calls += 1
-        return call_target(self._forward_stage, self.target.forward, *args, **self.kwargs)
+        if self._flush is not None:
+            call_target(self._flush_stage, self._flush)
+        return call_target(self._forward_stage, self._forward_method, *args, **self.kwargs)
 
     def backward(self, args: Sequence[Any], cotangent: Any) -> Gradients:
         self.forward(args)
@@ -71,15 +92,80 @@ class LayerAdapter(Adapter):
     def _backward_only(self, cotangent: Any) -> Gradients:
         self.backward_calls += 1
         douts, modified = pass_cotangent(cotangent)
-        returned = call_target(self.label, self.target.backward, *douts)
-        inputs = gradient_values(returned, self.label)
+        returned = call_target(self.label, self._backward_method, *douts)
+        given, self._returned = self._layout.split(returned, self.label)
+        inputs = gradient_values(given, self.label)
         params = {slot.name: private_copy(slot.read_gradient()) for slot in self._slots}
         return Gradients(inputs, params, modified(), returned is None)
 
     def parameters(self, declared: ParamDeclaration) -> list[ParamSlot]:
-        found = self._declared(declared) if declared is not None else self._discovered()
+        """Weights whose gradients backward returns or hands to an optimizer, then the
+        declared or discovered ones (each weight once, the first way found)."""
+        claimed: set[int] = set()
+        found = self._returned_slots(declared, claimed) + self._recorded_slots(claimed)
+        held = self._declared(declared) if declared is not None else self._discovered()
+        found += [slot for slot in held if id(slot.array) not in claimed]
         self._slots = [writable(self.target, slot) for slot in found]
         return self._slots
+
+    def _returned_slots(self, declared: ParamDeclaration, claimed: set[int]) -> list[ParamSlot]:
+        """The weights whose gradients backward returns, by declared name, by a dict's key,
+        or by position in a list (matched by the declared ``params`` order, or by shape)."""
+        if not self._returned:
+            return []
+        weights = self._float_arrays()
+        stable = {id(h.value): h for h in self.held_arrays() if is_float_array(h.value)}
+        held = [(h.path, h.value) for h in stable.values()]
+        slots = []
+        for key in self._returned:
+            if isinstance(key, int):
+                path = _by_position(self.label, key, self._returned, declared, held)
+            else:
+                path = _by_name(self.label, key, weights, self._layout.declared is not None)
+            value = weights.get(path)
+            if value is None:
+                raise InvalidArgument(
+                    f"`params` names {path!r}, but {self.name}.{path} is not a float array."
+                )
+            if id(value) in claimed:
+                raise TargetContractError(
+                    f"{self.label} returned two gradients for {path}; say which is which "
+                    f"with returns=('x', ['W', 'b'])."
+                )
+            claimed.add(id(value))
+            reader = functools.partial(self._returned_gradient, key)
+            slots.append(ParamSlot(path, _gradient_name(path), value, reader))
+        return slots
+
+    def _returned_gradient(self, key: Any) -> Any:
+        """The gradient under `key` in what the latest backward returned."""
+        return self._returned.get(key)
+
+    def _float_arrays(self) -> dict[str, np.ndarray]:
+        """The float arrays the target holds now, by path (a lazily made weight included)."""
+        return {
+            h.path: h.value
+            for h in holdings(self.target)
+            if is_float_array(h.value) and h.kind != "tuple"
+        }
+
+    def _recorded_slots(self, claimed: set[int]) -> list[ParamSlot]:
+        """The weights whose gradients backward handed to a declared optimizer."""
+        slots = []
+        for recorder in self._recorders:
+            if recorder.calls == 0:
+                raise TargetContractError(
+                    f"optimizer={recorder.path!r} is declared, but {self.label} never called "
+                    f"{recorder.path}.{recorder.method}(); name the optimizer backward uses, "
+                    f"or leave optimizer= out."
+                )
+            for path, value in self._float_arrays().items():
+                if recorder.recorded(value) and id(value) not in claimed:
+                    claimed.add(id(value))
+                    reader = functools.partial(recorder.gradient, value)
+                    grad_name = f"{_gradient_name(path)} via {recorder.path}"
+                    slots.append(ParamSlot(path, grad_name, value, reader))
+        return slots
 
     def _declared(self, declared: ParamDeclaration) -> list[ParamSlot]:
         if isinstance(declared, Mapping):
@@ -133,22 +219,120 @@ class LayerAdapter(Adapter):
         return lambda: lookup(self.target, path)
 
 
+#: Containers of weights and of their gradients, side by side: the second volume's
+#: ``params``/``grads``, numpy-ml's ``parameters``/``gradients``.
+_CONTAINER_PAIRS = (("params", "grads"), ("parameters", "gradients"))
+
+
 def _params_and_grads(target: Any) -> list[ParamSlot]:
-    """The second volume's style: ``params`` and ``grads``, two dicts or two equal lists."""
-    params, grads = _read(target, "params"), _read(target, "grads")
-    if isinstance(params, dict) and isinstance(grads, dict):
-        keys: list[Any] = list(params)
-    elif isinstance(params, list) and isinstance(grads, list) and len(params) == len(grads):
-        keys = list(range(len(params)))
+    """Two dicts with the same keys, or two equal lists, of weights and their gradients."""
+    for weights, gradients in _CONTAINER_PAIRS:
+        params, grads = _read(target, weights), _read(target, gradients)
+        if isinstance(params, dict) and isinstance(grads, dict):
+            keys: list[Any] = [key for key in params if key in grads]
+        elif isinstance(params, list) and isinstance(grads, list) and len(params) == len(grads):
+            keys = list(range(len(params)))
+        else:
+            continue
+        return [
+            ParamSlot(
+                f"{weights}[{key!r}]",
+                f"{gradients}[{key!r}]",
+                params[key],
+                _item_reader(target, gradients, key),
+            )
+            for key in keys
+            if is_float_array(params[key])
+        ]
+    return []
+
+
+def _method(target: Any, conventions: Conventions, role: str) -> Callable[..., Any]:
+    """The bound method playing `role` (declared under another name, or the usual one)."""
+    name = conventions.flush if role == "flush" else conventions.method(role)
+    found = getattr(target, name or "", None)
+    if callable(found):
+        return found
+    if role == "flush":
+        what = "`flush`"
+    elif role in conventions.methods:
+        what = f"`methods[{role!r}]`"
     else:
-        return []
-    return [
-        ParamSlot(
-            f"params[{key!r}]", f"grads[{key!r}]", params[key], _item_reader(target, "grads", key)
-        )
-        for key in keys
-        if is_float_array(params[key])
+        what = f"the method {role} (methods= does not rename it)"
+    methods = [
+        n for n in dir(type(target)) if not n.startswith("_") and callable(getattr(type(target), n))
     ]
+    raise InvalidArgument(
+        not_found(
+            what,
+            str(name),
+            methods,
+            f"Name the method of {type(target).__name__} that plays {role}.",
+        )
+    )
+
+
+def _gradient_name(path: str) -> str:
+    """How a gradient with no place of its own is named in reports: ``dW``, ``dfc.W``."""
+    return f"d{path}"
+
+
+def _by_name(label: str, key: str, weights: Mapping[str, np.ndarray], declared: bool) -> str:
+    """The weight a returned gradient is named for: ``W`` itself, or ``dW``, ``d_W``,
+    ``grad_W`` naming it."""
+    for prefix in ("grad_", "d_", "d", ""):  # dW names W's gradient, though dW is held too
+        if key.startswith(prefix) and key[len(prefix) :] in weights:
+            return key[len(prefix) :]
+    if declared:
+        raise InvalidArgument(
+            not_found(
+                "`returns`",
+                key,
+                list(weights),
+                "Name each gradient by forward's input (x) or the weight's attribute (W).",
+            )
+        )
+    raise TargetContractError(
+        not_found(
+            f"{label} returned a gradient under a key",
+            key,
+            list(weights),
+            "Key each weight's gradient by the weight's attribute (W or dW), or declare "
+            "returns=... naming each.",
+        )
+    )
+
+
+def _by_position(
+    label: str,
+    position: int,
+    returned: Mapping[Any, Any],
+    declared: ParamDeclaration,
+    stable: Sequence[tuple[str, np.ndarray]],
+) -> str:
+    """The weight the `position`-th gradient of a returned list belongs to: by the order of
+    a declared ``params`` list, else the one weight of its shape held since before the
+    check (never a guess between two: a correct layer would fail on a wrong one)."""
+    listed = [k for k in returned if isinstance(k, int)]
+    if isinstance(declared, (list, tuple)) and len(declared) == len(listed):
+        return str(declared[position])
+    shape = np.shape(returned[position])
+    same = [path for path, array in stable if array.shape == shape]
+    twins = [k for k in listed if np.shape(returned[k]) == shape]
+    if len(same) == 1 and len(twins) == 1:
+        return same[0]
+    if not same:
+        why = f"no weight it holds has the shape {shape}"
+    elif len(same) > 1:
+        why = f"{' and '.join(same)} all have the shape {shape}"
+    else:
+        why = f"{len(twins)} of them have the shape {shape} of {same[0]}"
+    shapes = ", ".join(str(np.shape(returned[k])) for k in listed)
+    raise TargetContractError(
+        f"{label} returned its weights' gradients as a list ({shapes}); gradverify matches "
+        f"each to the weight of its shape, and {why}. Say which is which: params=[...] in "
+        f"the list's order, or returns=('x', ['W', 'b'])."
+    )
 
 
 def _properties(
