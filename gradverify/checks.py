@@ -22,6 +22,7 @@ from gradverify.adapters import (
 )
 from gradverify.adapters.base import is_float_array
 from gradverify.adapters.conventions import Conventions, Layout, conventions
+from gradverify.adapters.foreign import on_host
 from gradverify.config import DEFAULT_BUDGET, CheckConfig
 from gradverify.diagnosis import diagnose, held_layers
 from gradverify.errors import (
@@ -208,8 +209,13 @@ def check(
     except BaseException:  # Ctrl-C, a wrong declaration: restored all the same
         saved.restore()
         raise
+    try:
+        view, values = on_host(view, values)
+    except TargetContractError as unreadable:
+        saved.restore()
+        return CheckResult(view.name, view.label, Status.ERROR, config.seed, error=str(unreadable))
     summed = accumulates or view.accumulates
-    steps = CheckRun(view, names, values, set(nondiff), constants, params, config, summed)
+    steps = CheckRun(view, names, values, set(nondiff), constants, params, config, summed, saved)
     try:
         found = steps.run()
         error = ""

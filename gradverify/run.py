@@ -10,6 +10,7 @@ cost of a forward call, then judge every tensor in full or by projections.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -20,6 +21,7 @@ from gradverify.adapters import Adapter, Gradients, ParamDeclaration, ParamSlot
 from gradverify.adapters.base import is_float_array, private_copy
 from gradverify.adapters.guarded import Guarded
 from gradverify.by_projections import check_by_projections
+from gradverify.carried import CarriedState, ways_to_hold
 from gradverify.config import CheckConfig
 from gradverify.errors import TargetContractError, interrupted
 from gradverify.every_element import check_every_element
@@ -36,6 +38,7 @@ from gradverify.results import (
     TensorResult,
     worst_status,
 )
+from gradverify.state import Snapshot
 from gradverify.tensors import (
     LossContext,
     TensorOutcome,
@@ -77,6 +80,10 @@ class CheckRun:
     declared: ParamDeclaration
     config: CheckConfig
     accumulates: bool
+    #: What the target held before the check: a state forward carries is held fixed to it.
+    initial: Snapshot
+    #: How that state is held fixed, when forward carries one (see `carried`).
+    carried: CarriedState | None = None
     #: Seconds of the forward calls the first steps make anyway: what one call costs,
     #: measured without spending a call on it.
     timings: list[float] = field(default_factory=list)
@@ -89,7 +96,7 @@ class CheckRun:
         computed = self._computed_precision(view, work, outputs, found)
         cotangent = outputs.cotangent(np.random.default_rng(self.config.seed))
         first = view.backward(work, cotangent.for_backward)
-        slots = view.parameters(self.declared)
+        slots = self._parameters(view)
         found.notes += [slot.note for slot in slots if slot.note]
         gradients = Gradients(
             first.inputs,
@@ -175,12 +182,27 @@ class CheckRun:
                 f"forward draws from {' and '.join(drawn)}: reset before every call, so every "
                 f"evaluation sees the same random numbers"
             )
-        outputs = read_outputs(raw, self.view.name)
-        # a copy: a forward that writes into one buffer it returns every time would change it
-        outputs = replace(outputs, arrays=tuple(a.copy() for a in outputs.arrays))
+        outputs = _kept(read_outputs(raw, self.view.name))
         found.add(contracts.forward_mutation(view, self.names, mutated))
-        found.add(contracts.deterministic_forward(view, work, outputs, pinned=bool(drawn)))
+        changing = contracts.deterministic_forward(view, work, outputs, pinned=bool(drawn))
+        for way in ways_to_hold(self.view.target, self.initial) if changing else []:
+            pin = sources.pin if drawn else None
+            held = Guarded(self.view, before_call=_both(way.hold, pin), copy_inputs=bool(mutated))
+            fixed = _kept(read_outputs(self._timed(held, work), self.view.name))
+            if contracts.deterministic_forward(held, work, fixed, pinned=bool(drawn)) is None:
+                view, outputs, changing, self.carried = held, fixed, None, way
+                found.notes.append(way.note(self.view.name))
+                break
+        found.add(changing)
         return view, outputs
+
+    def _parameters(self, view: Adapter) -> list[ParamSlot]:
+        """The weights, and the carried state the layer exposes a gradient for (see `carried`)."""
+        slots = view.parameters(self.declared)
+        if self.carried is not None:
+            claimed = {id(s.array) for s in slots}
+            slots += [s for s in self.carried.slots(view.target) if id(s.array) not in claimed]
+        return slots
 
     def _timed(self, view: Adapter, args: list[Any]) -> Any:
         started = time.perf_counter()
@@ -333,6 +355,24 @@ class CheckRun:
                 TensorToCheck(name, grad_names[position], Role.INPUT, value, returned[position])
             )
         return tensors
+
+
+def _kept(outputs: Outputs) -> Outputs:
+    """Outputs copied: a forward that writes into one buffer it returns every time would
+    change them."""
+    return replace(outputs, arrays=tuple(a.copy() for a in outputs.arrays))
+
+
+def _both(first: Callable[[], None], then: Callable[[], None] | None) -> Callable[[], None]:
+    """Run `first` and then `then` (if any) before every call."""
+    if then is None:
+        return first
+
+    def both() -> None:
+        first()
+        then()
+
+    return both
 
 
 def _not_reached(tensor: TensorToCheck) -> TensorResult:

@@ -43,6 +43,14 @@ class Snapshot:
         np.random.set_state(self.global_random_state)
         for generator, state in self.generators:
             set_generator_state(generator, state)
+        self.rebind()
+        for array, saved in self.arrays:
+            if array.shape == saved.shape and array.flags.writeable:
+                np.copyto(array, saved, casting="no")
+
+    def rebind(self) -> None:
+        """Re-bind every attribute and item to the object it held, leaving every array's
+        contents as they are now (see `carried`: state held fixed around perturbed weights)."""
         for obj, held in self.objects:
             for name in [n for n in attributes(obj) if n not in held]:
                 delete_attribute(obj, name)
@@ -53,9 +61,6 @@ class Snapshot:
             mapping.update(entries)
         for sequence, elements in self.lists:
             sequence[:] = elements
-        for array, saved in self.arrays:
-            if array.shape == saved.shape and array.flags.writeable:
-                np.copyto(array, saved, casting="no")
 
     def changed_arrays(self) -> list[np.ndarray]:
         """Arrays whose bytes differ from the snapshot (NaN payloads included)."""

@@ -153,7 +153,9 @@ class ParamSlot:
 
     name: str
     grad_name: str
-    array: np.ndarray
+    #: The weight, perturbed in place: an ndarray (one of another library only until
+    #: `foreign.ForeignArrays` puts a numpy mirror in its place).
+    array: Any
     read_gradient: Callable[[], Any]
     note: str = ""  # what was done to make it checkable (a read-only array copied)
 
@@ -166,8 +168,8 @@ def writable(target: Any, slot: ParamSlot) -> ParamSlot:
     original was, so the target computes with it, and the snapshot puts the
     original back afterwards.  A weight held inside a tuple cannot be replaced.
     """
-    if slot.array.flags.writeable:
-        return slot
+    if not isinstance(slot.array, np.ndarray) or slot.array.flags.writeable:
+        return slot  # another library's array is mirrored, never perturbed in place
     places = places_of(target, slot.array)
     if not places or any(h.kind == "tuple" for h in places):
         where = "a tuple" if places else "a place gradverify cannot reach"
@@ -215,6 +217,9 @@ class Adapter(ABC):
     holds_state: ClassVar[bool] = False
     #: The declarations (`Conventions` fields) this adapter takes; others are refused.
     understands: ClassVar[frozenset[str]] = frozenset()
+    #: What counts as a weight to differentiate: a float ndarray; also a float array of
+    #: the target's own library when `foreign.ForeignArrays` mirrors those on the host.
+    weight_test: Callable[[Any], bool] = staticmethod(is_float_array)
     #: True when backward sums into stored gradients by design (a layer flushed before
     #: every forward): two backward calls after one forward are then expected to differ.
     accumulates: bool = False
@@ -229,9 +234,10 @@ class Adapter(ABC):
         self.backward_calls = 0
         # Which object each place held before any call: weights and constants stay the
         # same object across calls, per-call caches (self.x, self.out) do not.
-        self._initial_ids = (
-            {h.path: id(h.value) for h in holdings(target)} if self.holds_state else {}
-        )
+        held = holdings(target) if self.holds_state else []
+        self._initial_ids = {h.path: id(h.value) for h in held}
+        #: An array of another library the target holds (see `foreign`), or None.
+        self.foreign_example = next((h.value for h in held if is_foreign_array(h.value)), None)
 
     def held_arrays(self) -> list[Holding]:
         """Arrays (and foreign array objects) the target has held at the same place since

@@ -26,7 +26,6 @@ from gradverify.adapters.base import (
     ParamSlot,
     call_target,
     gradient_values,
-    is_float_array,
     pass_cotangent,
     private_copy,
     writable,
@@ -114,7 +113,7 @@ class LayerAdapter(Adapter):
         if not self._returned:
             return []
         weights = self._float_arrays()
-        stable = {id(h.value): h for h in self.held_arrays() if is_float_array(h.value)}
+        stable = {id(h.value): h for h in self.held_arrays() if self.weight_test(h.value)}
         held = [(h.path, h.value) for h in stable.values()]
         slots = []
         for key in self._returned:
@@ -146,7 +145,7 @@ class LayerAdapter(Adapter):
         return {
             h.path: h.value
             for h in holdings(self.target)
-            if is_float_array(h.value) and h.kind != "tuple"
+            if self.weight_test(h.value) and h.kind != "tuple"
         }
 
     def _recorded_slots(self, claimed: set[int]) -> list[ParamSlot]:
@@ -187,7 +186,7 @@ class LayerAdapter(Adapter):
                     f"{name.replace('params', 'grads', 1)!r}}}."
                 )
             value = lookup(self.target, name) if valid_path(name) else None
-            if not (isinstance(value, np.ndarray) and is_float_array(value)):
+            if not self.weight_test(value):
                 raise InvalidArgument(
                     f"`params` names {name!r}, but {self.name}.{name} is "
                     f"{_described(value)}, not a float ndarray; name the attributes "
@@ -199,21 +198,21 @@ class LayerAdapter(Adapter):
     def _discovered(self) -> list[ParamSlot]:
         """A ``params``/``grads`` pair, then every stable float array with a ``d<name>``
         sibling, at any depth; each array once."""
-        slots = _params_and_grads(self.target)
+        slots = _params_and_grads(self.target, self.weight_test)
         claimed = {id(slot.array) for slot in slots}
         for holding in self.held_arrays():
             value = holding.value
             gradient = f"d{holding.key}"
             if (
                 holding.kind == "attr"
-                and is_float_array(value)
+                and self.weight_test(value)
                 and id(value) not in claimed
                 and gradient in attributes(holding.parent)
             ):
                 claimed.add(id(value))
                 grad_path = gradient_path(holding.path)
                 slots.append(ParamSlot(holding.path, grad_path, value, self._reader(grad_path)))
-        return slots + _properties(self.target, claimed, self._reader)
+        return slots + _properties(self.target, claimed, self._reader, self.weight_test)
 
     def _reader(self, path: str) -> Callable[[], Any]:
         return lambda: lookup(self.target, path)
@@ -224,7 +223,7 @@ class LayerAdapter(Adapter):
 _CONTAINER_PAIRS = (("params", "grads"), ("parameters", "gradients"))
 
 
-def _params_and_grads(target: Any) -> list[ParamSlot]:
+def _params_and_grads(target: Any, is_weight: Callable[[Any], bool]) -> list[ParamSlot]:
     """Two dicts with the same keys, or two equal lists, of weights and their gradients."""
     for weights, gradients in _CONTAINER_PAIRS:
         params, grads = _read(target, weights), _read(target, gradients)
@@ -242,7 +241,7 @@ def _params_and_grads(target: Any) -> list[ParamSlot]:
                 _item_reader(target, gradients, key),
             )
             for key in keys
-            if is_float_array(params[key])
+            if is_weight(params[key])
         ]
     return []
 
@@ -336,14 +335,17 @@ def _by_position(
 
 
 def _properties(
-    target: Any, claimed: set[int], reader: Callable[[str], Callable[[], Any]]
+    target: Any,
+    claimed: set[int],
+    reader: Callable[[str], Callable[[], Any]],
+    is_weight: Callable[[Any], bool],
 ) -> list[ParamSlot]:
     """Float arrays behind properties of the target's class with a ``d<name>`` gradient."""
     slots = []
     for name, _ in inspect.getmembers(type(target), lambda m: isinstance(m, property)):
         value = _read(target, name)
         gradient = _read(target, f"d{name}")
-        if is_float_array(value) and id(value) not in claimed and gradient is not None:
+        if is_weight(value) and id(value) not in claimed and gradient is not None:
             claimed.add(id(value))
             slots.append(ParamSlot(name, f"d{name}", value, reader(f"d{name}")))
     return slots

@@ -18,7 +18,6 @@ from gradverify.adapters.base import (
     ParamDeclaration,
     ParamSlot,
     call_target,
-    is_float_array,
     private_copy,
     writable,
 )
@@ -76,7 +75,7 @@ class NetworkAdapter(Adapter):
         slots = []
         for key in keys:
             value = params.get(key)
-            if not is_float_array(value):
+            if not self.weight_test(value):
                 raise InvalidArgument(
                     f"`params` names {key!r}, but {self.name}.params[{key!r}] is "
                     f"{type(value).__name__}, not a float ndarray; name keys of the params dict."

@@ -1,0 +1,95 @@
+"""State a layer carries from one call to the next, held fixed for a check.
+
+The second volume's ``TimeRNN(stateful=True)`` starts each forward from the hidden
+state the previous one left (``self.h``); so does anything counting its calls.
+Central differences of such a forward compare outputs computed from different
+states, and mean nothing.  When the same inputs give different outputs, the check
+tries to hold the state fixed instead of giving up: before every call it re-binds
+every attribute, dict and list the target held before the check (`Snapshot.rebind`:
+no array's bytes are copied back, so a perturbed weight stays perturbed), or, where
+re-binding is not enough, calls the layer's own ``reset_state()``.  If the outputs
+then repeat, the check goes on from that fixed state and says so.
+
+A carried array the layer exposes a gradient for (``h`` with ``dh``, the gradient of
+the state it started from) is checked like a weight: perturbed in place, re-bound
+before every call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gradverify.adapters import ParamSlot
+from gradverify.adapters.base import is_float_array
+from gradverify.objects import attributes, lookup
+from gradverify.state import Snapshot
+
+
+@dataclass(frozen=True)
+class CarriedState:
+    """How the state is held fixed, and what forward changes of it."""
+
+    hold: Callable[[], None]  # run before every call
+    how: str  # for the note: "re-bound" or "reset_state()"
+    changed: tuple[str, ...]  # the target's attributes forward re-binds
+    initial: dict[str, Any]  # the target's attributes before the check
+
+    def note(self, name: str) -> str:
+        changed = ", ".join(self.changed) or "its attributes"
+        if self.how == "reset_state()":
+            start = f"from the state {name}.reset_state() gives"
+        else:
+            start = f"from the state {name} held before the check"
+        exposed = [s.name for s in self.slots(None)]
+        without = [
+            n for n in self.changed if is_float_array(self.initial.get(n)) and n not in exposed
+        ]
+        text = (
+            f"forward carries state from one call to the next (it changes {changed}): every "
+            f"call starts {start}"
+        )
+        if without:
+            missing = ", ".join(without)
+            text += f"; no gradient of {missing} is exposed (d{without[0]}), so none is checked"
+        return text
+
+    def slots(self, target: Any) -> list[ParamSlot]:
+        """The carried arrays the layer exposes a gradient for (``h`` with ``dh``)."""
+        if self.how != "re-bound":
+            return []
+        found = []
+        for name in self.changed:
+            value = self.initial.get(name)
+            if (
+                isinstance(value, np.ndarray)
+                and is_float_array(value)
+                and f"d{name}" in self.initial
+            ):
+                reader = _reader(target, f"d{name}")
+                found.append(ParamSlot(name, f"d{name}", value, reader))
+        return found
+
+
+def _reader(target: Any, path: str) -> Callable[[], Any]:
+    return lambda: lookup(target, path)
+
+
+def ways_to_hold(target: Any, saved: Snapshot) -> list[CarriedState]:
+    """The ways to hold `target`'s state fixed, to be tried in order."""
+    initial = next((dict(held) for obj, held in saved.objects if obj is target), {})
+    now = attributes(target)
+    changed = tuple(
+        name for name in {**initial, **now} if now.get(name, _GONE) is not initial.get(name, _GONE)
+    )
+    ways = [CarriedState(saved.rebind, "re-bound", changed, initial)]
+    reset = getattr(target, "reset_state", None)
+    if callable(reset):
+        ways.append(CarriedState(reset, "reset_state()", changed, initial))
+    return ways
+
+
+_GONE = object()
