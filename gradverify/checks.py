@@ -20,7 +20,7 @@ from gradverify.adapters import (
     TargetRaised,
     resolve_adapter,
 )
-from gradverify.adapters.base import is_float_array
+from gradverify.adapters.base import Wrapper, is_float_array
 from gradverify.adapters.conventions import Conventions, Layout, conventions
 from gradverify.adapters.foreign import on_host
 from gradverify.config import DEFAULT_BUDGET, CheckConfig
@@ -286,7 +286,7 @@ def check(
         reproduce=f"gradverify.check(<the same {view.name}>, <same inputs>, seed={config.seed}"
         f"{_given(config, nondiff, params, keywords, accumulates, declared)}"
         f"{_held_against(reference, baseline)})",
-        adapter=view.kind,
+        adapter=_kind(view),
         undifferentiated=tuple(found.undifferentiated),
         against=compared.against,
         trusted="" if not compared.against else "baseline" if baseline is not None else "reference",
@@ -324,7 +324,7 @@ def _so_far(
         ),
         findings=tuple(found.findings),
         undifferentiated=tuple(found.undifferentiated),
-        adapter=view.kind,
+        adapter=_kind(view),
     )
     return stopped
 
@@ -370,6 +370,13 @@ def _each_layer(
             lambda layer, args: named_inputs(layer, args)[0],
             config.budget,
         )
+
+
+def _kind(view: Adapter) -> str:
+    """The kind of adapter that reads the target (a wrapper's is the one it wraps)."""
+    while isinstance(view, Wrapper):
+        view = view.inner
+    return view.kind
 
 
 def _given(

@@ -254,7 +254,8 @@ def gradient_count(view: Adapter, returned: int, inputs: int) -> Finding | None:
         FindingKind.TOO_MANY_GRADIENTS,
         Severity.ERROR,
         f"{view.label} returned {returned} gradients for {inputs} inputs; return one per "
-        f"input, in forward's order.",
+        f"input, in forward's order (if the others are the weights' gradients, say whose: "
+        f"returns=('x', 'W', 'b') names each in order).",
     )
 
 

@@ -75,7 +75,7 @@ def has_state(obj: Any) -> bool:
 
 def is_foreign_array(value: Any) -> bool:
     """An array of another library (torch, jax, cupy): it has a shape and converts to numpy."""
-    return not isinstance(value, np.ndarray) and (
+    return not isinstance(value, (np.ndarray, np.generic)) and (
         _has_class_attribute(value, "shape")
         and (_has_class_attribute(value, "__array__") or _has_class_attribute(value, "__dlpack__"))
     )

@@ -177,6 +177,20 @@ def test_declared_order_wins_where_shapes_would_mislead() -> None:
     assert check(layer, x, returns=("x", ["A", "B"])).status is Status.FAIL
 
 
+def test_a_flat_return_of_weight_gradients_is_named_by_returns() -> None:
+    class FlatAffine(Affine):
+        def backward(self, dout: np.ndarray) -> tuple[np.ndarray, ...]:
+            dx = super().backward(dout)
+            return dx, self.dW, self.db
+
+    rng = np.random.default_rng(0)
+    layer, x = FlatAffine(*_affine_weights(rng)), _x(rng)
+    undeclared = check(layer, x)
+    assert undeclared.status is Status.FAIL
+    assert "returns=('x', 'W', 'b') names each in order" in str(undeclared)
+    assert check(layer, x, returns=("x", "W", "b")).status is Status.PASS
+
+
 def test_backward_returning_a_dict_of_weight_gradients() -> None:
     class DictAffine(Affine):
         def backward(self, dout: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -130,7 +130,7 @@ def test_torch_float32_is_checked_at_float32_precision() -> None:
     assert check(AffineDbMean(torch, W, b), {"x": x}).status is Status.FAIL
 
 
-def test_an_array_of_no_known_library_is_an_error_saying_so() -> None:
+def test_an_array_of_no_known_library_is_named_never_passed() -> None:
     class Opaque:
         shape = (2,)
         dtype = "float64"
@@ -148,9 +148,12 @@ def test_an_array_of_no_known_library_is_an_error_saying_so() -> None:
         def backward(self, dout: np.ndarray) -> np.ndarray:
             return dout * 2.0
 
-    result = check(Holder(), {"x": np.ones(2)})
-    assert result.status is Status.ERROR
-    assert "no array-API namespace covers" in result.error
+    result = check(Holder(), {"x": np.ones(2)})  # held: named as an array it cannot move
+    assert result.status is Status.INCONCLUSIVE
+    assert "Opaque" in result.tensors[-1].problem
+    given = check(Holder(), {"x": Opaque()})  # given as the input: nothing to check with
+    assert given.status is Status.ERROR
+    assert "no array-API namespace covers" in given.error
 
 
 def test_cupy_on_a_gpu() -> None:
@@ -165,3 +168,14 @@ def test_cupy_on_a_gpu() -> None:
     assert check(layer, inputs).status is Status.PASS
     broken, inputs = _case("AffineDbMean", cupy, 0)
     assert check(broken, inputs).status is Status.FAIL
+
+
+def test_a_numpy_scalar_held_is_not_another_library() -> None:
+    class Scaled(Sigmoid):
+        def __init__(self) -> None:
+            super().__init__(np)
+            self.scale = np.float64(1.0)
+
+    result = check(Scaled(), {"x": np.ones((2, 3))})
+    assert result.status is Status.PASS
+    assert result.label == "Scaled.backward"  # not wrapped as "(numpy)"

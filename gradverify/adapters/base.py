@@ -307,5 +307,70 @@ class Adapter(ABC):
         return f"declare the weights and where backward puts their gradients: params={{{listed}}}"
 
 
+class Wrapper(Adapter):
+    """An adapter around another one (`guarded`, `foreign`): everything is the inner
+    adapter's unless a subclass changes it, and calls are counted once, by the inner one."""
+
+    kind = "wrapper"
+    looks_for = "(never detected: wraps another adapter)"
+
+    def __init__(self, inner: Adapter) -> None:  # the target was walked by `inner` already
+        self.inner = inner
+        self.target, self.kwargs, self.conventions = inner.target, inner.kwargs, inner.conventions
+        self.differentiates_inputs = inner.differentiates_inputs
+        self.takes_cotangent = inner.takes_cotangent
+        self.accumulates = inner.accumulates
+        self.foreign_example = inner.foreign_example
+
+    @property
+    def forward_calls(self) -> int:
+        return self.inner.forward_calls
+
+    @forward_calls.setter
+    def forward_calls(self, value: int) -> None:
+        self.inner.forward_calls = value
+
+    @property
+    def backward_calls(self) -> int:
+        return self.inner.backward_calls
+
+    @backward_calls.setter
+    def backward_calls(self, value: int) -> None:
+        self.inner.backward_calls = value
+
+    @classmethod
+    def accepts(cls, target: Any, args: Sequence[Any]) -> bool:
+        return False
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def label(self) -> str:
+        return self.inner.label
+
+    def forward(self, args: Sequence[Any]) -> Any:
+        return self.inner.forward(args)
+
+    def backward(self, args: Sequence[Any], cotangent: Any) -> Gradients:
+        return self.inner.backward(args, cotangent)
+
+    def backward_again(self, cotangent: Any) -> Gradients | None:
+        return self.inner.backward_again(cotangent)
+
+    def parameters(self, declared: ParamDeclaration) -> list[ParamSlot]:
+        return self.inner.parameters(declared)
+
+    def held_arrays(self) -> list[Holding]:
+        return self.inner.held_arrays()
+
+    def input_grad_names(self, names: Sequence[str]) -> list[str]:
+        return self.inner.input_grad_names(names)
+
+    def declaration_hint(self, uncovered: str, declared: Mapping[str, str]) -> str:
+        return self.inner.declaration_hint(uncovered, declared)
+
+
 #: Parameters the user declared: None (discover), names, or name -> gradient attribute.
 ParamDeclaration = Sequence[str] | Mapping[str, str] | None

@@ -16,7 +16,7 @@ array is met.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -27,6 +27,7 @@ from gradverify.adapters.base import (
     Gradients,
     ParamDeclaration,
     ParamSlot,
+    Wrapper,
     is_float_array,
 )
 from gradverify.errors import TargetContractError
@@ -89,48 +90,17 @@ def _library(value: Any) -> str:
     return type(value).__module__.split(".")[0]
 
 
-class ForeignArrays(Adapter):
+class ForeignArrays(Wrapper):
     """Delegates to ``inner``, converting at the boundary (see the module docstring)."""
 
-    kind = "foreign"
-    looks_for = "(never detected: wraps another adapter)"
-
     def __init__(self, inner: Adapter, backend: Backend, foreign_inputs: Sequence[bool]) -> None:
-        self.inner = inner  # first: the call counts below are the inner adapter's
-        super().__init__(inner.target, inner.kwargs, inner.conventions)
+        super().__init__(inner)
         self.backend = backend
         self.foreign_inputs = list(foreign_inputs)
-        self.differentiates_inputs = inner.differentiates_inputs
-        self.takes_cotangent = inner.takes_cotangent
-        self.accumulates = inner.accumulates
         inner.weight_test = backend.is_float
         self._mirrors: list[tuple[np.ndarray, list[Holding]]] = []
         self._originals: set[int] = set()
         self._foreign_output = False  # then backward is given dout in the library, too
-
-    @property
-    def forward_calls(self) -> int:
-        return self.inner.forward_calls
-
-    @forward_calls.setter
-    def forward_calls(self, value: int) -> None:
-        self.inner.forward_calls = value
-
-    @property
-    def backward_calls(self) -> int:
-        return self.inner.backward_calls
-
-    @backward_calls.setter
-    def backward_calls(self, value: int) -> None:
-        self.inner.backward_calls = value
-
-    @classmethod
-    def accepts(cls, target: Any, args: Sequence[Any]) -> bool:
-        return False
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
 
     @property
     def label(self) -> str:
@@ -217,12 +187,6 @@ class ForeignArrays(Adapter):
         """The inner adapter's, but for the weights mirrored: their mirrors stand for them."""
         return [h for h in self.inner.held_arrays() if id(h.value) not in self._originals]
 
-    def input_grad_names(self, names: Sequence[str]) -> list[str]:
-        return self.inner.input_grad_names(names)
-
-    def declaration_hint(self, uncovered: str, declared: Mapping[str, str]) -> str:
-        return self.inner.declaration_hint(uncovered, declared)
-
 
 def on_host(view: Adapter, values: list[Any]) -> tuple[Adapter, list[Any]]:
     """`view` and `values` as the checker works with them: when the inputs or the target
@@ -230,10 +194,14 @@ def on_host(view: Adapter, values: list[Any]) -> tuple[Adapter, list[Any]]:
     of the inputs; otherwise both as they are."""
     foreign = [is_foreign_array(v) for v in values]
     example = next((v for v, f in zip(values, foreign) if f), None)
-    example = view.foreign_example if example is None else example
-    if example is None:
+    if example is None and view.foreign_example is None:
         return view, values
-    backend = Backend(example)
+    try:
+        backend = Backend(view.foreign_example if example is None else example)
+    except TargetContractError:
+        if example is not None:
+            raise
+        return view, values  # held only: the check names it as an array it cannot move
     return ForeignArrays(view, backend, foreign), [backend.to_host(v) for v in values]
 
 

@@ -11,18 +11,14 @@ the hot loop of a well-behaved target pays nothing:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from gradverify.adapters.base import Adapter, Gradients, ParamDeclaration, ParamSlot, private_copy
-from gradverify.objects import Holding
+from gradverify.adapters.base import Adapter, Gradients, Wrapper, private_copy
 
 
-class Guarded(Adapter):
+class Guarded(Wrapper):
     """Delegates everything to ``inner``; see the module docstring for what it adds."""
-
-    kind = "guarded"
-    looks_for = "(never detected: wraps another adapter)"
 
     def __init__(
         self,
@@ -31,25 +27,9 @@ class Guarded(Adapter):
         before_call: Callable[[], None] | None = None,
         copy_inputs: bool = False,
     ) -> None:
-        super().__init__(inner.target, inner.kwargs, inner.conventions)
-        self.inner = inner
-        self.accumulates = inner.accumulates
+        super().__init__(inner)
         self.before_call = before_call
         self.copy_inputs = copy_inputs
-        self.differentiates_inputs = inner.differentiates_inputs  # the inner one's traits
-        self.takes_cotangent = inner.takes_cotangent
-
-    @classmethod
-    def accepts(cls, target: Any, args: Sequence[Any]) -> bool:
-        return False
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def label(self) -> str:
-        return self.inner.label
 
     def _prepare(self, args: Sequence[Any]) -> Sequence[Any]:
         if self.before_call is not None:
@@ -61,18 +41,3 @@ class Guarded(Adapter):
 
     def backward(self, args: Sequence[Any], cotangent: Any) -> Gradients:
         return self.inner.backward(self._prepare(args), cotangent)
-
-    def backward_again(self, cotangent: Any) -> Gradients | None:
-        return self.inner.backward_again(cotangent)
-
-    def parameters(self, declared: ParamDeclaration) -> list[ParamSlot]:
-        return self.inner.parameters(declared)
-
-    def input_grad_names(self, names: Sequence[str]) -> list[str]:
-        return self.inner.input_grad_names(names)
-
-    def held_arrays(self) -> list[Holding]:
-        return self.inner.held_arrays()
-
-    def declaration_hint(self, uncovered: str, declared: Mapping[str, str]) -> str:
-        return self.inner.declaration_hint(uncovered, declared)
