@@ -14,6 +14,7 @@ gradient check passes them and only a trusted reference shows the bug
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +41,7 @@ from layers_under_test.reference import (
     cross_entropy_error,
     softmax,
 )
+from layers_under_test.volume2 import LSTM, TimeLSTM, TimeRNN, TimeSoftmaxWithLoss
 
 # ---------------------------------------------------------------- Mul / Add
 
@@ -950,3 +952,212 @@ class DropoutModesSwapped(InvertedDropout):
 
     def forward(self, x: Array, train_flg: bool = True) -> Array:
         return super().forward(x, not train_flg)
+
+
+# ---------------------------------------------------------------- second volume: RNN, LSTM
+
+# Twins of layers_under_test.volume2. A bug in what backward carries from step t + 1
+# back to step t leaves a one-step sequence right: the registry feeds T = 3.
+
+
+class TimeRNNForgetsDh(TimeRNN):
+    """TimeRNN whose backward does not carry dh back through time: backward(dhs[:, t]), no + dh.
+
+    Each step sees only the gradient of its own output, not what the later steps send
+    back through its h: right only for a sequence of one step (T == 1), where there is
+    nothing to carry.
+    """
+
+    def backward(self, dhs: Array) -> Array:
+        assert self.layers is not None, "call forward first"
+        Wx, _, _ = self.params
+        N, T, _ = dhs.shape
+        D, _ = Wx.shape
+
+        dxs = np.empty((N, T, D), dtype=dhs.dtype)
+        grads: list[Any] = [0, 0, 0]
+        for t in reversed(range(T)):
+            layer = self.layers[t]
+            dx, dh = layer.backward(dhs[:, t, :])  # the bug: + dh left out
+            dxs[:, t, :] = dx
+            for i, grad in enumerate(layer.grads):
+                grads[i] += grad
+
+        for i, grad in enumerate(grads):
+            self.grads[i][...] = grad
+        self.dh = dh
+        return dxs
+
+
+class TimeLSTMForgetsDh(TimeLSTM):
+    """TimeLSTM whose backward does not carry dh back through time: backward(dhs[:, t], dc).
+
+    The cell state's gradient still flows back; what the later steps send back through
+    h (their gates read it) is lost. Right only for a sequence of one step (T == 1).
+    """
+
+    def backward(self, dhs: Array) -> Array:
+        assert self.layers is not None, "call forward first"
+        Wx, _, _ = self.params
+        N, T, _ = dhs.shape
+        D = Wx.shape[0]
+
+        dxs = np.empty((N, T, D), dtype=dhs.dtype)
+        dc: Any = 0
+        grads: list[Any] = [0, 0, 0]
+        for t in reversed(range(T)):
+            layer = self.layers[t]
+            dx, dh, dc = layer.backward(dhs[:, t, :], dc)  # the bug: + dh left out
+            dxs[:, t, :] = dx
+            for i, grad in enumerate(layer.grads):
+                grads[i] += grad
+
+        for i, grad in enumerate(grads):
+            self.grads[i][...] = grad
+        self.dh = dh
+        return dxs
+
+
+class TimeLSTMForgetsDc(TimeLSTM):
+    """TimeLSTM whose backward does not carry dc back through time: every step gets dc_next = 0.
+
+    Written as TimeRNN's backward with the cell's third gradient thrown away: the
+    hidden state's gradient flows back, the cell state's (the LSTM's long path) does
+    not. Right only for a sequence of one step (T == 1).
+    """
+
+    def backward(self, dhs: Array) -> Array:
+        assert self.layers is not None, "call forward first"
+        Wx, _, _ = self.params
+        N, T, _ = dhs.shape
+        D = Wx.shape[0]
+
+        dxs = np.empty((N, T, D), dtype=dhs.dtype)
+        dh: Any = 0
+        grads: list[Any] = [0, 0, 0]
+        for t in reversed(range(T)):
+            layer = self.layers[t]
+            dx, dh, _ = layer.backward(dhs[:, t, :] + dh, 0)  # the bug: dc dropped, 0 passed
+            dxs[:, t, :] = dx
+            for i, grad in enumerate(layer.grads):
+                grads[i] += grad
+
+        for i, grad in enumerate(grads):
+            self.grads[i][...] = grad
+        self.dh = dh
+        return dxs
+
+
+def _lstm_backward_db_reordered(
+    layer: LSTM, dh_next: Array, dc_next: Any
+) -> tuple[Array, Array, Array]:
+    """The book's LSTM.backward with db stacked in CS231n's gate order (i, f, o, g)."""
+    assert layer.cache is not None, "call forward first"
+    Wx, Wh, _ = layer.params
+    x, h_prev, c_prev, i, f, g, o, c_next = layer.cache
+
+    tanh_c_next = np.tanh(c_next)
+
+    ds = dc_next + (dh_next * o) * (1 - tanh_c_next**2)
+
+    dc_prev: Array = ds * f
+
+    di = ds * g
+    df = ds * c_prev
+    do = dh_next * tanh_c_next
+    dg = ds * i
+
+    di *= i * (1 - i)
+    df *= f * (1 - f)
+    do *= o * (1 - o)
+    dg *= 1 - g**2
+
+    dA = np.hstack((df, dg, di, do))
+
+    dWh = np.dot(h_prev.T, dA)
+    dWx = np.dot(x.T, dA)
+    db = np.hstack((di, df, do, dg)).sum(axis=0)  # the bug: not dA's order
+
+    layer.grads[0][...] = dWx
+    layer.grads[1][...] = dWh
+    layer.grads[2][...] = db
+
+    dx: Array = np.dot(dA, Wx.T)
+    dh_prev: Array = np.dot(dA, Wh.T)
+
+    return dx, dh_prev, dc_prev
+
+
+class TimeLSTMDbWrongGateOrder(TimeLSTM):
+    """TimeLSTM whose LSTM steps stack db in another gate order: (di, df, do, dg), not dA's.
+
+    CS231n's gate order (i, f, o, g) for the bias, the book's (f, g, i, o) for A and
+    the weights: each gate's bias receives another gate's gradient, a bug of the LSTM
+    step, not of time (a sequence of one step shows it too). dWx, dWh and dxs are right.
+    """
+
+    def backward(self, dhs: Array) -> Array:
+        assert self.layers is not None, "call forward first"
+        Wx, _, _ = self.params
+        N, T, _ = dhs.shape
+        D = Wx.shape[0]
+
+        dxs = np.empty((N, T, D), dtype=dhs.dtype)
+        dh: Any = 0
+        dc: Any = 0
+        grads: list[Any] = [0, 0, 0]
+        for t in reversed(range(T)):
+            layer = self.layers[t]
+            dx, dh, dc = _lstm_backward_db_reordered(layer, dhs[:, t, :] + dh, dc)  # the bug
+            dxs[:, t, :] = dx
+            for i, grad in enumerate(layer.grads):
+                grads[i] += grad
+
+        for i, grad in enumerate(grads):
+            self.grads[i][...] = grad
+        self.dh = dh
+        return dxs
+
+
+# ---------------------------------------------------------------- second volume: time softmax
+
+
+class TimeSoftmaxWithLossBackwardCountsIgnored(TimeSoftmaxWithLoss):
+    """TimeSoftmaxWithLoss whose backward divides by N * T, ignored labels too; forward by the kept.
+
+    forward divides by the kept labels (mask.sum()), backward by every position: as
+    soon as one label is -1, all of dx is kept / (N * T) times the right gradient.
+    Right only when no label is ignored.
+    """
+
+    def backward(self, dout: Any = 1) -> Array:
+        assert self.cache is not None, "call forward first"
+        ts, ys, mask, (N, T, V) = self.cache
+        dx = ys.copy()
+        dx[np.arange(N * T), ts] -= 1
+        dx *= dout
+        dx /= N * T  # the bug: forward divides by mask.sum()
+        dx *= mask[:, np.newaxis]
+        return dx.reshape((N, T, V))
+
+
+# The wrong-function twin (registry.WRONG_FUNCTION): forward and backward agree.
+
+
+class TimeSoftmaxWithLossMeanCountsIgnored(TimeSoftmaxWithLoss):
+    """Averages the loss over all N * T positions, ignored ones included, with backward to match.
+
+    The ignored labels still add nothing to the sum, but count in the mean: loss and
+    gradient are kept / (N * T) times the reference's wherever some label is -1.
+    """
+
+    def forward(self, xs: Array, ts: Any) -> float:
+        loss = super().forward(xs, ts)
+        assert self.cache is not None
+        _, _, mask, (N, T, _) = self.cache
+        return loss * mask.sum() / (N * T)  # the bug: the mean over every position
+
+    def backward(self, dout: Any = 1) -> Array:
+        assert self.cache is not None, "call forward first"
+        _, _, mask, (N, T, _) = self.cache
+        return super().backward(dout) * mask.sum() / (N * T)

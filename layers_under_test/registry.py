@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from layers_under_test import broken, reference
+from layers_under_test import broken, reference, volume2
 
 Builder = Callable[[np.random.Generator], object]
 InputMaker = Callable[[np.random.Generator], dict[str, object]]
@@ -191,6 +191,47 @@ def _table(vocabulary: int, width: int) -> Callable[[type], Builder]:
     return lambda cls: lambda rng: cls(rng.standard_normal((vocabulary, width)))
 
 
+def _matrix(d_in: int, d_out: int) -> Callable[[type], Builder]:
+    """A MatMul-like layer: one standard normal W of (d_in, d_out), no bias."""
+    return lambda cls: lambda rng: cls(rng.standard_normal((d_in, d_out)))
+
+
+def _recurrent(d_in: int, hidden: int, gates: int = 1) -> Callable[[type], Builder]:
+    """An RNN-like layer: standard normal Wx (d_in, gates*hidden), Wh (hidden, gates*hidden)
+    and b (gates*hidden,); an LSTM's four gates side by side: ``gates=4``."""
+    width = gates * hidden
+    return lambda cls: (
+        lambda rng: cls(
+            rng.standard_normal((d_in, width)),
+            rng.standard_normal((hidden, width)),
+            rng.standard_normal(width),
+        )
+    )
+
+
+def _word_ids(vocabulary: int, n: int, steps: int) -> InputMaker:
+    """An (n, steps) int64 array of word ids below ``vocabulary``: a TimeEmbedding's xs."""
+    return lambda rng: {"xs": rng.integers(0, vocabulary, size=(n, steps), dtype=np.int64)}
+
+
+def _padded_labels(n: int, steps: int, classes: int) -> InputMaker:
+    """Scores xs of (n, steps, classes), standard normal, and int64 labels ts of (n, steps).
+
+    ts is uniform over ``-1`` (the ignored label, padding) and the classes, with the
+    first label always -1 and the last one always kept: every draw has both, so a mean
+    over the wrong count always shows.
+    """
+
+    def make(rng: np.random.Generator) -> dict[str, object]:
+        xs = rng.standard_normal((n, steps, classes))
+        ts = rng.integers(-1, classes, size=(n, steps), dtype=np.int64)
+        ts[0, 0] = -1
+        ts[-1, -1] = rng.integers(0, classes)
+        return {"xs": xs, "ts": ts}
+
+    return make
+
+
 _MUL = _arrays(x=(3, 4), y=(3, 4))
 _X = _arrays(x=(3, 4))
 _RELU_X = _arrays(x=(4, 5))  # 20 elements: all positive about once in a million seeds
@@ -212,6 +253,17 @@ _BN_4D_X = _arrays(x=(4, 2, 2, 2))  # the book normalizes each of the 8 (c, h, w
 _DROPOUT_X = _arrays(x=(4, 5))  # 20 units at ratio 0.5: some dropped, some kept
 _IDX = _indices(5, 8)  # 8 indices into 5 rows: at least three repeat
 _INDICES = ("idx",)  # integers: never differentiated
+# second volume: N = 2 sequences of T = 3 steps (T > 1: what carries state back through
+# time shows only then), D = H = 3, a vocabulary of V = 5
+_MATMUL_X = _arrays(x=(2, 3))
+_RNN_STEP = _arrays(x=(2, 3), h_prev=(2, 3))
+_LSTM_STEP = _arrays(x=(2, 3), h_prev=(2, 3), c_prev=(2, 3))
+_SEQUENCE = _arrays(xs=(2, 3, 3))  # TimeRNN, TimeLSTM
+_TIME_AFFINE_X = _arrays(x=(2, 3, 3))
+_WORDS = _word_ids(5, 2, 3)  # 6 ids below 5: at least one repeats
+_WORD_IDS = ("xs",)  # integers: never differentiated
+_TIME_LABELS = ("ts",)
+_TIME_SCORES = _padded_labels(2, 3, 5)
 
 
 def _saturated(shape: tuple[int, ...]) -> InputMaker:
@@ -373,6 +425,51 @@ _EXTEND_PLAIN_SPEC: dict[str, object] = {
     "init": _EXTEND_INIT,
     "inputs": {"x": ["N", "D"], "t": _onehot("N", "C")},
 }
+# second volume: sequences of T = 1 to 3 steps
+_MATMUL_SPEC: dict[str, object] = {
+    "dims": {"N": [1, 4], "D": [1, 5], "H": [1, 5]},
+    "init": {"W": ["D", "H"]},
+    "inputs": {"x": ["N", "D"]},
+}
+_RNN_INIT = {"Wx": ["D", "H"], "Wh": ["H", "H"], "b": ["H"]}
+_RNN_SPEC: dict[str, object] = {
+    "dims": {"N": [1, 3], "D": [1, 3], "H": [1, 3]},
+    "init": _RNN_INIT,
+    "inputs": {"x": ["N", "D"], "h_prev": ["N", "H"]},
+}
+_TIME_RNN_SPEC: dict[str, object] = {
+    "dims": {"N": [1, 3], "T": [1, 3], "D": [1, 3], "H": [1, 3]},
+    "init": _RNN_INIT,
+    "inputs": {"xs": ["N", "T", "D"]},
+}
+_LSTM_SPEC: dict[str, object] = {  # Wx (D, 4H) and the rest: from the factory
+    "dims": {"N": [1, 3], "D": [1, 3], "H": [1, 3]},
+    "init": {"d": "D", "h": "H"},
+    "inputs": {"x": ["N", "D"], "h_prev": ["N", "H"], "c_prev": ["N", "H"]},
+}
+_TIME_LSTM_SPEC: dict[str, object] = {  # Wx (D, 4H) and the rest: from the factory
+    "dims": {"N": [1, 2], "T": [1, 3], "D": [1, 3], "H": [1, 2]},
+    "init": {"d": "D", "h": "H"},
+    "inputs": {"xs": ["N", "T", "D"]},
+}
+_TIME_EMBEDDING_SPEC: dict[str, object] = {
+    "dims": {"V": [1, 5], "D": [1, 4], "N": [1, 3], "T": [1, 3]},
+    "init": {"W": ["V", "D"]},
+    "inputs": {"xs": {"shape": ["N", "T"], "domain": "labels", "classes": "V"}},
+}
+_TIME_AFFINE_SPEC: dict[str, object] = {
+    "dims": {"N": [1, 3], "T": [1, 3], "D": [1, 4], "M": [1, 4]},
+    "init": {"W": ["D", "M"], "b": ["M"]},
+    "inputs": {"x": ["N", "T", "D"]},
+}
+# labels in [0, V) and the ignored -1 (padding), never all of them -1
+_TIME_SOFTMAX_SPEC: dict[str, object] = {
+    "dims": {"N": [1, 3], "T": [1, 3], "V": [2, 5]},
+    "inputs": {
+        "xs": ["N", "T", "V"],
+        "ts": {"shape": ["N", "T"], "domain": "labels", "classes": "V", "ignore": -1},
+    },
+}
 
 
 def affine_4d(c: int, h: int, w: int, m: int) -> reference.Affine:
@@ -433,6 +530,25 @@ def multi_layer_net_plain_sigmoid(
         hidden_layers,
         activation="sigmoid",
         weight_init_std="sigmoid",
+    )
+
+
+def time_lstm(d: int, h: int) -> volume2.TimeLSTM:
+    """A TimeLSTM for inputs of d features and h units: standard normal Wx (d, 4h), Wh (h, 4h)
+    and b (4h,) from np.random."""
+    return volume2.TimeLSTM(*_lstm_weights(d, h))
+
+
+def lstm(d: int, h: int) -> volume2.LSTM:
+    """One LSTM step, weights as `time_lstm`'s."""
+    return volume2.LSTM(*_lstm_weights(d, h))
+
+
+def _lstm_weights(d: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (
+        np.random.standard_normal((d, 4 * h)),
+        np.random.standard_normal((h, 4 * h)),
+        np.random.standard_normal(4 * h),
     )
 
 
@@ -571,6 +687,34 @@ REFERENCE: dict[str, LayerCase] = _by_name(
         spec=_EXTEND_PLAIN_SPEC,
         factory=multi_layer_net_plain_sigmoid,
     ),
+    # second volume (layers_under_test.volume2); the one-step LSTM returns (h_next, c_next)
+    # and its backward takes (dh_next, dc_next)
+    _case(volume2.MatMul, _matrix(3, 3), _MATMUL_X, spec=_MATMUL_SPEC),
+    _case(volume2.RNN, _recurrent(3, 3), _RNN_STEP, spec=_RNN_SPEC),
+    _case(volume2.LSTM, _recurrent(3, 3, gates=4), _LSTM_STEP, spec=_LSTM_SPEC, factory=lstm),
+    _case(volume2.TimeRNN, _recurrent(3, 3), _SEQUENCE, spec=_TIME_RNN_SPEC),
+    _case(
+        volume2.TimeLSTM,
+        _recurrent(3, 3, gates=4),
+        _SEQUENCE,
+        spec=_TIME_LSTM_SPEC,
+        factory=time_lstm,
+    ),
+    _case(
+        volume2.TimeEmbedding,
+        _table(5, 3),
+        _WORDS,
+        nondiff=_WORD_IDS,
+        spec=_TIME_EMBEDDING_SPEC,
+    ),
+    _case(volume2.TimeAffine, _weights(3, 5), _TIME_AFFINE_X, spec=_TIME_AFFINE_SPEC),
+    _case(
+        volume2.TimeSoftmaxWithLoss,
+        _no_args,
+        _TIME_SCORES,
+        nondiff=_TIME_LABELS,
+        spec=_TIME_SOFTMAX_SPEC,
+    ),
 )
 
 BROKEN: dict[str, LayerCase] = _by_name(
@@ -666,6 +810,18 @@ BROKEN: dict[str, LayerCase] = _by_name(
     # saturated x: where float32 also loses the values (elsewhere only the dtype shows)
     _case(broken.SigmoidFloat32Gradient, _no_args, _saturated((3, 4))),
     _case(broken.ReluSquaredDout, _no_args, _RELU_X),
+    # second volume: T = 3 steps; the three that forget dh or dc pass at T == 1
+    _case(broken.TimeRNNForgetsDh, _recurrent(3, 3), _SEQUENCE),
+    _case(broken.TimeLSTMForgetsDh, _recurrent(3, 3, gates=4), _SEQUENCE),
+    _case(broken.TimeLSTMForgetsDc, _recurrent(3, 3, gates=4), _SEQUENCE),
+    _case(broken.TimeLSTMDbWrongGateOrder, _recurrent(3, 3, gates=4), _SEQUENCE),
+    # every draw has an ignored label (-1): without one, both counts are N * T
+    _case(
+        broken.TimeSoftmaxWithLossBackwardCountsIgnored,
+        _no_args,
+        _TIME_SCORES,
+        nondiff=_TIME_LABELS,
+    ),
 )
 
 # Right for the fixed case below (a single check passes them), wrong for other shapes
@@ -717,6 +873,14 @@ WRONG_FUNCTION: dict[str, LayerCase] = _by_name(
         _DROPOUT_X,
         kwargs=_TRAIN,
         reference="InvertedDropout",
+    ),
+    # every draw has an ignored label (-1): without one, the two means are the same
+    _case(
+        broken.TimeSoftmaxWithLossMeanCountsIgnored,
+        _no_args,
+        _TIME_SCORES,
+        nondiff=_TIME_LABELS,
+        reference="TimeSoftmaxWithLoss",
     ),
 )
 

@@ -53,6 +53,12 @@ def _forward(layer: Any, case: LayerCase, args: Any, seed: int) -> Any:
     return layer.forward(*args, **case.kwargs)
 
 
+def _douts(out: Any, rng: np.random.Generator) -> tuple[Any, ...]:
+    """One standard normal dout per output (the one-step LSTM returns (h, c)); 1.0 for a loss."""
+    outs = out if isinstance(out, tuple) else (out,)
+    return tuple(rng.standard_normal(np.shape(o)) if np.ndim(o) else 1.0 for o in outs)
+
+
 def _layer_agrees(case: LayerCase, seed: int) -> bool:
     """backward vs central differences of L = sum(dout * forward), after a warm-up forward."""
     rng = np.random.default_rng(seed)
@@ -63,8 +69,8 @@ def _layer_agrees(case: LayerCase, seed: int) -> bool:
     out = _forward(layer, case, inputs.values(), seed)
     if not all(np.array_equal(b, v) for b, v in zip(before, inputs.values(), strict=True)):
         return False  # forward mutated its input
-    dout = rng.standard_normal(np.shape(out)) if np.ndim(out) else 1.0
-    grads = layer.backward(np.copy(dout))
+    douts = _douts(out, rng)
+    grads = layer.backward(*map(np.copy, douts))
     wrt = [name for name in inputs if name not in case.nondiff]
     analytic = dict(zip(wrt, grads if isinstance(grads, tuple) else (grads,), strict=False))
     params = {n: getattr(layer, n) for n in ("W", "b", "gamma", "beta") if hasattr(layer, n)}
@@ -75,7 +81,9 @@ def _layer_agrees(case: LayerCase, seed: int) -> bool:
         params[f"params[{i}]"], analytic[f"params[{i}]"] = param, np.copy(grad)  # second volume
 
     def loss() -> float:
-        return float(np.sum(dout * _forward(layer, case, map(np.copy, inputs.values()), seed)))
+        outs = _forward(layer, case, map(np.copy, inputs.values()), seed)
+        outs = outs if isinstance(outs, tuple) else (outs,)
+        return float(sum(np.sum(d * o) for d, o in zip(douts, outs, strict=True)))
 
     for name, arr in [*((n, inputs[n]) for n in wrt), *params.items()]:
         if not _close(analytic.get(name), numeric_gradient(loss, arr)):
@@ -117,7 +125,7 @@ def test_reference_case_builds_and_runs(case: LayerCase) -> None:
         }
     else:
         out = target.forward(*inputs.values(), **case.kwargs)
-        target.backward(np.ones_like(out))
+        target.backward(*(np.ones_like(o) for o in (out if isinstance(out, tuple) else (out,))))
 
 
 @pytest.mark.parametrize("case", REFERENCE.values(), ids=REFERENCE.keys())
