@@ -17,7 +17,9 @@ arguments in order.  An array is a shape (names and ints) or a dict
 Domains: ``real`` (default, magnitudes up to ``scale``), ``positive``, ``unit``
 (inside (0, 1)), ``probabilities`` (rows sum to 1), ``onehot`` (rows of a
 ``classes``-way identity) and ``labels`` (integers in ``[0, classes)``); the last
-two are never differentiated.  `parse_spec` validates all of it once.
+two are never differentiated.  Labels may also hold an ``ignore`` value, a negative
+int a loss leaves out (the second volume's padding label ``-1``): some entries take
+it, never all.  `parse_spec` validates all of it once.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class ArraySpec:
     scale: float = 1.0
     dtype: str = "float64"
     classes: str | int | None = None
+    ignore: int | None = None  # labels: a value that some entries take, never all
 
     @property
     def differentiable(self) -> bool:
@@ -129,10 +132,11 @@ def _array(where: str, value: Any, dims: Mapping[str, tuple[int, int]]) -> Array
         raise InvalidArgument(
             f"{where} must be a shape like ['N', 3] or a dict with 'shape', got {value!r}."
         )
-    extra = sorted(set(entry) - {"shape", "domain", "scale", "dtype", "classes"})
+    extra = sorted(set(entry) - {"shape", "domain", "scale", "dtype", "classes", "ignore"})
     if extra:
         raise InvalidArgument(
-            f"{where} has unknown keys {extra}; it takes shape, domain, scale, dtype, classes."
+            f"{where} has unknown keys {extra}; it takes shape, domain, scale, dtype, classes, "
+            f"ignore."
         )
     shape = tuple(entry["shape"])
     for size in shape:
@@ -143,6 +147,7 @@ def _array(where: str, value: Any, dims: Mapping[str, tuple[int, int]]) -> Array
         entry.get("scale", 1.0),
         entry.get("dtype", "float64"),
         entry.get("classes"),
+        entry.get("ignore"),
     )
     _check_values(where, array, dims)
     return array
@@ -174,6 +179,17 @@ def _check_values(where: str, array: ArraySpec, dims: Mapping[str, tuple[int, in
         or not (array.scale > 0)
     ):
         raise InvalidArgument(f"{where} has scale {array.scale!r}; use a positive number.")
+    ignore = array.ignore
+    if ignore is not None and (
+        array.domain != "labels"
+        or isinstance(ignore, bool)
+        or not isinstance(ignore, int)
+        or ignore >= 0
+    ):
+        raise InvalidArgument(
+            f"{where} has ignore {ignore!r}; it is a negative int (a label a loss leaves "
+            f"out, e.g. ignore: -1), for the labels domain only."
+        )
     if array.domain in LABEL_DOMAINS:
         if array.classes is None:
             raise InvalidArgument(f"{where} is {array.domain}: give classes, a dim name or int.")
@@ -188,6 +204,18 @@ def _check_values(where: str, array: ArraySpec, dims: Mapping[str, tuple[int, in
                 f"{where} is onehot over {array.classes!r} classes: its last dimension must "
                 f"be {array.classes!r}, got shape {list(array.shape)}."
             )
+
+
+def with_ignored(drawn: np.ndarray, classes: int, ignore: int | None) -> np.ndarray:
+    """Labels drawn from ``[0, classes]``, the value ``classes`` standing for the ignored
+    label; the last entry is kept where every one would be ignored (a mean over none)."""
+    if ignore is None or drawn.size == 0:
+        return drawn
+    ignored = drawn == classes
+    labels = np.where(ignored, ignore, drawn)
+    if ignored.all():
+        labels.flat[-1] = 0
+    return labels
 
 
 def sizes(shape: tuple[str | int, ...], dims: Mapping[str, int]) -> tuple[int, ...]:
@@ -251,7 +279,10 @@ def draw(spec: Mapping[str, Any] | Spec, rng: np.random.Generator) -> Case:
                 dims[array.classes] if isinstance(array.classes, str) else int(array.classes or 1)
             )
             label_shape = shape if array.domain == "labels" else shape[:-1]
-            labels = rng.integers(0, classes, size=label_shape, dtype=np.int64)
+            top = classes + (array.ignore is not None)  # the value `classes` stands for ignore
+            labels = with_ignored(
+                rng.integers(0, top, size=label_shape, dtype=np.int64), classes, array.ignore
+            )
             return (
                 labels if array.domain == "labels" else np.eye(classes, dtype=array.dtype)[labels]
             )

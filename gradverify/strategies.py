@@ -29,6 +29,7 @@ from gradverify.specs import (
     parse_spec,
     seeded_array,
     sizes,
+    with_ignored,
 )
 
 #: Arrays up to this many elements are drawn element by element, so a failing case
@@ -63,9 +64,10 @@ def array_strategy(
     if array.domain in ("labels", "onehot"):
         classes = dims[array.classes] if isinstance(array.classes, str) else int(array.classes or 1)
         label_shape = shape if array.domain == "labels" else shape[:-1]
-        labels = hnp.arrays(np.int64, label_shape, elements=st.integers(0, classes - 1))
+        top = classes - 1 + (array.ignore is not None)  # `classes` stands for the ignored one
+        labels = hnp.arrays(np.int64, label_shape, elements=st.integers(0, top))
         if array.domain == "labels":
-            return labels
+            return labels.map(lambda drawn: with_ignored(drawn, classes, array.ignore))
         return labels.map(lambda t: np.eye(classes, dtype=dtype)[t])
     scale = float(array.scale)
     if int(np.prod(shape)) > ELEMENTWISE_LIMIT:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
 
 from gradverify.errors import InvalidArgument
-from gradverify.specs import parse_spec
+from gradverify.specs import draw, parse_spec
+from gradverify.strategies import cases
 
 AFFINE = {
     "dims": {"N": [1, 4], "D": [1, 5], "M": 3},
@@ -56,6 +59,17 @@ def test_labels_are_never_differentiated():
             },
             "last dimension must be 'C'",
         ),
+        (
+            {
+                "dims": {},
+                "inputs": {"t": {"shape": [2], "domain": "labels", "classes": 3, "ignore": 0}},
+            },
+            "ignore 0; it is a negative int",
+        ),
+        (
+            {"dims": {}, "inputs": {"x": {"shape": [2], "ignore": -1}}},
+            "for the labels domain only",
+        ),
         ({"dims": {}}, "needs 'inputs'"),
         ({"dims": {}, "inputs": {"x": [2]}, "outputs": {}}, "unknown keys \\['outputs'\\]"),
     ],
@@ -73,3 +87,22 @@ def test_labels_need_at_least_one_class():
                 "inputs": {"t": {"shape": [2], "domain": "labels", "classes": "C"}},
             }
         )
+
+
+def test_ignored_labels_are_drawn_but_never_all_of_them():
+    spec = {
+        "dims": {"N": [1, 3], "C": [1, 3]},
+        "inputs": {"t": {"shape": ["N"], "domain": "labels", "classes": "C", "ignore": -100}},
+    }
+    drawn = [draw(spec, np.random.default_rng(seed)).inputs["t"] for seed in range(300)]
+    assert any((t == -100).any() for t in drawn)
+    assert not any((t == -100).all() for t in drawn)
+    assert all(((t == -100) | ((t >= 0) & (t < 3))).all() for t in drawn)
+
+    @given(cases(spec))
+    @settings(max_examples=100, database=None)
+    def never_all_ignored(case):
+        labels = case.inputs["t"]
+        assert not (labels == -100).all() and ((labels == -100) | (labels >= 0)).all()
+
+    never_all_ignored()
