@@ -25,7 +25,7 @@ import numpy as np
 
 from gradverify.adapters import ParamSlot
 from gradverify.adapters.base import is_float_array
-from gradverify.objects import attributes, lookup
+from gradverify.objects import attributes, holdings, lookup
 from gradverify.state import Snapshot
 
 
@@ -35,11 +35,15 @@ class CarriedState:
 
     hold: Callable[[], None]  # run before every call
     how: str  # for the note: "re-bound" or "reset_state()"
-    changed: tuple[str, ...]  # the target's attributes forward re-binds
+    changed: tuple[str, ...]  # the paths forward re-binds (``h``, ``layers[1].c``)
     initial: dict[str, Any]  # the target's attributes before the check
 
     def note(self, name: str) -> str:
-        changed = ", ".join(self.changed) or "its attributes"
+        shown = [
+            *self.changed[:_SHOWN],
+            *([f"+{len(self.changed) - _SHOWN} more"] * (len(self.changed) > _SHOWN)),
+        ]
+        changed = ", ".join(shown) or "what it holds"
         if self.how == "reset_state()":
             start = f"from the state {name}.reset_state() gives"
         else:
@@ -81,10 +85,7 @@ def _reader(target: Any, path: str) -> Callable[[], Any]:
 def ways_to_hold(target: Any, saved: Snapshot) -> list[CarriedState]:
     """The ways to hold `target`'s state fixed, to be tried in order."""
     initial = next((dict(held) for obj, held in saved.objects if obj is target), {})
-    now = attributes(target)
-    changed = tuple(
-        name for name in {**initial, **now} if now.get(name, _GONE) is not initial.get(name, _GONE)
-    )
+    changed = tuple(_changed_paths(target, saved))
     ways = [CarriedState(saved.rebind, "re-bound", changed, initial)]
     reset = getattr(target, "reset_state", None)
     if callable(reset):
@@ -92,4 +93,23 @@ def ways_to_hold(target: Any, saved: Snapshot) -> list[CarriedState]:
     return ways
 
 
+def _changed_paths(target: Any, saved: Snapshot) -> list[str]:
+    """Every attribute, at any depth, that holds another object than before the check."""
+    paths = {id(target): ""}
+    for holding in holdings(target):
+        paths.setdefault(id(holding.value), holding.path)
+    found = []
+    for obj, held in saved.objects:
+        prefix = paths.get(id(obj))
+        if prefix is None:
+            continue
+        now = attributes(obj)
+        for name in {**held, **now}:
+            if now.get(name, _GONE) is not held.get(name, _GONE):
+                found.append(f"{prefix}.{name}" if prefix else name)
+    return found
+
+
 _GONE = object()
+#: How many changed paths a note names.
+_SHOWN = 5

@@ -228,7 +228,7 @@ def _params_and_grads(target: Any, is_weight: Callable[[Any], bool]) -> list[Par
     for weights, gradients in _CONTAINER_PAIRS:
         params, grads = _read(target, weights), _read(target, gradients)
         if isinstance(params, dict) and isinstance(grads, dict):
-            keys: list[Any] = [key for key in params if key in grads]
+            keys: list[Any] = list(params)
         elif isinstance(params, list) and isinstance(grads, list) and len(params) == len(grads):
             keys = list(range(len(params)))
         else:
