@@ -30,7 +30,6 @@ NEW_REFERENCE = [
 ]
 THROUGH_TIME = ["TimeRNNForgetsDh", "TimeLSTMForgetsDh", "TimeLSTMForgetsDc"]
 NEW_BROKEN = [*THROUGH_TIME, "TimeLSTMDbWrongGateOrder", "TimeSoftmaxWithLossBackwardCountsIgnored"]
-ONE_STEP = {"xs": (2, 1, 3)}  # the registry's sequences, cut to T = 1
 
 
 def _check(case: LayerCase, seed: int, shapes: dict[str, tuple[int, ...]] | None = None, **kw: Any):
@@ -41,6 +40,12 @@ def _check(case: LayerCase, seed: int, shapes: dict[str, tuple[int, ...]] | None
     return gradverify.check(
         target, inputs, nondiff=case.nondiff, kwargs=case.kwargs, seed=seed, **kw
     )
+
+
+def _one_step(case: LayerCase) -> dict[str, tuple[int, ...]]:
+    """The case's sequence ``xs`` of (N, T, D), cut to T = 1."""
+    n, _, d = np.shape(case.make_inputs(np.random.default_rng(0))["xs"])
+    return {"xs": (n, 1, d)}
 
 
 def _statuses(result: Any) -> dict[str, Status]:
@@ -70,9 +75,9 @@ def test_the_registry_suites_cover_every_new_case() -> None:
 def test_through_time_twin_passes_a_one_step_sequence_and_fails_a_longer_one(name: str) -> None:
     case = BROKEN[name]
     for seed in SEEDS:
-        one_step = _check(case, seed, ONE_STEP)
+        one_step = _check(case, seed, _one_step(case))
         assert one_step.status is Status.PASS, f"{name} seed {seed}: {one_step}"
-    longer = _check(case, 0)  # T = 3: test_shipped_layers fails it on every seed
+    longer = _check(case, 0)  # T > 1: test_shipped_layers fails it on every seed
     assert longer.status is Status.FAIL
     assert _statuses(longer)["dxs"] is Status.FAIL  # the early steps' dx miss the carried part
 
@@ -80,7 +85,7 @@ def test_through_time_twin_passes_a_one_step_sequence_and_fails_a_longer_one(nam
 def test_bias_in_the_wrong_gate_order_shows_in_db_alone_even_at_one_step() -> None:
     case = BROKEN["TimeLSTMDbWrongGateOrder"]
     for seed in range(10):
-        for shapes in (None, ONE_STEP):  # a bug of the step, not of time
+        for shapes in (None, _one_step(case)):  # a bug of the step, not of time
             statuses = _statuses(_check(case, seed, shapes))
             assert statuses.pop("grads[2]") is Status.FAIL, (seed, shapes)
             assert set(statuses.values()) == {Status.PASS}, (seed, shapes, statuses)
