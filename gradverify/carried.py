@@ -38,44 +38,54 @@ class CarriedState:
     changed: tuple[str, ...]  # the paths forward re-binds (``h``, ``layers[1].c``)
     initial: dict[str, Any]  # the target's attributes before the check
 
-    def note(self, name: str) -> str:
+    def note(self, target: Any) -> str:
+        """What the check did about the state, after the first backward (which sets ``dh``)."""
+        name = type(target).__name__
         shown = [
             *self.changed[:_SHOWN],
             *([f"+{len(self.changed) - _SHOWN} more"] * (len(self.changed) > _SHOWN)),
         ]
-        changed = ", ".join(shown) or "what it holds"
         if self.how == "reset_state()":
             start = f"from the state {name}.reset_state() gives"
         else:
             start = f"from the state {name} held before the check"
-        exposed = [s.name for s in self.slots(None)]
-        without = [
-            n for n in self.changed if is_float_array(self.initial.get(n)) and n not in exposed
-        ]
         text = (
-            f"forward carries state from one call to the next (it changes {changed}): every "
-            f"call starts {start}"
+            f"forward carries state from one call to the next (it re-binds "
+            f"{', '.join(shown) or 'what it holds'}): every call starts {start}"
         )
-        if without:
-            missing = ", ".join(without)
-            text += f"; no gradient of {missing} is exposed (d{without[0]}), so none is checked"
+        checked = [s.name for s in self.slots(target)]
+        unreadable = [n for n in self._exposed(target) if n not in checked]
+        if checked:
+            text += f"; the gradient of the state it starts from is checked: {_d(checked)}"
+        if unreadable:
+            text += f"; {_d(unreadable)} not checked (only numpy state is re-bound and perturbed)"
+        if not checked and not unreadable:
+            text += "; no gradient of the state it starts from is exposed (dh for h), none checked"
         return text
 
     def slots(self, target: Any) -> list[ParamSlot]:
-        """The carried arrays the layer exposes a gradient for (``h`` with ``dh``)."""
+        """The carried numpy arrays the layer exposes a gradient for (``h`` with ``dh``)."""
         if self.how != "re-bound":
             return []
         found = []
-        for name in self.changed:
-            value = self.initial.get(name)
-            if (
-                isinstance(value, np.ndarray)
-                and is_float_array(value)
-                and f"d{name}" in self.initial
-            ):
-                reader = _reader(target, f"d{name}")
-                found.append(ParamSlot(name, f"d{name}", value, reader))
+        for name in self._exposed(target):
+            value = self.initial[name]
+            if isinstance(value, np.ndarray) and is_float_array(value):
+                found.append(ParamSlot(name, f"d{name}", value, _reader(target, f"d{name}")))
         return found
+
+    def _exposed(self, target: Any) -> list[str]:
+        """The target's own carried arrays with a ``d<name>`` beside them now."""
+        now = attributes(target)
+        return [
+            n
+            for n in self.changed
+            if f"d{n}" in now and hasattr(self.initial.get(n), "shape") and "." not in n
+        ]
+
+
+def _d(names: list[str]) -> str:
+    return ", ".join(f"d{n}" for n in names)
 
 
 def _reader(target: Any, path: str) -> Callable[[], Any]:

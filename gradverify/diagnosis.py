@@ -27,8 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from gradverify.adapters.base import TargetRaised, is_float_array, private_copy
+from gradverify.adapters.base import TargetRaised, private_copy
+from gradverify.adapters.foreign import is_float_like
 from gradverify.errors import InvalidArgument, TargetContractError
+from gradverify.objects import is_foreign_array
 from gradverify.results import CheckResult, Diagnosis, FindingKind, LayerVerdict, Status
 
 #: Checks one layer on recorded inputs: (layer, positional inputs, kwargs, nondiff names,
@@ -135,8 +137,8 @@ def record(
     A layer that cannot take an attribute (``__slots__`` without ``__dict__``), or whose
     methods the network bound before the check, is not seen."""
     seen = Recording(
-        flowing=[a for a in data if isinstance(a, np.ndarray)],
-        labels=[a for a in labels or [] if isinstance(a, np.ndarray)],
+        flowing=[a for a in data if _is_array(a)],
+        labels=[a for a in labels or [] if _is_array(a)],
     )
     undo: list[Callable[[], None]] = []
     try:
@@ -191,7 +193,7 @@ def _recording_forward(layer: Any, seen: Recording) -> Callable[..., Any]:
             returned = original(*args, **kwargs)
             results = list(returned) if isinstance(returned, tuple) else [returned]
             seen.outputs.setdefault(key, results)
-            seen.flowing += [r for r in results if isinstance(r, np.ndarray)]
+            seen.flowing += [r for r in results if _is_array(r)]
             return returned
 
         return forward
@@ -218,8 +220,16 @@ def _recording_backward(layer: Any, seen: Recording) -> Callable[..., Any]:
     return wrap
 
 
-def _shares(value: Any, arrays: list[np.ndarray]) -> bool:
-    return isinstance(value, np.ndarray) and any(np.shares_memory(value, a) for a in arrays)
+def _is_array(value: Any) -> bool:
+    return isinstance(value, np.ndarray) or is_foreign_array(value)
+
+
+def _shares(value: Any, arrays: list[Any]) -> bool:
+    """Whether `value` is one of `arrays` or a view of one (for another library's arrays,
+    which numpy cannot look inside: the very object)."""
+    if not isinstance(value, np.ndarray):
+        return any(value is a for a in arrays)
+    return any(isinstance(a, np.ndarray) and np.shares_memory(value, a) for a in arrays)
 
 
 def _same_arguments(call: Call, args: tuple[Any, ...]) -> bool:
@@ -365,7 +375,7 @@ def _differentiated(call: Call, returned: int | None) -> list[int]:
     """The positions of a layer's arguments to differentiate: its float arrays that are not
     the network's labels; when its backward returned fewer gradients than that (a loss
     layer taking labels the network built), the ones data flows through, if they match."""
-    floats = [i for i, a in enumerate(call.args) if is_float_array(a) and i not in call.labels]
+    floats = [i for i, a in enumerate(call.args) if is_float_like(a) and i not in call.labels]
     flowing = [i for i in floats if i in call.flowing]
     if returned is not None and len(flowing) == returned < len(floats):
         return flowing

@@ -98,6 +98,8 @@ class CheckRun:
         first = view.backward(work, cotangent.for_backward)
         slots = self._parameters(view)
         found.notes += [slot.note for slot in slots if slot.note]
+        if self.carried is not None:
+            found.notes.append(self.carried.note(view.target))
         gradients = Gradients(
             first.inputs,
             {s.name: first.params.get(s.name, private_copy(s.read_gradient())) for s in slots},
@@ -124,11 +126,11 @@ class CheckRun:
         shapes, directions = [t.array.shape for t in tensors], self.config.directions
         fast = 0 if self.config.mode == "fast" else planning.fast_calls(shapes, directions)
         calls = planning.planned_calls(shapes, chosen, directions)
-        parallel = self.config.workers if not workers.unavailable() else 1
+        why_not = workers.unavailable() or view.fork_hazard
+        parallel = 1 if why_not else self.config.workers
         if parallel < self.config.workers:
-            found.notes.append(
-                f"workers={self.config.workers} asked for, but {workers.unavailable()}"
-            )
+            found.notes.append(f"workers={self.config.workers} asked for, but {why_not}")
+            context = replace(context, config=replace(self.config, workers=1))
         self.tracker.start(Estimate(view.label, calls, chosen.seconds_per_call, fast, parallel))
         outcomes: list[TensorOutcome] = []
         try:
@@ -191,7 +193,6 @@ class CheckRun:
             fixed = _kept(read_outputs(self._timed(held, work), self.view.name))
             if contracts.deterministic_forward(held, work, fixed, pinned=bool(drawn)) is None:
                 view, outputs, changing, self.carried = held, fixed, None, way
-                found.notes.append(way.note(self.view.name))
                 break
         found.add(changing)
         return view, outputs

@@ -267,8 +267,8 @@ def test_pair_declarations_name_forward_inputs() -> None:
         InvalidArgument, match=r"`backward_args`: 'w' was not found \(did you mean 'W'\?\)"
     ):
         check(pair, inputs, backward_args=("dout", "w", "x"), returns=("W", "b", "x"))
-    with pytest.raises(InvalidArgument, match=r"`returns`: 'db' was not found"):
-        check(pair, inputs, backward_args=("dout", "W", "x"), returns=("W", "db", "x"))
+    with pytest.raises(InvalidArgument, match=r"`returns`: 'q' was not found"):
+        check(pair, inputs, backward_args=("dout", "W", "x"), returns=("W", "q", "x"))
     result = check(pair, inputs, backward_args=("dout", "W", "x"), returns=("W", "b"))
     assert result.status is Status.ERROR and "returns=('W', 'b') declares 2" in result.error
 
@@ -343,3 +343,93 @@ def test_bad(gradcheck):
     result = pytester.runpytest("-p", "no:cacheprovider", "-n", "0")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*dw0 via w0_opt disagrees with finite differences*"])
+
+
+# ---------------------------------------------------------------- found in review
+
+
+class CachedCopyAffine(public.AffineReturningList):
+    """Caches a copy of its input: a float array held that is no weight."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.x = x.copy()
+        return x @ self.W + self.b
+
+
+def test_returns_may_name_gradients_and_never_takes_a_cache_for_a_weight() -> None:
+    rng = np.random.default_rng(0)
+    layer, x = CachedCopyAffine(*_affine_weights(rng)), _x(rng)
+    result = check(layer, x, returns=("dx", ["dW", "db"]))
+    assert result.status is Status.PASS, result
+    assert {t.name for t in result.tensors} == {"x", "W", "b"}
+
+
+def test_weights_in_a_dict_or_a_tuple_are_matched_to_the_returned_gradients() -> None:
+    class InDict:
+        def __init__(self, W: np.ndarray, b: np.ndarray) -> None:
+            self.params = {"W": W, "b": b}
+
+        def forward(self, x: np.ndarray) -> np.ndarray:
+            self.x = x
+            return x @ self.params["W"] + self.params["b"]
+
+        def backward(self, dout: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+            grads = {"W": self.x.T @ dout, "b": dout.sum(axis=0)}
+            return dout @ self.params["W"].T, grads
+
+    class InTuple(InDict):
+        def __init__(self, W: np.ndarray, b: np.ndarray) -> None:
+            self.weights = (W, b)
+            self.params = {"W": W, "b": b}
+
+        def backward(self, dout: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+            dx, grads = super().backward(dout)
+            return dx, [grads["W"], grads["b"]]
+
+    for cls in (InDict, InTuple):
+        rng = np.random.default_rng(0)
+        result = check(cls(*_affine_weights(rng)), _x(rng))
+        assert result.status is Status.PASS, result
+        assert len(result.tensors) == 3
+
+
+def test_an_optimizer_called_by_keyword_is_recorded() -> None:
+    class Keywords(public.DenseWithOptimizer):
+        def backward_pass(self, accum_grad: np.ndarray) -> np.ndarray:
+            W = self.W
+            assert self.layer_input is not None
+            grad_w = self.layer_input.T.dot(accum_grad)
+            self.W = self.W_opt.update(w=self.W, grad_wrt_w=grad_w)
+            self.w0 = self.w0_opt.update(self.w0, grad_wrt_w=accum_grad.sum(0, keepdims=True))
+            return accum_grad.dot(W.T)
+
+    rng = np.random.default_rng(0)
+    layer = Keywords(*_affine_weights(rng, (1, 3)))
+    result = check(layer, _x(rng, "X"), methods=PASS_FORWARD, optimizer=["W_opt", "w0_opt"])
+    assert result.status is Status.PASS, result
+
+
+@pytest.mark.parametrize(
+    ("declared", "message"),
+    [
+        ({"optimizer": ["W_opt", "W_opt"]}, r"`optimizer` names 'W_opt' more than once"),
+        ({"backward_args": ("dout", "dout")}, r"`backward_args` names 'dout' more than once"),
+        ({"backward_args": ("dout", "out")}, r"backward_args cannot be declared for a layer"),
+        ({"optimizer": "opts"}, r"holds a list of optimizers; name each one.*'opts\[0\]'"),
+        ({"flush": "trainable"}, r"`flush`: 'trainable' is a bool \(True\), not what it must"),
+    ],
+)
+def test_declarations_that_cannot_apply_are_refused(declared: dict, message: str) -> None:
+    rng = np.random.default_rng(0)
+    layer = public.DenseWithOptimizer(*_affine_weights(rng, (1, 3)))
+    layer.opts = [layer.W_opt, layer.w0_opt]  # type: ignore[attr-defined]
+    with pytest.raises(InvalidArgument, match=message):
+        check(layer, _x(rng, "X"), methods=PASS_FORWARD, **declared)
+
+
+def test_cli_layout_names_holding_brackets_are_quoted() -> None:
+    from gradverify.adapters.conventions import parse_layout
+
+    assert parse_layout("x,['params[0]','params[1]']") == ["x", ["params[0]", "params[1]"]]
+    with pytest.raises(InvalidArgument, match="--returns takes names separated by commas"):
+        parse_layout("x W")

@@ -179,3 +179,68 @@ def test_a_numpy_scalar_held_is_not_another_library() -> None:
     result = check(Scaled(), {"x": np.ones((2, 3))})
     assert result.status is Status.PASS
     assert result.label == "Scaled.backward"  # not wrapped as "(numpy)"
+
+
+def test_workers_are_not_forked_for_another_librarys_arrays() -> None:
+    layer, inputs = _case("AffineDbMean", array_api_strict, 0)
+    result = check(layer, inputs, workers=2, mode="full")
+    assert result.status is Status.FAIL
+    assert any("workers=2 asked for, but the target computes with" in n for n in result.notes)
+
+
+def test_torch_bfloat16_is_an_error_saying_why() -> None:
+    torch = _torch()
+    layer = Sigmoid(torch)
+    result = check(layer, {"x": torch.ones((2, 3), dtype=torch.bfloat16)})
+    assert result.status is Status.ERROR
+    assert "bfloat16 has no numpy copy" in result.error
+
+
+class TorchNet:
+    """The textbook's two-layer network over torch tensors; its second Affine is broken."""
+
+    def __init__(self, torch: Any, rng: np.random.Generator) -> None:
+        def t(*shape: int) -> Any:
+            return torch.asarray(rng.standard_normal(shape))
+
+        self.params = {"W1": t(4, 5), "b1": t(5), "W2": t(5, 3), "b2": t(3)}
+        self.affine1 = Affine(torch, self.params["W1"], self.params["b1"])
+        self.relu = Relu(torch)
+        self.affine2 = AffineDbMean(torch, self.params["W2"], self.params["b2"])
+        self.torch = torch
+
+    def loss(self, x: Any, t: Any) -> Any:
+        scores = self.affine2.forward(self.relu.forward(self.affine1.forward(x)))
+        return self.torch.sum((scores - t) ** 2) / 2
+
+    def gradient(self, x: Any, t: Any) -> dict[str, Any]:
+        scores = self.affine2.forward(self.relu.forward(self.affine1.forward(x)))
+        dout = self.affine1.backward(self.relu.backward(self.affine2.backward(scores - t)))
+        del dout
+        return {"W1": self.affine1.dW, "b1": self.affine1.db, "W2": self.affine2.dW,
+                "b2": self.affine2.db}  # fmt: skip
+
+
+class Relu:
+    def __init__(self, xp: Any) -> None:
+        self.xp = xp
+
+    def forward(self, x: Any) -> Any:
+        self.mask = x > 0
+        return self.xp.where(self.mask, x, self.xp.zeros_like(x))
+
+    def backward(self, dout: Any) -> Any:
+        return self.xp.where(self.mask, dout, self.xp.zeros_like(dout))
+
+
+def test_a_torch_network_is_diagnosed_layer_by_layer() -> None:
+    torch = _torch()
+    rng = np.random.default_rng(0)
+    net = TorchNet(torch, rng)
+    inputs = {"x": torch.asarray(rng.standard_normal((3, 4))),
+              "t": torch.asarray(rng.standard_normal((3, 3)))}  # fmt: skip
+    result = check(net, inputs)
+    assert result.status is Status.FAIL
+    assert result.diagnosis is not None
+    verdicts = {v.path: v.status for v in result.diagnosis.layers}
+    assert verdicts == {"affine1": Status.PASS, "relu": Status.PASS, "affine2": Status.FAIL}

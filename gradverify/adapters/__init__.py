@@ -98,11 +98,15 @@ def resolve_adapter(
         if declared - adapter.understands:
             raise InvalidArgument(_not_understood(adapter, declared, candidates))
         return _built(adapter, target, kwargs, conventions)
-    if "methods" in declared and not isinstance(target, type):
-        return LayerAdapter(target, kwargs, conventions)  # the declared names are the test
-    _reject_class(target)
+    # declared names are the test of a layer by other names; a pair's arguments, of a pair
+    shortcut: type[Adapter] | None = LayerAdapter if "methods" in declared else None
     if "backward_args" in declared and is_pair(target):
-        return FunctionPairAdapter(target, kwargs, conventions)
+        shortcut = FunctionPairAdapter
+    if shortcut is not None and not isinstance(target, type):
+        if declared - shortcut.understands:
+            raise InvalidArgument(_not_understood(shortcut, declared, candidates))
+        return shortcut(target, kwargs, conventions)
+    _reject_class(target)
     for candidate in candidates:
         if _accepts(candidate, target, args):
             return _built(candidate, target, kwargs, conventions)
@@ -136,8 +140,8 @@ def _not_understood(
     taking = ", ".join(a.kind for a in candidates) or "none"
     refused = ", ".join(sorted(declared - adapter.understands))
     return (
-        f"adapter={adapter.kind!r} does not take {refused}; the adapters that take what was "
-        f"declared: {taking}."
+        f"{refused} cannot be declared for a {adapter.kind} (adapter={adapter.kind!r}); the "
+        f"adapters that take all that was declared: {taking}."
     )
 
 

@@ -42,7 +42,12 @@ class TargetRaised(GradverifyError):
     def cause(self) -> str:
         """What was raised, and the user's line that raised it."""
         text = f"{type(self.exc).__name__}: {self.exc}"
-        if isinstance(self.exc, TypeError) and "required positional argument" in str(self.exc):
+        message = str(self.exc)
+        if (
+            isinstance(self.exc, TypeError)
+            and "required positional argument" in message
+            and ("forward" in message)
+        ):
             text += " (every argument of forward goes in inputs={name: value, ...}, in order)"
         return f"{text}\n{self.frame}" if self.frame else text
 
@@ -220,6 +225,9 @@ class Adapter(ABC):
     #: What counts as a weight to differentiate: a float ndarray; also a float array of
     #: the target's own library when `foreign.ForeignArrays` mirrors those on the host.
     weight_test: Callable[[Any], bool] = staticmethod(is_float_array)
+    #: Why a forked copy of the target may hang (a threaded array library), or "": then
+    #: ``workers=`` is not used and the report says why.
+    fork_hazard: str = ""
     #: True when backward sums into stored gradients by design (a layer flushed before
     #: every forward): two backward calls after one forward are then expected to differ.
     accumulates: bool = False
@@ -321,6 +329,7 @@ class Wrapper(Adapter):
         self.takes_cotangent = inner.takes_cotangent
         self.accumulates = inner.accumulates
         self.foreign_example = inner.foreign_example
+        self.fork_hazard = inner.fork_hazard
 
     @property
     def forward_calls(self) -> int:

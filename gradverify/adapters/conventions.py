@@ -118,6 +118,13 @@ def conventions(
             f"'cache', 'out' or forward's inputs by name, got backward_args={backward_args!r}; "
             f"e.g. backward_args=('dout', 'W', 'x')."
         )
+    for name, names in (("optimizer", optimizer), ("backward_args", backward_args)):
+        repeated = sorted({n for n in names or () if list(names or ()).count(n) > 1})
+        if repeated:
+            raise InvalidArgument(
+                f"`{name}` names {', '.join(map(repr, repeated))} more than once, got "
+                f"{name}={names!r}; name each once."
+            )
     return Conventions(
         dict(methods or {}),
         returns,
@@ -159,20 +166,24 @@ def _leaves(layout: Any) -> list[str] | None:
     return names
 
 
-_NAME = re.compile(r"[^,\[\]()\s]+")
+#: A name on the command line: quoted (``'params[0]'``, which holds brackets) or bare.
+_NAME = re.compile(r"'[^']*'|\"[^\"]*\"|[^,\[\]()\s'\"]+")
 
 
 def parse_layout(text: str) -> Layout:
-    """A layout written on a command line without quotes: ``x,[W,b]`` is ``("x", ["W", "b"])``."""
-    quoted = _NAME.sub(lambda m: repr(m.group(0)), text)
+    """A layout written on a command line without quotes: ``x,[W,b]`` is ``("x", ["W", "b"])``;
+    a name holding brackets is quoted: ``x,['params[0]','params[1]']``."""
+    quoted = _NAME.sub(lambda m: m.group(0) if m.group(0)[0] in "'\"" else repr(m.group(0)), text)
     try:
         layout = ast.literal_eval(f"({quoted})")
     except (ValueError, SyntaxError):
         layout = None
-    if layout is None or _leaves(layout) is None:
+    names_apart = re.search(r"[^\s,\[\]()]\s+[^\s,\[\]()]", text)  # 'x y' would join
+    if layout is None or _leaves(layout) is None or names_apart:
         raise InvalidArgument(
             f"--returns takes names separated by commas, a bracketed group for a returned "
-            f"list, got --returns {text!r}; e.g. --returns 'x,[W,b]'."
+            f"list, got --returns {text!r}; e.g. --returns 'x,[W,b]' (quote a name holding "
+            f"brackets: --returns \"x,['params[0]','params[1]']\")."
         )
     return list(layout) if isinstance(layout, tuple) else layout
 
@@ -200,8 +211,11 @@ class ReturnLayout:
         self.declared = declared
         self.inputs = list(inputs)
         self.holds_weights = holds_weights  # a function has none: its return is inputs' only
-        names = _leaves(declared) if declared is not None else []
-        self.weight_names = [n for n in names or [] if n not in self.inputs]
+        names = _leaves(declared) or [] if declared is not None else []
+        #: Each name of an input's gradient and the input: ``x`` or ``dx`` for input x.
+        self.input_of = {n: _input_named(n, self.inputs) for n in names}
+        self.input_of = {n: i for n, i in self.input_of.items() if i is not None}
+        self.weight_names = [n for n in names if n not in self.input_of]
 
     def split(self, returned: Any, label: str) -> tuple[tuple[Any, ...] | Any, dict[Any, Any]]:
         """``(input part, weights)``: the input part is what `gradient_values` reads (the
@@ -214,10 +228,20 @@ class ReturnLayout:
             return returned, {}
         found: dict[str, Any] = {}
         _read(self.declared, returned, found, label, self.declared)
-        given = [found.get(n) for n in self.inputs]
+        by_input = {self.input_of[n]: v for n, v in found.items() if n in self.input_of}
+        given = [by_input.get(n) for n in self.inputs]
         while given and given[-1] is None:
             given.pop()
         return tuple(given), {n: found[n] for n in self.weight_names}
+
+
+def _input_named(name: str, inputs: Sequence[str]) -> str | None:
+    """The input a gradient's name stands for: ``x`` for ``x`` and for ``dx``."""
+    if name in inputs:
+        return name
+    if name.startswith("d") and name[1:] in inputs:
+        return name[1:]
+    return None
 
 
 def _with_weights(returned: Any) -> bool:
@@ -235,8 +259,19 @@ def _read(layout: Layout, value: Any, found: dict[str, Any], label: str, whole: 
     if isinstance(layout, str):
         found[layout] = value
         return
+    names = [n for n in layout if isinstance(n, str)]
+    if isinstance(value, Mapping) and len(names) == len(layout):
+        missing = [n for n in names if n not in value]  # a dict is read by its keys
+        if missing:
+            raise TargetContractError(
+                f"{label} returned a dict without the key(s) {missing} that returns="
+                f"{layout_text(whole)} names; its keys are {list(value)}."
+            )
+        found.update({n: value[n] for n in names})
+        return
     if not isinstance(value, (tuple, list)) or len(value) != len(layout):
-        got = f"{len(value)} items" if isinstance(value, (tuple, list)) else type(value).__name__
+        count = len(value) if isinstance(value, (tuple, list)) else 0
+        got = f"{count} item{'s' * (count != 1)}" if count else type(value).__name__
         raise TargetContractError(
             f"{label} returned {got} where returns={layout_text(whole)} declares "
             f"{len(layout)} ({layout_text(layout)}); declare what it returns."
@@ -245,11 +280,22 @@ def _read(layout: Layout, value: Any, found: dict[str, Any], label: str, whole: 
         _read(part, item, found, label, whole)
 
 
-def not_found(kind: str, name: str, available: Sequence[str], fix: str) -> str:
+def not_found(kind: str, name: str, available: Sequence[str], fix: str, found: Any = None) -> str:
     """The message for a name the target does not have: what was looked for, what was
-    found, the closest name, and how to fix it."""
+    found, the closest name, and how to fix it; or, where the name is there but holds
+    the wrong kind of thing (`found`), what it holds."""
+    if found is not None:
+        return f"{kind}: {name!r} is {_a(found)}, not what it must be. {fix}"
     by_lower = {a.lower(): a for a in available}
     close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
     guess = f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
     listed = ", ".join(available) if available else "none"
     return f"{kind}: {name!r} was not found{guess}; found: {listed}. {fix}"
+
+
+def _a(value: Any) -> str:
+    """How a value found under a declared name is described: ``an int (3)``."""
+    kind = type(value).__name__
+    shown = repr(value)
+    shown = f" ({shown})" if len(shown) <= 30 else ""
+    return f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind}{shown}"

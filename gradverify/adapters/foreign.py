@@ -76,14 +76,29 @@ class Backend:
         try:
             return np.array(np.from_dlpack(value), copy=True)
         except Exception:  # on another device, or no DLPack: the library's own way
-            getter = getattr(value, "get", None)  # CuPy
+            pass
+        getter = getattr(value, "get", None)  # CuPy
+        try:
             return np.array(getter() if callable(getter) else value, copy=True)
+        except Exception as error:  # a dtype numpy lacks (bfloat16), an unreadable array
+            raise TargetContractError(
+                f"a {self.library} array of dtype {getattr(value, 'dtype', '?')} has no numpy "
+                f"copy ({type(error).__name__}: {error}); gradverify computes its differences "
+                f"in numpy: check the layer in float32 or float64."
+            ) from None
 
     def from_host(self, array: Any) -> Any:
         """An array of this library on the target's device, a copy of a numpy array."""
         if not isinstance(array, np.ndarray):
             return array
         return self.namespace.asarray(np.array(array, copy=True), device=self.device)
+
+
+def is_float_like(value: Any) -> bool:
+    """A float array of numpy or of another library (without asking for its namespace)."""
+    return is_float_array(value) or (
+        is_foreign_array(value) and "float" in str(getattr(value, "dtype", ""))
+    )
 
 
 def _library(value: Any) -> str:
@@ -98,6 +113,10 @@ class ForeignArrays(Wrapper):
         self.backend = backend
         self.foreign_inputs = list(foreign_inputs)
         inner.weight_test = backend.is_float
+        self.fork_hazard = (
+            f"the target computes with {backend.library} arrays, and a forked copy of a library "
+            f"that runs threads of its own can hang: checked in one process"
+        )
         self._mirrors: list[tuple[np.ndarray, list[Holding]]] = []
         self._originals: set[int] = set()
         self._foreign_output = False  # then backward is given dout in the library, too

@@ -12,6 +12,7 @@ since a backward may rebind them (``self.grads = [dW, db]``).
 
 from __future__ import annotations
 
+import ast
 import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
@@ -102,7 +103,7 @@ class LayerAdapter(Adapter):
         declared or discovered ones (each weight once, the first way found)."""
         claimed: set[int] = set()
         found = self._returned_slots(declared, claimed) + self._recorded_slots(claimed)
-        held = self._declared(declared) if declared is not None else self._discovered()
+        held = self._declared(declared, claimed) if declared is not None else self._discovered()
         found += [slot for slot in held if id(slot.array) not in claimed]
         self._slots = [writable(self.target, slot) for slot in found]
         return self._slots
@@ -112,13 +113,11 @@ class LayerAdapter(Adapter):
         or by position in a list (matched by the declared ``params`` order, or by shape)."""
         if not self._returned:
             return []
-        weights = self._float_arrays()
-        stable = {id(h.value): h for h in self.held_arrays() if self.weight_test(h.value)}
-        held = [(h.path, h.value) for h in stable.values()]
+        weights = self._weights()
         slots = []
         for key in self._returned:
             if isinstance(key, int):
-                path = _by_position(self.label, key, self._returned, declared, held)
+                path = _by_position(self.label, key, self._returned, declared, weights)
             else:
                 path = _by_name(self.label, key, weights, self._layout.declared is not None)
             value = weights.get(path)
@@ -140,13 +139,14 @@ class LayerAdapter(Adapter):
         """The gradient under `key` in what the latest backward returned."""
         return self._returned.get(key)
 
-    def _float_arrays(self) -> dict[str, np.ndarray]:
-        """The float arrays the target holds now, by path (a lazily made weight included)."""
-        return {
-            h.path: h.value
-            for h in holdings(self.target)
-            if self.weight_test(h.value) and h.kind != "tuple"
-        }
+    def _weights(self) -> dict[str, Any]:
+        """The float arrays held at the same place since before the check (not per-call
+        caches such as ``self.x``), by their first path: what a returned gradient can be for."""
+        found: dict[int, Any] = {}
+        for holding in self.held_arrays():
+            if self.weight_test(holding.value):
+                found.setdefault(id(holding.value), holding)
+        return {h.path: h.value for h in found.values()}
 
     def _recorded_slots(self, claimed: set[int]) -> list[ParamSlot]:
         """The weights whose gradients backward handed to a declared optimizer."""
@@ -158,7 +158,9 @@ class LayerAdapter(Adapter):
                     f"{recorder.path}.{recorder.method}(); name the optimizer backward uses, "
                     f"or leave optimizer= out."
                 )
-            for path, value in self._float_arrays().items():
+            held = {id(h.value): h for h in holdings(self.target) if self.weight_test(h.value)}
+            for holding in held.values():
+                path, value = holding.path, holding.value
                 if recorder.recorded(value) and id(value) not in claimed:
                     claimed.add(id(value))
                     reader = functools.partial(recorder.gradient, value)
@@ -166,7 +168,8 @@ class LayerAdapter(Adapter):
                     slots.append(ParamSlot(path, grad_name, value, reader))
         return slots
 
-    def _declared(self, declared: ParamDeclaration) -> list[ParamSlot]:
+    def _declared(self, declared: ParamDeclaration, claimed: set[int]) -> list[ParamSlot]:
+        """The declared weights, but those whose gradients backward returns (`claimed`)."""
         if isinstance(declared, Mapping):
             pairs = [(str(k), str(v)) for k, v in declared.items()]
         elif isinstance(declared, (list, tuple)) and all(isinstance(n, str) for n in declared):
@@ -179,13 +182,15 @@ class LayerAdapter(Adapter):
             )
         slots = []
         for name, grad_name in pairs:
+            value = lookup(self.target, name) if valid_path(name) else None
+            if id(value) in claimed:
+                continue
             if grad_name.startswith("<"):
                 raise InvalidArgument(
                     f"`params` names the item {name!r}, whose gradient has no textbook name; "
                     f"say where backward puts it, e.g. params={{{name!r}: "
                     f"{name.replace('params', 'grads', 1)!r}}}."
                 )
-            value = lookup(self.target, name) if valid_path(name) else None
             if not self.weight_test(value):
                 raise InvalidArgument(
                     f"`params` names {name!r}, but {self.name}.{name} is "
@@ -249,7 +254,7 @@ def _params_and_grads(target: Any, is_weight: Callable[[Any], bool]) -> list[Par
 def _method(target: Any, conventions: Conventions, role: str) -> Callable[..., Any]:
     """The bound method playing `role` (declared under another name, or the usual one)."""
     name = conventions.flush if role == "flush" else conventions.method(role)
-    found = getattr(target, name or "", None)
+    found = _read(target, name or "")
     if callable(found):
         return found
     if role == "flush":
@@ -267,6 +272,7 @@ def _method(target: Any, conventions: Conventions, role: str) -> Callable[..., A
             str(name),
             methods,
             f"Name the method of {type(target).__name__} that plays {role}.",
+            found,
         )
     )
 
@@ -276,30 +282,40 @@ def _gradient_name(path: str) -> str:
     return f"d{path}"
 
 
-def _by_name(label: str, key: str, weights: Mapping[str, np.ndarray], declared: bool) -> str:
-    """The weight a returned gradient is named for: ``W`` itself, or ``dW``, ``d_W``,
-    ``grad_W`` naming it."""
-    for prefix in ("grad_", "d_", "d", ""):  # dW names W's gradient, though dW is held too
-        if key.startswith(prefix) and key[len(prefix) :] in weights:
-            return key[len(prefix) :]
-    if declared:
-        raise InvalidArgument(
-            not_found(
-                "`returns`",
-                key,
-                list(weights),
-                "Name each gradient by forward's input (x) or the weight's attribute (W).",
+def _by_name(label: str, key: str, weights: Mapping[str, Any], declared: bool) -> str:
+    """The weight a returned gradient is named for: by its path (``W``, ``params['W']``),
+    by the last part of its path (``W`` for ``params['W']`` or ``fc.W``), or by a
+    gradient's name for either (``dW``, ``d_W``, ``grad_W``)."""
+    for prefix in ("", "grad_", "d_", "d"):
+        if not key.startswith(prefix):
+            continue
+        name = key[len(prefix) :]
+        if name in weights:
+            return name
+        ends = [path for path in weights if _last_part(path) == name]
+        if len(ends) == 1:
+            return ends[0]
+        if len(ends) > 1:
+            raise TargetContractError(
+                f"{label} returned a gradient under {key!r}, and {' and '.join(ends)} are all "
+                f"named {name!r}; declare returns=... with their paths."
             )
-        )
-    raise TargetContractError(
-        not_found(
-            f"{label} returned a gradient under a key",
-            key,
-            list(weights),
-            "Key each weight's gradient by the weight's attribute (W or dW), or declare "
-            "returns=... naming each.",
-        )
+    fix = (
+        "Name each gradient by forward's input (x, or dx) or by the weight (W, or dW; a path "
+        "such as params['W'] for an item)."
     )
+    if declared:
+        raise InvalidArgument(not_found("`returns`", key, list(weights), fix))
+    raise TargetContractError(
+        not_found(f"{label} returned a gradient under a key", key, list(weights), fix)
+    )
+
+
+def _last_part(path: str) -> str:
+    """``W`` for ``fc.W`` and for ``params['W']``; ``0`` for ``params[0]``."""
+    if path.endswith("]"):
+        return str(ast.literal_eval(path[path.rindex("[") + 1 : -1]))
+    return path.rpartition(".")[2]
 
 
 def _by_position(
@@ -307,7 +323,7 @@ def _by_position(
     position: int,
     returned: Mapping[Any, Any],
     declared: ParamDeclaration,
-    stable: Sequence[tuple[str, np.ndarray]],
+    weights: Mapping[str, Any],
 ) -> str:
     """The weight the `position`-th gradient of a returned list belongs to: by the order of
     a declared ``params`` list, else the one weight of its shape held since before the
@@ -316,7 +332,7 @@ def _by_position(
     if isinstance(declared, (list, tuple)) and len(declared) == len(listed):
         return str(declared[position])
     shape = np.shape(returned[position])
-    same = [path for path, array in stable if array.shape == shape]
+    same = [path for path, array in weights.items() if array.shape == shape]
     twins = [k for k in listed if np.shape(returned[k]) == shape]
     if len(same) == 1 and len(twins) == 1:
         return same[0]

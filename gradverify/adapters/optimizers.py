@@ -37,7 +37,16 @@ class RecordingOptimizer:
             f"during a check and records only {self.__dict__.get('method')}()"
         )
 
-    def _update(self, weights: Any, gradients: Any, *rest: Any, **options: Any) -> Any:
+    def _update(self, *args: Any, **named: Any) -> Any:
+        """``update(w, grad)``, also by keyword (``update(w=W, grad_wrt_w=g)``): the first
+        two arguments, by position or else in the order given."""
+        given = [*args, *named.values()]
+        if len(given) < 2:
+            raise TypeError(
+                f"{self.path}.{self.method}() was called with {len(given)} argument(s); "
+                f"gradverify's stand-in reads a weight and its gradient from the first two"
+            )
+        weights, gradients = given[0], given[1]
         self.calls += 1
         if isinstance(weights, (list, tuple)) and isinstance(gradients, (list, tuple)):
             for weight, gradient in zip(weights, gradients):
@@ -70,6 +79,13 @@ def swap_in(target: Any, declared: str) -> RecordingOptimizer:
     ``W_opt.step`` to name its method; ``update`` by default)."""
     path, method = declared, "update"
     found = lookup(target, path) if valid_path(path) else None
+    if isinstance(found, (list, tuple, dict)):
+        keys = list(found) if isinstance(found, dict) else list(range(len(found)))
+        each = ", ".join(repr(f"{declared}[{k!r}]") for k in keys[:3])
+        raise InvalidArgument(
+            f"`optimizer`: {declared!r} holds a {type(found).__name__} of optimizers; name "
+            f"each one, e.g. optimizer=[{each}]."
+        )
     if not callable(getattr(found, method, None)) and "." in declared:
         path, _, method = declared.rpartition(".")
         found = lookup(target, path) if valid_path(path) else None
