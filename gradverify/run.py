@@ -106,6 +106,7 @@ class CheckRun:
             first.dout_modified,
         )
         returned = (None,) * len(work) if first.returned_none else gradients.inputs
+        found.notes += _another_order(self.names, work, returned)
         tensors = self._input_tensors(work, returned, found)
         tensors += [
             TensorToCheck(s.name, s.grad_name, Role.PARAMETER, s.array, gradients.params[s.name])
@@ -356,6 +357,26 @@ class CheckRun:
                 TensorToCheck(name, grad_names[position], Role.INPUT, value, returned[position])
             )
         return tensors
+
+
+def _another_order(names: list[str], work: list[Any], returned: tuple[Any, ...]) -> list[str]:
+    """A note when the gradients' shapes are the inputs' in another order (a backward
+    returning ``(dW, db, dx)`` for ``f(x, W, b)``), naming the order they fit."""
+    given = [np.shape(g) for g in returned if g is not None]
+    shapes = [np.shape(v) for v in work[: len(given)]]
+    if len(given) < 2 or given == shapes or sorted(given) != sorted(shapes):
+        return []
+    left = list(zip(names, shapes))
+    order = []
+    for shape in given:
+        fitting = [name for name, s in left if s == shape]
+        order.append(fitting[0] if len(fitting) == 1 else "?")
+        left = [(n, s) for n, s in left if n != order[-1]]
+    named = ", ".join(f"d{n}" for n in order)
+    return [
+        f"backward returned gradients shaped like the inputs in another order ({named}?): "
+        f"if so, declare returns={tuple(order)!r} naming each in the order returned"
+    ]
 
 
 def _kept(outputs: Outputs) -> Outputs:

@@ -255,6 +255,27 @@ def test_pair_whose_backward_takes_forward_inputs(backward: Any, expected: Statu
     assert verdicts == {expected}
 
 
+def test_a_pair_returning_gradients_in_another_order_is_told_how_to_declare_it() -> None:
+    rng = np.random.default_rng(0)
+    inputs = {
+        "x": rng.standard_normal((2, 4)),
+        "W": rng.standard_normal((4, 3)),
+        "b": rng.standard_normal(3),
+    }
+
+    def fc_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, tuple]:
+        return public.fc_forward(x, W, b), (x, W)
+
+    def fc_backward(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, ...]:
+        x, W = cache
+        return public.fc_backward(dout, W, x)  # (dW, db, dx)
+
+    result = check((fc_forward, fc_backward), inputs)
+    assert result.status is Status.FAIL
+    assert "declare returns=('W', 'b', 'x')" in str(result)
+    assert check((fc_forward, fc_backward), inputs, returns=("W", "b", "x")).status is Status.PASS
+
+
 def test_pair_declarations_name_forward_inputs() -> None:
     rng = np.random.default_rng(0)
     inputs = {
