@@ -42,6 +42,8 @@ class LayerAdapter(Adapter):
 
     Declared conventions (`conventions`) rename the methods, lay out backward's
     return, capture gradients from an optimizer, or flush before every forward.
+    Declared optimizers are replaced by recorders when the adapter is made: the
+    caller's snapshot, taken before (as `check` takes it), puts them back.
     """
 
     kind = "layer"
@@ -158,7 +160,10 @@ class LayerAdapter(Adapter):
                     f"{recorder.path}.{recorder.method}(); name the optimizer backward uses, "
                     f"or leave optimizer= out."
                 )
-            held = {id(h.value): h for h in holdings(self.target) if self.weight_test(h.value)}
+            held: dict[int, Any] = {}
+            for holding in holdings(self.target):  # lazily made weights too; first path each
+                if self.weight_test(holding.value):
+                    held.setdefault(id(holding.value), holding)
             for holding in held.values():
                 path, value = holding.path, holding.value
                 if recorder.recorded(value) and id(value) not in claimed:
