@@ -496,3 +496,64 @@ def test_values_cross_the_wire_as_what_they_are():
     assert np.array_equal(back[0], np.arange(3.0)) and back[1] == {"train_flg": True}
     assert back[2] == [[1.0, 2.0]] and back[3] is None and back[4].shape == ()
     assert type(back[5]).__name__ == "object"
+
+
+DENSE = """
+import numpy as np
+
+class SGD:
+    def update(self, w, grad_wrt_w):
+        return w - 0.01 * grad_wrt_w
+
+class Dense:
+    def __init__(self, W, w0):
+        self.W, self.w0 = W, w0
+        self.W_opt, self.w0_opt = SGD(), SGD()
+
+    def forward_pass(self, X):
+        self.layer_input = X
+        return X.dot(self.W) + self.w0
+
+    def backward_pass(self, accum_grad):
+        W = self.W
+        grad_w = self.layer_input.T.dot(accum_grad)
+        grad_w0 = np.sum(accum_grad, axis=0, keepdims=True)
+        self.W = self.W_opt.update(self.W, grad_w)
+        self.w0 = self.w0_opt.update(self.w0, grad_w0)
+        return accum_grad.dot(W.T)
+"""
+
+
+def test_a_class_written_another_way_is_graded_with_the_assignments_declarations(tmp_path):
+    """ML-From-Scratch's style (forward_pass, optimizers inside backward): the assignment
+    declares it once; the reference and every submission's child apply it."""
+    (tmp_path / "solution.py").write_text(DENSE)
+    (tmp_path / "a.toml").write_text(
+        "[[check]]\nobject = 'l.py:Dense'\nreference = 'solution.py'\n"
+        "methods = {forward = 'forward_pass', backward = 'backward_pass'}\n"
+        "optimizer = ['W_opt', 'w0_opt']\n"
+        "gradients = {dX = 1, 'dW via W_opt' = 1, 'dw0 via w0_opt' = 1}\n"
+        "spec = {dims = {N = 2, D = 3, M = 2}, init = {W = ['D', 'M'], w0 = [1, 'M']}, "
+        "inputs = {X = ['N', 'D']}}\n"
+    )
+    for student, source in (
+        ("right", DENSE),
+        ("mean_bias", DENSE.replace("np.sum(accum_grad", "np.mean(accum_grad")),
+        ("renamed", DENSE.replace("backward_pass", "backprop")),
+    ):
+        (tmp_path / "class" / student).mkdir(parents=True)
+        (tmp_path / "class" / student / "l.py").write_text(source)
+    out = tmp_path / "out"
+    grade(str(tmp_path / "a.toml"), str(tmp_path / "class"), str(out), workers=1)
+    records = {name: rs[0] for name, rs in read_records(str(out / "results.jsonl")).items()}
+    assert (records["right"]["status"], records["right"]["score"]) == ("pass", 3.0)
+    assert (records["mean_bias"]["status"], records["mean_bias"]["score"]) == ("fail", 2.0)
+    assert records["renamed"]["status"] == "error"
+    assert "`methods['backward']`: 'backward_pass' was not found" in records["renamed"]["output"]
+
+
+def test_an_assignments_declarations_are_validated_when_it_is_read(tmp_path):
+    spec = {"inputs": {"X": [2]}}
+    table = {"object": "l.py:Dense", "methods": {"fwd": "forward_pass"}, "spec": spec}
+    with pytest.raises(InvalidArgument, match=r"\[\[check\]\].*`methods` names the role"):
+        parse_assignment({"check": [table]}, str(tmp_path / "a.toml"))

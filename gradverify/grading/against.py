@@ -23,6 +23,7 @@ import numpy as np
 
 from gradverify.adapters import Adapter, TargetRaised, resolve_adapter
 from gradverify.adapters.base import private_copy
+from gradverify.adapters.conventions import conventions
 from gradverify.checks import check
 from gradverify.config import CheckConfig
 from gradverify.errors import GradverifyError, InvalidArgument
@@ -107,6 +108,7 @@ def verify_references(assignment: Assignment) -> None:
             kwargs=graded.kwargs,
             seed=assignment.seed,
             **graded.options,
+            **graded.declared,
         )
         if result.status is not Status.PASS:
             raise InvalidArgument(
@@ -158,7 +160,8 @@ def _trusted(graded: GradedCheck, case: Case, seed: int) -> Adapter:
     assert graded.reference is not None
     with seeded_global(seed):
         built = _reference(*graded.reference)(**{k: private_copy(v) for k, v in case.init.items()})
-    return resolve_adapter(built, list(case.inputs.values()), graded.kwargs)
+    declared = conventions(**graded.declared, inputs=list(case.inputs))
+    return resolve_adapter(built, list(case.inputs.values()), graded.kwargs, conventions=declared)
 
 
 def _held(

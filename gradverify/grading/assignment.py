@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from gradverify.adapters import ParamDeclaration
+from gradverify.adapters.conventions import conventions
 from gradverify.config import MODES, CheckConfig
 from gradverify.errors import InvalidArgument
 from gradverify.specs import Case, Spec, draw, parse_spec
@@ -79,6 +80,10 @@ _CHECK_KEYS = {
     "kwargs": "keyword arguments of every forward call, e.g. {train_flg = true}",
     "nondiff": "inputs not to differentiate (float labels)",
     "params": "where the layer holds its weights, if not discoverable",
+    "methods": "other names of forward and backward, e.g. {forward = 'forward_pass'}",
+    "returns": "what backward returns, by input and weight, e.g. ['x', ['W', 'b']]",
+    "optimizer": "the attribute(s) holding the optimizer backward hands gradients to",
+    "flush": "the method resetting what the layer accumulates, e.g. 'flush_gradients'",
     "reference": "the trusted object, e.g. 'solution.py:Affine', or false for none",
     "mode": "full, fast or auto",
     "rtol": "relative tolerance",
@@ -102,6 +107,9 @@ class GradedCheck:
     kwargs: dict[str, Any]
     nondiff: tuple[str, ...]
     params: ParamDeclaration
+    #: Declared conventions (`gradverify.check`'s methods, returns, optimizer, flush), as
+    #: given: plain data for the submission's child, which applies them
+    declared: dict[str, Any]
     reference: tuple[str, str] | None  # absolute file, attribute path
     options: dict[str, Any]  # mode, rtol, atol for `check`
     time_limit: float
@@ -255,6 +263,7 @@ def _check(
         kwargs=_mapping(f"{where} kwargs", entry.get("kwargs", {}), "{train_flg = true}"),
         nondiff=tuple(_names(f"{where} nondiff", entry.get("nondiff", []))),
         params=_params(f"{where} params", entry.get("params")),
+        declared=_declared(where, entry),
         reference=_reference(where, entry, head, attribute, folder),
         options=options,
         time_limit=(
@@ -366,6 +375,21 @@ def _mapping(where: str, value: Any, example: str) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise InvalidArgument(f"{where} must be a table, e.g. {example}, got {value!r}.")
     return dict(value)
+
+
+#: The declared conventions an assignment may give a check (a layer's, not a pair's).
+DECLARATIONS = ("methods", "returns", "optimizer", "flush")
+
+
+def _declared(where: str, entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The check's declared conventions, validated for their form now (whether each
+    submission has what they name is that submission's verdict)."""
+    given = {key: entry[key] for key in DECLARATIONS if key in entry}
+    try:
+        conventions(**given)
+    except InvalidArgument as error:
+        raise InvalidArgument(f"{where}: {error}") from None
+    return given
 
 
 def _params(where: str, value: Any) -> ParamDeclaration:

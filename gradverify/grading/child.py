@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from gradverify.adapters import Adapter, Gradients, ParamSlot, TargetRaised, resolve_adapter
+from gradverify.adapters.conventions import conventions
 from gradverify.errors import GradverifyError, TargetContractError
 from gradverify.grading.protocol import (
     MAX_ERROR_TEXT,
@@ -142,7 +143,8 @@ def _setup(header: dict[str, Any], arrays: list[np.ndarray]) -> tuple[Session, d
         raise  # a missing file or name: said as such, not as a crash
     except BaseException as error:  # an import that raises, exits or interrupts: its verdict
         raise TargetRaised(stage, error) from error
-    view = resolve_adapter(target, args, kwargs)
+    declared = conventions(**header.get("declared", {}), inputs=header.get("inputs", ()))
+    view = resolve_adapter(target, args, kwargs, conventions=declared)
     session = Session(view, args, RandomSources(generators_in(target)))
     # what the target is, by the adapter that took it; its traits are the grader's to decide
     return session, {"kind": view.kind, "name": view.name}

@@ -197,6 +197,8 @@ def _checked(
         "args": encode(tuple(case.inputs.values()), arrays),
         "kwargs": encode(graded.kwargs, arrays),
         "seed": seed,
+        "declared": graded.declared,
+        "inputs": list(case.inputs),
     }
     try:
         reply, _ = child.request(setup, arrays, deadline)
@@ -213,6 +215,7 @@ def _checked(
     view = RemoteAdapter(
         child, str(reply.get("name", graded.object)), _TRAITS[kind], deadline, limit
     )
+    view.accumulates = "flush" in graded.declared  # flushed before every forward
     try:
         with watching(None):  # a class's checks report through grade's own progress bar
             result = check(
