@@ -37,6 +37,9 @@ class CarriedState:
     how: str  # for the note: "re-bound" or "reset_state()"
     changed: tuple[str, ...]  # the paths forward re-binds (``h``, ``layers[1].c``)
     initial: dict[str, Any]  # the target's attributes before the check
+    #: False for a target in another process (a graded submission), which holds its state
+    #: there: nothing of it is seen here, so no gradient of it is checked
+    local: bool = True
 
     def note(self, target: Any) -> str:
         """What the check did about the state, after the first backward (which sets ``dh``)."""
@@ -53,6 +56,8 @@ class CarriedState:
             f"forward carries state from one call to the next (it re-binds "
             f"{', '.join(shown) or 'what it holds'}): every call starts {start}"
         )
+        if not self.local:
+            return text + " (in the process the target runs in)"
         checked = [s.name for s in self.slots(target)]
         unreadable = [n for n in self._exposed(target) if n not in checked]
         if checked:
@@ -65,7 +70,7 @@ class CarriedState:
 
     def slots(self, target: Any) -> list[ParamSlot]:
         """The carried numpy arrays the layer exposes a gradient for (``h`` with ``dh``)."""
-        if self.how != "re-bound":
+        if self.how != "re-bound" or not self.local:
             return []
         found = []
         for name in self._exposed(target):
@@ -92,8 +97,17 @@ def _reader(target: Any, path: str) -> Callable[[], Any]:
     return lambda: lookup(target, path)
 
 
-def ways_to_hold(target: Any, saved: Snapshot) -> list[CarriedState]:
-    """The ways to hold `target`'s state fixed, to be tried in order."""
+def ways_to_hold(
+    target: Any, saved: Snapshot, elsewhere: Callable[[str], Callable[[], None] | None]
+) -> list[CarriedState]:
+    """The ways to hold `target`'s state fixed, to be tried in order; `elsewhere` gives,
+    for a target in another process, the switch that has it held there."""
+    remote = [elsewhere(how) for how in ("rebind", "reset_state")]
+    if remote[0] is not None and remote[1] is not None:
+        return [
+            CarriedState(remote[0], "re-bound", (), {}, local=False),
+            CarriedState(remote[1], "reset_state()", (), {}, local=False),
+        ]
     initial = next((dict(held) for obj, held in saved.objects if obj is target), {})
     changed = tuple(_changed_paths(target, saved))
     ways = [CarriedState(saved.rebind, "re-bound", changed, initial)]

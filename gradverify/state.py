@@ -94,12 +94,13 @@ def same_generator_state(first: Any, second: Any) -> bool:
     )
 
 
-def snapshot(*roots: Any) -> Snapshot:
+def snapshot(*roots: Any, contents: bool = True) -> Snapshot:
     """Record the state reachable from `roots` (a target and its pass-through arguments)."""
     record = Snapshot()
     for obj in reachable(*roots):
         if isinstance(obj, np.ndarray):
-            record.arrays.append((obj, obj.copy()))
+            if contents:  # without: enough to `Snapshot.rebind`, not to restore
+                record.arrays.append((obj, obj.copy()))
         elif isinstance(obj, GENERATORS):
             record.generators.append((obj, generator_state(obj)))
         elif isinstance(obj, dict):

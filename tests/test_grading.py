@@ -557,3 +557,45 @@ def test_an_assignments_declarations_are_validated_when_it_is_read(tmp_path):
     table = {"object": "l.py:Dense", "methods": {"fwd": "forward_pass"}, "spec": spec}
     with pytest.raises(InvalidArgument, match=r"\[\[check\]\].*`methods` names the role"):
         parse_assignment({"check": [table]}, str(tmp_path / "a.toml"))
+
+
+STATEFUL = """
+import numpy as np
+
+class Stateful:
+    def __init__(self, W):
+        self.W, self.h, self.dW = W, np.ones(W.shape[1]), None
+
+    def forward(self, x):
+        self.x = x
+        self.out = np.tanh(x @ self.W + self.h)
+        self.h = self.out.sum(axis=0)  # the next call starts from it
+        return self.out
+
+    def backward(self, dout):
+        dz = dout * (1 - self.out ** 2)
+        self.dW = self.x.T @ dz
+        return dz @ self.W.T
+"""
+
+
+def test_a_submission_carrying_state_is_held_to_its_state_in_its_own_process(tmp_path):
+    (tmp_path / "solution.py").write_text(STATEFUL)
+    (tmp_path / "a.toml").write_text(
+        "[[check]]\nobject = 'l.py:Stateful'\nreference = 'solution.py'\n"
+        "gradients = {dx = 1, dW = 1}\n"
+        "spec = {dims = {N = 2, D = 3, M = 2}, init = {W = ['D', 'M']}, "
+        "inputs = {x = ['N', 'D']}}\n"
+    )
+    for student, source in (
+        ("right", STATEFUL),
+        ("no_tanh_slope", STATEFUL.replace("self.dW = self.x.T @ dz", "self.dW = self.x.T @ dout")),
+    ):
+        (tmp_path / "class" / student).mkdir(parents=True)
+        (tmp_path / "class" / student / "l.py").write_text(source)
+    out = tmp_path / "out"
+    grade(str(tmp_path / "a.toml"), str(tmp_path / "class"), str(out), workers=1)
+    records = {name: rs[0] for name, rs in read_records(str(out / "results.jsonl")).items()}
+    assert (records["right"]["status"], records["right"]["score"]) == ("pass", 2.0)
+    assert "carries state from one call to the next" in records["right"]["output"]
+    assert (records["no_tanh_slope"]["status"], records["no_tanh_slope"]["score"]) == ("fail", 1.0)

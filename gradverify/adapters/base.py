@@ -309,6 +309,12 @@ class Adapter(ABC):
     def input_grad_names(self, names: Sequence[str]) -> list[str]:
         return [f"d{name}" for name in names]
 
+    def hold_elsewhere(self, how: str) -> Callable[[], None] | None:
+        """For a target in another process: a switch that has every later call there start
+        from the state the target held before the check (`how`: ``"rebind"`` or
+        ``"reset_state"``, see `carried`); None for a target here, held here."""
+        return None
+
     def declaration_hint(self, uncovered: str, declared: Mapping[str, str]) -> str:
         """How to have `uncovered` checked, given every weight and its gradient's place."""
         listed = ", ".join(f"{k!r}: {v!r}" for k, v in declared.items())
@@ -376,6 +382,9 @@ class Wrapper(Adapter):
 
     def input_grad_names(self, names: Sequence[str]) -> list[str]:
         return self.inner.input_grad_names(names)
+
+    def hold_elsewhere(self, how: str) -> Callable[[], None] | None:
+        return self.inner.hold_elsewhere(how)
 
     def declaration_hint(self, uncovered: str, declared: Mapping[str, str]) -> str:
         return self.inner.declaration_hint(uncovered, declared)

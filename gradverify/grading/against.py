@@ -24,6 +24,7 @@ import numpy as np
 from gradverify.adapters import Adapter, TargetRaised, resolve_adapter
 from gradverify.adapters.base import private_copy
 from gradverify.adapters.conventions import conventions
+from gradverify.adapters.guarded import Guarded
 from gradverify.checks import check
 from gradverify.config import CheckConfig
 from gradverify.errors import GradverifyError, InvalidArgument
@@ -46,6 +47,7 @@ from gradverify.results import (
     worst_status,
 )
 from gradverify.specs import Case
+from gradverify.state import snapshot
 
 
 def against_reference(
@@ -56,7 +58,8 @@ def against_reference(
     nondiff = (*case.nondiff, *graded.nondiff)
     try:
         mine = _observed(view, case, nondiff, graded.params, seed)
-        trusted = _observed(_trusted(graded, case, seed), case, nondiff, None, seed)
+        reference = _trusted(graded, case, seed, held=view.holding)
+        trusted = _observed(reference, case, nondiff, None, seed)
     except (RemoteRaised, GradverifyError) as error:
         return replace(result, status=Status.ERROR, error=str(error))
     tolerances = CheckConfig(**_tolerance_options(graded)).tolerances
@@ -155,13 +158,20 @@ def _forward_finding(label: str, comparison: Comparison) -> Finding:
     )
 
 
-def _trusted(graded: GradedCheck, case: Case, seed: int) -> Adapter:
-    """The reference, built from the same arrays (and the same random state) as the child's."""
+def _trusted(graded: GradedCheck, case: Case, seed: int, held: str = "") -> Adapter:
+    """The reference, built from the same arrays (and the same random state) as the child's;
+    its state held before every call as the submission's was (`held`, see `carried`)."""
     assert graded.reference is not None
     with seeded_global(seed):
         built = _reference(*graded.reference)(**{k: private_copy(v) for k, v in case.init.items()})
     declared = conventions(**graded.declared, inputs=list(case.inputs))
-    return resolve_adapter(built, list(case.inputs.values()), graded.kwargs, conventions=declared)
+    view = resolve_adapter(built, list(case.inputs.values()), graded.kwargs, conventions=declared)
+    reset = getattr(built, "reset_state", None)
+    if held == "rebind":
+        return Guarded(view, before_call=snapshot(built, contents=False).rebind)
+    if held == "reset_state" and callable(reset):
+        return Guarded(view, before_call=reset)
+    return view
 
 
 def _held(

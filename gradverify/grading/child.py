@@ -36,6 +36,7 @@ from gradverify.grading.protocol import (
 )
 from gradverify.loading import MissingName, attribute, module_from_file
 from gradverify.randomness import RandomSources, generators_in
+from gradverify.state import Snapshot, snapshot
 
 #: The first calls of a target, watched for random draws (the checker watches two forwards).
 WATCHED_CALLS = 2
@@ -48,7 +49,10 @@ class Session:
     view: Adapter
     args: list[Any]
     random: RandomSources  # as after building the target: every call starts from it
+    #: The target as built (and adapted): a state forward carries is held fixed to it
+    initial: Snapshot
     slots: list[ParamSlot] = field(default_factory=list)
+    hold: str = ""  # "rebind" or "reset_state": asked by the grader (see `carried`)
     watching: int = WATCHED_CALLS  # calls left to watch for random draws
     draws: bool = False  # seen drawing: every call starts from `random`
 
@@ -76,8 +80,18 @@ class Session:
             return self.args[key]
         return next(s.array for s in self.slots if s.name == key)
 
-    def call_arguments(self) -> list[Any]:
-        """Copies of the inputs for one call (the target may keep or write into them)."""
+    def call_arguments(self, runs_forward: bool = True) -> list[Any]:
+        """Copies of the inputs for one call (the target may keep or write into them), with
+        the target's state held where the grader asked for it, before a call that runs
+        forward (a backward alone reads what the last forward left)."""
+        if not runs_forward:
+            pass
+        elif self.hold == "rebind":
+            self.initial.rebind()
+        elif self.hold == "reset_state" and callable(
+            getattr(self.view.target, "reset_state", None)
+        ):
+            self.view.target.reset_state()
         if self.watching or self.draws:
             self.random.pin()
         return [a.copy() if isinstance(a, np.ndarray) else a for a in self.args]
@@ -145,7 +159,8 @@ def _setup(header: dict[str, Any], arrays: list[np.ndarray]) -> tuple[Session, d
         raise TargetRaised(stage, error) from error
     declared = conventions(**header.get("declared", {}), inputs=header.get("inputs", ()))
     view = resolve_adapter(target, args, kwargs, conventions=declared)
-    session = Session(view, args, RandomSources(generators_in(target)))
+    initial = snapshot(target, contents=False)  # as built: a carried state is held to it
+    session = Session(view, args, RandomSources(generators_in(target)), initial)
     # what the target is, by the adapter that took it; its traits are the grader's to decide
     return session, {"kind": view.kind, "name": view.name}
 
@@ -191,6 +206,7 @@ def handle(
     if session is None:
         raise TargetContractError("the grader asked for a call before setting up the target")
     session.apply(header.get("updates", []), arrays)
+    session.hold = str(header.get("hold", ""))
     if op == "forward":
         passed = session.call_arguments()
         value = session.view.forward(passed)
@@ -200,7 +216,7 @@ def handle(
         reply = {"values": _forward_many(session, header, arrays, out)}
     elif op in ("backward", "backward_again"):
         cotangent = decode(header["cotangent"], arrays)
-        passed = session.call_arguments()
+        passed = session.call_arguments(runs_forward=op == "backward")
         gradients: Gradients | None = (
             session.view.backward(passed, cotangent)
             if op == "backward"

@@ -68,6 +68,7 @@ class RemoteAdapter(Adapter):
         self._label = f"{name}.backward" if self.takes_cotangent else f"{name}.gradient"
         self._sent_args: dict[int, Any] = {}
         self._sent_params: dict[str, np.ndarray] = {}
+        self._hold = ""  # how the child holds the target's state before every call
         self._slots: list[ParamSlot] = []
         self._gradients: dict[str, Any] = {}
 
@@ -148,6 +149,20 @@ class RemoteAdapter(Adapter):
                 self._slots.append(ParamSlot(name, grad_name, value, self._reader(name), note))
         return self._slots
 
+    @property
+    def holding(self) -> str:
+        """How the child holds the target's state before every call ("": it does not)."""
+        return self._hold
+
+    def hold_elsewhere(self, how: str) -> Callable[[], None] | None:
+        """The child holds the state (see `child.Session.call_arguments`); the switch
+        rides on every later request, so holding costs no round trip."""
+
+        def switch() -> None:
+            self._hold = how
+
+        return switch
+
     def _reader(self, name: str) -> Callable[[], Any]:
         return lambda: self._gradient(name)
 
@@ -203,7 +218,7 @@ class RemoteAdapter(Adapter):
         self._gradients = {}  # whatever the target holds may change with this call
         try:
             reply, received = self._child.request(
-                {**header, "updates": updates}, arrays, self._deadline
+                {**header, "updates": updates, "hold": self._hold}, arrays, self._deadline
             )
         except SubmissionDied as died:
             raise RemoteRaised(self._died(header["op"], str(died))) from None
