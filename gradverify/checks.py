@@ -215,7 +215,7 @@ def check(
         saved.restore()
         return CheckResult(view.name, view.label, Status.ERROR, config.seed, error=str(unreadable))
     summed = accumulates or view.accumulates
-    steps = CheckRun(view, names, values, set(nondiff), constants, params, config, summed, saved)
+    steps = CheckRun(view, names, values, set(nondiff), constants, params, config, summed)
     try:
         found = steps.run()
         error = ""

@@ -169,3 +169,34 @@ def test_a_network_holding_a_stateful_layer_is_checked_from_its_state() -> None:
     assert len(result.tensors) == len(model.params)
     assert any("carries state" in note for note in result.notes)
     assert model.lstm_layer.h is h
+
+
+def test_state_and_a_declared_optimizer_together() -> None:
+    """The state is held to what the layer holds once the optimizer's stand-in is bound,
+    so the stand-in stays for every call and the weights stay put."""
+
+    class StepOptimizer:
+        def update(self, w: np.ndarray, grad: np.ndarray) -> np.ndarray:
+            return w - 0.1 * grad
+
+    class StatefulDense:
+        def __init__(self, W: np.ndarray) -> None:
+            self.W, self.opt, self.h = W, StepOptimizer(), np.zeros(W.shape[1])
+
+        def forward(self, x: np.ndarray) -> np.ndarray:
+            self.x = x
+            out = x @ self.W + self.h
+            self.h = out.sum(axis=0)
+            return out
+
+        def backward(self, dout: np.ndarray) -> np.ndarray:
+            W = self.W
+            self.W = self.opt.update(self.W, self.x.T @ dout)
+            return dout @ W.T
+
+    rng = np.random.default_rng(0)
+    layer = StatefulDense(rng.standard_normal((3, 2)))
+    W, opt = layer.W, layer.opt
+    result = check(layer, {"x": rng.standard_normal((2, 3))}, optimizer="opt")
+    assert result.status is Status.PASS, result
+    assert layer.W is W and layer.opt is opt
