@@ -215,7 +215,10 @@ def check(
         saved.restore()
         return CheckResult(view.name, view.label, Status.ERROR, config.seed, error=str(unreadable))
     summed = accumulates or view.accumulates
-    steps = CheckRun(view, names, values, set(nondiff), constants, params, config, summed)
+    # what a carried state is held to: the check's own record, unless the adapter bound
+    # something into the target since (an optimizer's stand-in): then a walk copying no array
+    initial = snapshot(target, contents=False) if declared.optimizer else saved
+    steps = CheckRun(view, names, values, set(nondiff), constants, params, config, summed, initial)
     try:
         found = steps.run()
         error = ""

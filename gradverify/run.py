@@ -38,7 +38,7 @@ from gradverify.results import (
     TensorResult,
     worst_status,
 )
-from gradverify.state import Snapshot, snapshot
+from gradverify.state import Snapshot
 from gradverify.tensors import (
     LossContext,
     TensorOutcome,
@@ -80,8 +80,8 @@ class CheckRun:
     declared: ParamDeclaration
     config: CheckConfig
     accumulates: bool
-    #: What the target holds before the first call (the adapter's own changes made, such
-    #: as an optimizer's stand-in): a state forward carries is held fixed to it.
+    #: What the target holds before the first call, the adapter's own changes made (an
+    #: optimizer's stand-in): a state forward carries is held fixed to it (see `checks`).
     initial: Snapshot = field(default_factory=Snapshot)
     #: How that state is held fixed, when forward carries one (see `carried`).
     carried: CarriedState | None = None
@@ -92,7 +92,6 @@ class CheckRun:
 
     def run(self) -> Found:
         found = Found()
-        self.initial = snapshot(self.view.target, contents=False)  # a walk, no array copied
         work = [private_copy(v) for v in self.originals]
         view, outputs = self._first_forward(work, found)
         computed = self._computed_precision(view, work, outputs, found)
