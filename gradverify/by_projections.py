@@ -85,7 +85,9 @@ def check_by_projections(tensor: TensorToCheck, context: LossContext) -> TensorO
     search = _Search()
     seen: list[_Seen] = []
     for direction in planned:
-        members = np.setdiff1d(direction.members, list(search.verdicts), assume_unique=True)
+        members = direction.members  # less the elements already judged, if any
+        if search.verdicts:
+            members = np.setdiff1d(members, list(search.verdicts), assume_unique=True)
         if members.size == 0:
             continue
         probe = Probe(tensor, flat_analytic, direction, scale, settings, context.loss, step)
