@@ -41,7 +41,7 @@ from layers_under_test.reference import (
     cross_entropy_error,
     softmax,
 )
-from layers_under_test.volume2 import LSTM, TimeLSTM, TimeRNN, TimeSoftmaxWithLoss
+from layers_under_test.volume2 import TimeLSTM, TimeRNN, TimeSoftmaxWithLoss
 
 # ---------------------------------------------------------------- Mul / Add
 
@@ -960,6 +960,27 @@ class DropoutModesSwapped(InvertedDropout):
 # back to step t leaves a one-step sequence right: the registry feeds T = 3.
 
 
+def _backward_through_time(time_layer: Any, dhs: Array, step: Any) -> Array:
+    """The book's backward of TimeRNN and TimeLSTM, walking the steps from the last one;
+    ``step(layer, dh_t, dh, dc) -> (dx, dh, dc)`` is the line a through-time twin gets
+    wrong (the book's: ``layer.backward(dh_t + dh, dc)``; an RNN step has no dc)."""
+    assert time_layer.layers is not None, "call forward first"
+    N, T, _ = dhs.shape
+    dxs = np.empty((N, T, time_layer.params[0].shape[0]), dtype=dhs.dtype)
+    dh: Any = 0
+    dc: Any = 0
+    grads: list[Any] = [0, 0, 0]
+    for t in reversed(range(T)):
+        layer = time_layer.layers[t]
+        dxs[:, t, :], dh, dc = step(layer, dhs[:, t, :], dh, dc)
+        for i, grad in enumerate(layer.grads):
+            grads[i] += grad
+    for i, grad in enumerate(grads):
+        time_layer.grads[i][...] = grad
+    time_layer.dh = dh
+    return dxs
+
+
 class TimeRNNForgetsDh(TimeRNN):
     """TimeRNN whose backward does not carry dh back through time: backward(dhs[:, t]), no + dh.
 
@@ -969,24 +990,8 @@ class TimeRNNForgetsDh(TimeRNN):
     """
 
     def backward(self, dhs: Array) -> Array:
-        assert self.layers is not None, "call forward first"
-        Wx, _, _ = self.params
-        N, T, _ = dhs.shape
-        D, _ = Wx.shape
-
-        dxs = np.empty((N, T, D), dtype=dhs.dtype)
-        grads: list[Any] = [0, 0, 0]
-        for t in reversed(range(T)):
-            layer = self.layers[t]
-            dx, dh = layer.backward(dhs[:, t, :])  # the bug: + dh left out
-            dxs[:, t, :] = dx
-            for i, grad in enumerate(layer.grads):
-                grads[i] += grad
-
-        for i, grad in enumerate(grads):
-            self.grads[i][...] = grad
-        self.dh = dh
-        return dxs
+        # the bug: dh_t alone, not dh_t + dh
+        return _backward_through_time(self, dhs, lambda layer, d, dh, dc: (*layer.backward(d), 0))
 
 
 class TimeLSTMForgetsDh(TimeLSTM):
@@ -997,95 +1002,20 @@ class TimeLSTMForgetsDh(TimeLSTM):
     """
 
     def backward(self, dhs: Array) -> Array:
-        assert self.layers is not None, "call forward first"
-        Wx, _, _ = self.params
-        N, T, _ = dhs.shape
-        D = Wx.shape[0]
-
-        dxs = np.empty((N, T, D), dtype=dhs.dtype)
-        dc: Any = 0
-        grads: list[Any] = [0, 0, 0]
-        for t in reversed(range(T)):
-            layer = self.layers[t]
-            dx, dh, dc = layer.backward(dhs[:, t, :], dc)  # the bug: + dh left out
-            dxs[:, t, :] = dx
-            for i, grad in enumerate(layer.grads):
-                grads[i] += grad
-
-        for i, grad in enumerate(grads):
-            self.grads[i][...] = grad
-        self.dh = dh
-        return dxs
+        # the bug: dh_t alone, not dh_t + dh
+        return _backward_through_time(self, dhs, lambda layer, d, dh, dc: layer.backward(d, dc))
 
 
 class TimeLSTMForgetsDc(TimeLSTM):
     """TimeLSTM whose backward does not carry dc back through time: every step gets dc_next = 0.
 
-    Written as TimeRNN's backward with the cell's third gradient thrown away: the
-    hidden state's gradient flows back, the cell state's (the LSTM's long path) does
+    The hidden state's gradient flows back, the cell state's (the LSTM's long path) does
     not. Right only for a sequence of one step (T == 1).
     """
 
     def backward(self, dhs: Array) -> Array:
-        assert self.layers is not None, "call forward first"
-        Wx, _, _ = self.params
-        N, T, _ = dhs.shape
-        D = Wx.shape[0]
-
-        dxs = np.empty((N, T, D), dtype=dhs.dtype)
-        dh: Any = 0
-        grads: list[Any] = [0, 0, 0]
-        for t in reversed(range(T)):
-            layer = self.layers[t]
-            dx, dh, _ = layer.backward(dhs[:, t, :] + dh, 0)  # the bug: dc dropped, 0 passed
-            dxs[:, t, :] = dx
-            for i, grad in enumerate(layer.grads):
-                grads[i] += grad
-
-        for i, grad in enumerate(grads):
-            self.grads[i][...] = grad
-        self.dh = dh
-        return dxs
-
-
-def _lstm_backward_db_reordered(
-    layer: LSTM, dh_next: Array, dc_next: Any
-) -> tuple[Array, Array, Array]:
-    """The book's LSTM.backward with db stacked in CS231n's gate order (i, f, o, g)."""
-    assert layer.cache is not None, "call forward first"
-    Wx, Wh, _ = layer.params
-    x, h_prev, c_prev, i, f, g, o, c_next = layer.cache
-
-    tanh_c_next = np.tanh(c_next)
-
-    ds = dc_next + (dh_next * o) * (1 - tanh_c_next**2)
-
-    dc_prev: Array = ds * f
-
-    di = ds * g
-    df = ds * c_prev
-    do = dh_next * tanh_c_next
-    dg = ds * i
-
-    di *= i * (1 - i)
-    df *= f * (1 - f)
-    do *= o * (1 - o)
-    dg *= 1 - g**2
-
-    dA = np.hstack((df, dg, di, do))
-
-    dWh = np.dot(h_prev.T, dA)
-    dWx = np.dot(x.T, dA)
-    db = np.hstack((di, df, do, dg)).sum(axis=0)  # the bug: not dA's order
-
-    layer.grads[0][...] = dWx
-    layer.grads[1][...] = dWh
-    layer.grads[2][...] = db
-
-    dx: Array = np.dot(dA, Wx.T)
-    dh_prev: Array = np.dot(dA, Wh.T)
-
-    return dx, dh_prev, dc_prev
+        # the bug: dc_next = 0 at every step, not the later step's dc_prev
+        return _backward_through_time(self, dhs, lambda layer, d, dh, dc: layer.backward(d + dh, 0))
 
 
 class TimeLSTMDbWrongGateOrder(TimeLSTM):
@@ -1094,28 +1024,14 @@ class TimeLSTMDbWrongGateOrder(TimeLSTM):
     CS231n's gate order (i, f, o, g) for the bias, the book's (f, g, i, o) for A and
     the weights: each gate's bias receives another gate's gradient, a bug of the LSTM
     step, not of time (a sequence of one step shows it too). dWx, dWh and dxs are right.
+    Stacking each step's db so is the book's db, summed over the steps, with its four
+    blocks reordered: written so.
     """
 
     def backward(self, dhs: Array) -> Array:
-        assert self.layers is not None, "call forward first"
-        Wx, _, _ = self.params
-        N, T, _ = dhs.shape
-        D = Wx.shape[0]
-
-        dxs = np.empty((N, T, D), dtype=dhs.dtype)
-        dh: Any = 0
-        dc: Any = 0
-        grads: list[Any] = [0, 0, 0]
-        for t in reversed(range(T)):
-            layer = self.layers[t]
-            dx, dh, dc = _lstm_backward_db_reordered(layer, dhs[:, t, :] + dh, dc)  # the bug
-            dxs[:, t, :] = dx
-            for i, grad in enumerate(layer.grads):
-                grads[i] += grad
-
-        for i, grad in enumerate(grads):
-            self.grads[i][...] = grad
-        self.dh = dh
+        dxs = super().backward(dhs)
+        df, dg, di, do = np.split(self.grads[2], 4)
+        self.grads[2][...] = np.hstack((di, df, do, dg))  # the bug: not dA's order
         return dxs
 
 
