@@ -44,7 +44,15 @@ import numpy as np
 from gradverify import compare, numerics
 from gradverify.planning import full_calls, projected_axes
 from gradverify.progress import duration
-from gradverify.projections import Along, Direction, Measurement, Probe, directions
+from gradverify.projections import (
+    Along,
+    Direction,
+    Measurement,
+    Probe,
+    Run,
+    Workspace,
+    directions,
+)
 from gradverify.results import CheckedBy, Status, TensorResult, worst_status
 from gradverify.tensors import (
     Floats,
@@ -72,7 +80,7 @@ def check_by_projections(tensor: TensorToCheck, context: LossContext) -> TensorO
     if isinstance(analytic, TensorOutcome):
         return analytic
     settings = settings_for(tensor, context, analytic, local=False)
-    scale = np.maximum(1.0, np.abs(tensor.array.astype(np.float64).reshape(-1)))
+    workspace = Workspace(tensor.array)
     flat_analytic = analytic.reshape(-1)
     step = settings.eps ** (1.0 / 3.0)
     planned = directions(
@@ -85,17 +93,16 @@ def check_by_projections(tensor: TensorToCheck, context: LossContext) -> TensorO
     search = _Search()
     seen: list[_Seen] = []
     for direction in planned:
-        members = direction.members  # less the elements already judged, if any
-        if search.verdicts:
-            members = np.setdiff1d(members, list(search.verdicts), assume_unique=True)
-        if members.size == 0:
+        judged = np.array(sorted(search.verdicts), dtype=np.intp)  # left out from now on
+        probe = Probe(workspace, flat_analytic, direction, settings, context.loss, step, judged)
+        members = direction.run
+        if probe.count(members) == 0:
             continue
-        probe = Probe(tensor, flat_analytic, direction, scale, settings, context.loss, step)
         whole = probe.measure(members)
         search.measured += 1
         if abs(whole.difference) > whole.screen:
             whole = _recheck(probe, members, whole)
-        seen.append(_seen(direction, whole, flat_analytic, scale))
+        seen.append(_seen(direction, whole))
         ratio = _ratio(whole.difference, whole.bound)
         if abs(whole.difference) <= whole.screen:
             search.margin = max(search.margin, ratio)
@@ -109,7 +116,7 @@ def check_by_projections(tensor: TensorToCheck, context: LossContext) -> TensorO
             break  # confirmed; another direction would name the same elements again
     for _ in planned:  # draw what the rest would have: the next tensor's directions are the same
         pass
-    search.sensitivity = _sensitivity(tensor, seen, scale)
+    search.sensitivity = _sensitivity(tensor, seen, workspace.mean_scale())
     return _outcome(tensor, analytic, settings, context, search)
 
 
@@ -137,11 +144,11 @@ class _Search:
         settings: Settings,
         context: LossContext,
     ) -> None:
-        steps = settings.steps.reshape(-1)
-        for i in blamed:
+        steps = _steps(tensor, blamed, settings)
+        for i, step in zip(blamed, steps):
             if i not in self.verdicts:
                 self.verdicts[i] = reestimate_element(
-                    tensor, i, float(analytic[i]), steps[i], settings, context.loss
+                    tensor, i, float(analytic[i]), float(step), settings, context.loss
                 )
 
     @property
@@ -157,7 +164,13 @@ def _blocks(shape: tuple[int, ...], count: int, calls: int) -> int:
     return max(1, (calls // 2 - count) // axes)
 
 
-def _recheck(probe: Probe, members: np.ndarray, first: Measurement) -> Measurement:
+def _steps(tensor: TensorToCheck, flat: list[int] | np.ndarray, settings: Settings) -> Floats:
+    """The central-difference steps of the elements judged one by one (only they need one)."""
+    values = tensor.array.reshape(-1)[np.asarray(flat, dtype=np.intp)]
+    return numerics.step_sizes(values, settings.eps)
+
+
+def _recheck(probe: Probe, members: Run, first: Measurement) -> Measurement:
     """Measure again with a smaller step; the change bounds the truncation error left."""
     probe.step /= RECHECK_SHRINK
     again = probe.measure(members)
@@ -177,16 +190,16 @@ def _ratio(difference: float, tol: float) -> float:
     return 0.0 if difference == 0 else math.inf
 
 
-def _localize(probe: Probe, members: np.ndarray, whole: Measurement, limit: int) -> list[int]:
+def _localize(probe: Probe, members: Run, whole: Measurement, limit: int) -> list[int]:
     """Bisect down to single elements whose share of the disagreement stays beyond its screen."""
     found: list[int] = []
     pending = [(members, whole)]
     while pending and len(found) < limit:
         group, measured = pending.pop()
-        if group.size == 1:
-            found.append(int(group[0]))
+        if probe.count(group) == 1:
+            found.append(probe.only(group))
             continue
-        first, second = np.array_split(group, 2)
+        first, second = probe.halves(group)
         first_part = probe.measure(first)
         second_part = probe.rest(measured, first_part, second)
         for part, part_measured in ((second, second_part), (first, first_part)):
@@ -206,24 +219,21 @@ class _Seen:
     typical: float = 0.0  # for an axis: the median |gradient| mass of one slice
 
 
-def _seen(direction: Direction, measured: Measurement, analytic: Floats, scale: Floats) -> _Seen:
+def _seen(direction: Direction, measured: Measurement) -> _Seen:
     typical = 0.0
-    if direction.axis is not None:
-        members = direction.members
-        totals = np.bincount(
-            direction.groups[members], weights=2.0 * scale[members] * np.abs(analytic[members])
-        )
-        typical = float(np.median(totals[totals > 0])) if np.any(totals > 0) else 0.0
+    totals = measured.slice_mass
+    if totals is not None and np.any(totals > 0):
+        typical = float(np.median(totals[totals > 0]))
     return _Seen(direction.along, direction.axis, measured.screen, typical)
 
 
-def _sensitivity(tensor: TensorToCheck, seen: list[_Seen], scale: Floats) -> str:
+def _sensitivity(tensor: TensorToCheck, seen: list[_Seen], mean_scale: float) -> str:
     """What the projections could see: the smallest error in one element, and the smallest
     relative error of one slice along each axis, that their screens would have nominated."""
     parts = []
     random = [s.screen for s in seen if s.along is Along.RANDOM_SIGNS]
     if random:
-        smallest = min(random) / (2.0 * float(np.mean(scale)))
+        smallest = min(random) / (2.0 * mean_scale)
         parts.append(f"one element off by more than ~{smallest:.1e}")
     names = {0: "row", 1: "column"} if tensor.array.ndim == 2 else {}
     by_axis: dict[int, list[float]] = {}
@@ -247,7 +257,7 @@ def _outcome(
     verdicts = search.verdicts
     flat = np.array(sorted(verdicts), dtype=np.intp)
     numeric = np.array([verdicts[int(i)].numeric for i in flat], dtype=np.float64)
-    noise = numerics.rounding_noise(settings.steps.reshape(-1)[flat], settings.noise_unit)
+    noise = numerics.rounding_noise(_steps(tensor, flat, settings), settings.noise_unit)
     found = compare.agreement(
         analytic.reshape(-1)[flat],
         numeric,

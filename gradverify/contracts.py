@@ -18,6 +18,7 @@ from gradverify.adapters import Adapter, Gradients
 from gradverify.adapters.optimizers import optimizers_held
 from gradverify.numerics import real_array
 from gradverify.outputs import Outputs, read_outputs
+from gradverify.projections import CHUNK
 from gradverify.results import Finding, FindingKind, Severity
 
 #: Gradients from calls that must agree are compared to this relative precision:
@@ -43,7 +44,7 @@ class Probe:
 
 
 def _array(value: Any) -> np.ndarray | None:
-    return None if value is None else real_array(value)
+    return None if value is None else real_array(value, copy=False)
 
 
 def _arrays(gradients: Gradients) -> list[np.ndarray | None]:
@@ -92,9 +93,17 @@ def _times(raw_a: Any, raw_b: Any, factor: float) -> bool:
     if a is None or b is None or a.shape != b.shape:
         return a is None and b is None
     rtol, atol = _agreement(raw_a)
+    # a chunk at a time: the gradients may be most of memory, and this runs on every check
+    pieces = [slice(i, i + CHUNK) for i in range(0, a.size, CHUNK)]
+    a, b = a.reshape(-1), b.reshape(-1)
     with np.errstate(invalid="ignore"):
-        scale = float(np.nanmax(np.abs(factor * b), initial=0.0))
-        same = np.abs(a - factor * b) <= rtol * scale + atol
+        magnitudes = (float(np.nanmax(np.abs(factor * b[p]), initial=0.0)) for p in pieces)
+        scale = max(magnitudes, default=0.0)
+        return all(_same(a[p], factor * b[p], rtol * scale + atol) for p in pieces)
+
+
+def _same(a: np.ndarray, b: np.ndarray, tolerance: float) -> bool:
+    same = np.abs(a - b) <= tolerance
     return bool(np.all(same | (np.isnan(a) & np.isnan(b))))  # a NaN is the same NaN
 
 

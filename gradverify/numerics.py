@@ -57,15 +57,16 @@ def inner(first: NDArray[Any], second: NDArray[Any]) -> float:
     return float(np.einsum("i,i->", first.reshape(-1), second.reshape(-1), dtype=np.float64))
 
 
-def real_array(value: Any) -> NDArray[np.float64] | None:
-    """`value` as a float64 array if it holds real numbers (not complex, objects or text)."""
+def real_array(value: Any, *, copy: bool = True) -> NDArray[np.float64] | None:
+    """`value` as a float64 array if it holds real numbers (not complex, objects or text);
+    without `copy`, a float64 array is itself (for a caller that only reads it)."""
     try:
         array = np.asarray(value)
     except (TypeError, ValueError):  # ragged nesting
         return None
     if array.dtype.kind not in "biuf":
         return None
-    return array.astype(np.float64)
+    return array.astype(np.float64, copy=copy)
 
 
 def precision_dtype(dtypes: Sequence[np.dtype]) -> np.dtype:
@@ -319,25 +320,3 @@ def reestimate(
         abs(gap - jump) <= KINK_CONSTANCY * abs(jump) for gap in gaps
     )
     return Reestimate(numeric, error, left, right, kink, True)
-
-
-def directional_difference(
-    array: FloatArray, offsets: NDArray[np.float64], loss: Callable[[], float]
-) -> tuple[float, NDArray[np.float64]]:
-    """``L(x + o) - L(x - o)`` for a whole offset array `o`, and the realized widths.
-
-    The widths ``(x + o) - (x - o)`` are read back in the array's own dtype, so
-    ``sum(g * widths)`` is exactly what a correct gradient ``g`` predicts for the
-    difference.  The array is restored bit for bit afterwards, whatever happens.
-    """
-    original = array.copy()
-    try:
-        np.add(original, offsets, out=array, casting="unsafe")
-        widths = array.astype(np.float64)
-        loss_upper = loss()
-        np.subtract(original, offsets, out=array, casting="unsafe")
-        widths -= array
-        loss_lower = loss()
-    finally:
-        np.copyto(array, original)
-    return loss_upper - loss_lower, widths

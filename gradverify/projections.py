@@ -5,6 +5,13 @@ gradient's (a slice along an axis, or the whole tensor) decide how far errors
 that each stay inside their own tolerance can add up along it (`Measurement.bound`),
 and the projection itself is judged as a derivative along the direction
 (`Measurement.screen`).  `by_projections` decides what to measure and what it means.
+
+Fast mode is for tensors too large to check element by element, which may be most of
+the machine's memory, so nothing here is a float64 array as large as the tensor: signs
+are ``int8``, the elements a direction moves are a run of positions in an order computed
+on demand (flat, or slice by slice along an axis), and a measurement passes over the
+tensor in chunks of `CHUNK` elements.  One copy of the tensor (`Workspace.original`)
+restores it bit for bit after every measurement.
 """
 
 from __future__ import annotations
@@ -12,16 +19,24 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from gradverify import numerics
-from gradverify.tensors import Floats, Settings, TensorToCheck
+from gradverify.tensors import Floats, Settings
 
 #: Standard deviations of the random-walk bound on a projection (Hoeffding:
 #: probability ``2 * exp(-Z**2 / 2)``, 3e-8, that within-tolerance errors exceed it).
 Z = 6.0
+
+#: Elements per pass of a measurement: its temporaries stay this small (64 KB of float64
+#: each, which the allocator reuses instead of mapping fresh pages every time).
+CHUNK = 1 << 13
+
+#: A run of positions ``[start, stop)`` in a direction's order.
+Run = tuple[int, int]
 
 
 class Along(enum.Enum):
@@ -33,14 +48,79 @@ class Along(enum.Enum):
 
 
 @dataclass(frozen=True)
+class Order:
+    """The positions of a tensor's elements: flat (C) order, or, along an axis, slice by
+    slice (each slice's elements in flat order), so that a run of positions is a block of
+    neighbouring slices and bisection halves are neighbour runs."""
+
+    shape: tuple[int, ...]
+    axis: int | None = None
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def _axis(self) -> tuple[int, int, int]:
+        """The axis's length, its stride in elements, and the elements of one slice."""
+        assert self.axis is not None
+        length = self.shape[self.axis]
+        return length, math.prod(self.shape[self.axis + 1 :]), math.prod(self.shape) // length
+
+    def flat(self, start: int, stop: int) -> slice | np.ndarray:
+        """The flat indices at positions ``start .. stop - 1``."""
+        if self.axis is None:
+            return slice(start, stop)
+        length, stride, per_slice = self._axis
+        slices, within = np.divmod(np.arange(start, stop), per_slice)
+        outer, inner = np.divmod(within, stride)
+        return outer * (length * stride) + slices * stride + inner
+
+    def positions(self, flat: np.ndarray) -> np.ndarray:
+        """The positions of flat indices (the inverse of `flat`)."""
+        if self.axis is None:
+            return flat
+        length, stride, per_slice = self._axis
+        outer, rest = np.divmod(flat, length * stride)
+        slices, inner = np.divmod(rest, stride)
+        return slices * per_slice + outer * stride + inner
+
+    def chunk(self) -> int:
+        """Elements per pass over the whole tensor: whole blocks of every slice where they
+        fit in `CHUNK`, so that `slice_sums` can sum by reshaping."""
+        if self.axis is None:
+            return CHUNK
+        length, stride, _ = self._axis
+        unit = length * stride if length * stride <= CHUNK else stride
+        return max(unit, CHUNK // unit * unit)
+
+    def slice_sums(self, flat: slice | np.ndarray, values: Floats) -> np.ndarray:
+        """The sums of `values` (at flat indices `flat`) by slice along the axis."""
+        length, stride, _ = self._axis
+        if isinstance(flat, slice):
+            start, stop = flat.start, flat.stop
+            if start % (length * stride) == 0 and (stop - start) % (length * stride) == 0:
+                return values.reshape(-1, length, stride).sum(axis=(0, 2))
+            if start % stride == 0 and (stop - start) % stride == 0:  # rows of one slice each
+                rows = np.arange(start // stride, stop // stride) % length
+                return np.bincount(rows, values.reshape(-1, stride).sum(axis=1), length)
+            flat = np.arange(start, stop)
+        return np.bincount(flat // stride % length, values, length)
+
+
+@dataclass(frozen=True)
 class Direction:
-    """One projection: a sign per element, and the groups whose signs are coherent."""
+    """One projection: a sign per element, and the run of positions it moves."""
 
     along: Along
-    signs: Floats  # flat, +1 or -1
-    groups: np.ndarray  # flat group index per element; errors add up in full inside one
-    members: np.ndarray  # the flat indices it moves (a block of slices, or all)
-    axis: int | None = None  # for `Along.AXIS`: the axis whose slices keep coherent signs
+    signs: np.ndarray  # flat int8, +1 or -1
+    order: Order
+    run: Run  # a block of slices, or all
+
+    @property
+    def axis(self) -> int | None:
+        """For `Along.AXIS`: the axis whose slices keep coherent signs."""
+        return self.order.axis
 
 
 def directions(
@@ -55,19 +135,16 @@ def directions(
 
     More blocks see a smaller error in one slice (the other slices of its block add
     up as a random walk beside it) for two forward calls each.  Made one at a time, as
-    they are measured: each is as large as the tensor, and only the gradient's signs
-    outlive their directions.  The random draws are those of making them all at once.
+    they are measured; only the gradient's signs outlive their directions.
     """
     size = analytic.size
-    random = _random_signs(rng, size)
-    gradient_signs = np.where(analytic != 0, np.sign(analytic), random)
-    del random
-    yield Direction(
-        Along.GRADIENT_SIGNS, gradient_signs, np.zeros(size, dtype=np.intp), np.arange(size)
-    )
+    flat = Order(shape)
+    gradient_signs = _random_signs(rng, size)  # where the gradient is 0, a random sign
+    gradient_signs[analytic > 0] = 1
+    gradient_signs[analytic < 0] = -1
+    yield Direction(Along.GRADIENT_SIGNS, gradient_signs, flat, (0, size))
     for _ in range(count - 1):
-        everyone = np.arange(size)
-        yield Direction(Along.RANDOM_SIGNS, _random_signs(rng, size), everyone, everyone)
+        yield Direction(Along.RANDOM_SIGNS, _random_signs(rng, size), flat, (0, size))
     if len(shape) < 2 or size == 0:
         return
     for axis, length in enumerate(shape):
@@ -75,17 +152,23 @@ def directions(
             continue
         per_slice = _random_signs(rng, length)
         per_slice[-1] = per_slice[0]  # a border error (both ends) must not cancel itself
-        slices = np.arange(size) // math.prod(shape[axis + 1 :]) % length  # C order
-        signs = gradient_signs * per_slice[slices]
-        order = np.argsort(slices, kind="stable")  # by slice: bisection halves are neighbour runs
-        bounds = np.searchsorted(slices[order], np.arange(length + 1))  # where each slice starts
+        along = [1] * len(shape)
+        along[axis] = length
+        signs = (gradient_signs.reshape(shape) * per_slice.reshape(along)).reshape(-1)
+        by_slice = Order(shape, axis)
+        per_block = size // length
         for block in np.array_split(np.arange(length), min(blocks, length)):
-            members = order[bounds[block[0]] : bounds[block[-1] + 1]]
-            yield Direction(Along.AXIS, signs, slices, members, axis)
+            run = (int(block[0]) * per_block, (int(block[-1]) + 1) * per_block)
+            yield Direction(Along.AXIS, signs, by_slice, run)
 
 
-def _random_signs(rng: np.random.Generator, size: int) -> Floats:
-    return (2 * rng.integers(0, 2, size=size) - 1).astype(np.float64)
+def _random_signs(rng: np.random.Generator, size: int) -> np.ndarray:
+    """+1 or -1 per element, drawn a chunk at a time (the same draws as all at once)."""
+    signs = np.empty(size, dtype=np.int8)
+    for start in range(0, size, CHUNK):
+        stop = min(start + CHUNK, size)
+        signs[start:stop] = 2 * rng.integers(0, 2, size=stop - start) - 1
+    return signs
 
 
 @dataclass(frozen=True)
@@ -97,97 +180,214 @@ class Measurement:
     screen: float  # nominating tolerance (see the module docstring)
     bound: float  # what within-tolerance element errors can add up to
     noise: float  # rounding of the loss evaluations behind it
+    #: For an axis: each slice's ``sum |g_i| * width_i`` (what a slice scaled by 1 + e
+    #: adds, divided by e), for what the projection can see.
+    slice_mass: Floats | None = None
+
+
+class Workspace:
+    """One tensor's array, written in place, and a copy that restores it bit for bit."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+        self.original = np.array(array, copy=True).reshape(-1)
+        # a contiguous array is written through a flat view; any other layout (a
+        # transposed view held by the target) through multi-indices, in its own memory
+        self._flat = array.reshape(-1) if array.flags.c_contiguous else None
+        #: every |x| <= 1: each element's step is the same (`scale` is 1)
+        self.within_one = all(self._chunked(lambda part: bool(np.all(np.abs(part) <= 1))))
+
+    def write(self, where: slice | np.ndarray, values: np.ndarray) -> None:
+        if self._flat is not None:
+            self._flat[where] = values
+            return
+        if isinstance(where, slice):
+            where = np.arange(where.start, where.stop)
+        self.array[np.unravel_index(where, self.array.shape)] = values
+
+    def restore(self) -> None:
+        np.copyto(self.array, self.original.reshape(self.array.shape))
+
+    def scale(self, where: slice | np.ndarray) -> Floats:
+        """``max(1, |x|)`` of the original elements: steps follow each element's magnitude."""
+        return np.maximum(1.0, np.abs(self.original[where].astype(np.float64)))
+
+    def mean_scale(self) -> float:
+        if self.within_one:
+            return 1.0
+        total = sum(self._chunked(lambda part: float(np.sum(np.maximum(1.0, np.abs(part))))))
+        return total / max(self.original.size, 1)
+
+    def _chunked(self, summary: Callable[[np.ndarray], Any]) -> list[Any]:
+        original = self.original
+        return [summary(original[i : i + CHUNK]) for i in range(0, original.size, CHUNK)]
 
 
 @dataclass
 class Probe:
-    """Measures the disagreement of one tensor's gradient along one masked direction.
+    """Measures the disagreement of one tensor's gradient along one direction, on runs of
+    its positions, leaving out the elements already judged (`excluded`, flat indices).
 
     Measurements are normalised by the step length, so that the disagreement of
     a group is the sum of its members' ``2 * sign_i * scale_i * (g_i - true_i)``
     whatever the step: that additivity is what lets bisection subtract.
     """
 
-    tensor: TensorToCheck
+    workspace: Workspace
     analytic: Floats  # flat
     direction: Direction
-    scale: Floats  # max(1, |x|) per element: steps follow each element's magnitude
     settings: Settings
     loss: Callable[[], float]
     step: float
+    excluded: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.intp))
 
-    def length(self, members: np.ndarray) -> float:
+    def __post_init__(self) -> None:
+        self._excluded_at = np.sort(self.direction.order.positions(self.excluded))
+
+    def count(self, run: Run) -> int:
+        """The members of a run: its positions less the excluded ones."""
+        start, stop = run
+        inside = np.searchsorted(self._excluded_at, [start, stop])
+        return stop - start - int(inside[1] - inside[0])
+
+    def halves(self, run: Run) -> tuple[Run, Run]:
+        """The run split after ``ceil(members / 2)`` of its members."""
+        start, stop = run
+        wanted = (self.count(run) + 1) // 2
+        middle = start + wanted
+        while (have := self.count((start, middle))) < wanted:
+            middle += wanted - have
+        return (start, middle), (middle, stop)
+
+    def only(self, run: Run) -> int:
+        """The flat index of a run's one member."""
+        where = self.direction.order.flat(*run)
+        flat = np.arange(where.start, where.stop) if isinstance(where, slice) else where
+        return int(flat[~np.isin(flat, self.excluded)][0])
+
+    def length(self, run: Run) -> float:
         """Per-element step: the direction has the Euclidean length of one element's step,
         so a projection perturbs the output no more than one element does (nor crosses
         more kinks)."""
-        return self.step / math.sqrt(max(members.size, 1))
+        return self.step / math.sqrt(max(self.count(run), 1))
 
-    def measure(self, members: np.ndarray) -> Measurement:
-        # Arrays as large as the tensor are made in place and dropped as soon as they are
-        # used (the same arithmetic, in the same order): a tensor may be most of memory.
-        length = self.length(members)
-        signs = self.direction.signs
-        whole = members.size == signs.size  # no masking needed
-        if whole:
-            offsets = signs * self.scale
-            offsets *= length
-        else:
-            offsets = np.zeros(signs.size)
-            offsets[members] = signs[members] * self.scale[members] * length
-        numeric, widths = numerics.directional_difference(
-            self.tensor.array, offsets.reshape(self.tensor.array.shape), self.loss
-        )
-        del offsets
-        flat_widths = widths.reshape(-1)
-        predicted = numerics.inner(self.analytic, flat_widths) / length
-        flat_widths = np.abs(flat_widths if whole else flat_widths[members])
-        del widths
-        flat_widths /= length
+    def measure(self, run: Run) -> Measurement:
+        """``L(x + o) - L(x - o)`` along the direction's members in `run`, compared with
+        ``sum(g * widths)``, the widths ``(x + o) - (x - o)`` read back in the array's own
+        dtype (exactly what a correct gradient predicts)."""
+        length = self.length(run)
+        tally = _Tally(self, length)
+        try:
+            for where in self._pieces(run):
+                self.workspace.write(where, self._moved(where, self._offsets(where, length)))
+            upper = self.loss()
+            for where in self._pieces(run):
+                offsets = self._offsets(where, length)
+                up = self._moved(where, offsets)
+                down = self._moved(where, np.negative(offsets, out=offsets))
+                self.workspace.write(where, down)
+                widths = up.astype(np.float64)
+                widths -= down
+                widths /= length
+                tally.add(where, widths, predict=True)
+            lower = self.loss()
+        finally:
+            self.workspace.restore()
+        numeric = (upper - lower) / length
         noise = 2.0 * self.settings.noise_unit / length
-        return self._judged(
-            members, predicted - numeric / length, numeric / length, flat_widths, noise
-        )
+        return tally.judged(tally.predicted - numeric, numeric, noise)
 
-    def rest(self, whole: Measurement, part: Measurement, rest: np.ndarray) -> Measurement:
+    def rest(self, whole: Measurement, part: Measurement, run: Run) -> Measurement:
         """The measurement of a group minus its ``part``, by subtraction (no forward call)."""
-        widths = 2.0 * self.scale[rest]  # nominal: the realized ones were not read for the rest
-        noise = whole.noise + part.noise
-        return self._judged(
-            rest,
+        tally = _Tally(self, 1.0)
+        for where in self._pieces(run):
+            tally.add(where, 2.0 * self.workspace.scale(where), predict=False)  # nominal widths
+        return tally.judged(
             whole.difference - part.difference,
             whole.derivative - part.derivative,
-            widths,
-            noise,
+            whole.noise + part.noise,
         )
 
-    def _judged(
-        self,
-        members: np.ndarray,
-        difference: float,
-        derivative: float,
-        widths: Floats,
-        noise: float,
-    ) -> Measurement:
-        atol, rtol = self.settings.atol, self.settings.rtol
-        whole = members.size == self.analytic.size
-        groups = self.direction.groups if whole else self.direction.groups[members]
+    def _pieces(self, run: Run) -> Iterator[slice | np.ndarray]:
+        """The flat indices of the run's members, a chunk at a time (a whole tensor in flat
+        order, whatever its direction's order: the sums do not depend on it)."""
+        start, stop = run
+        order = self.direction.order
+        if run == (0, order.size) and not self.excluded.size:
+            chunk = order.chunk()
+            for first in range(0, stop, chunk):
+                yield slice(first, min(first + chunk, stop))
+            return
+        for first in range(start, stop, CHUNK):
+            where = self.direction.order.flat(first, min(first + CHUNK, stop))
+            if self.excluded.size:
+                if isinstance(where, slice):
+                    where = np.arange(where.start, where.stop)
+                where = where[~np.isin(where, self.excluded)]
+            yield where
+
+    def _offsets(self, where: slice | np.ndarray, length: float) -> Floats:
+        """``sign * max(1, |x|) * length`` for the members at `where`."""
+        signs = self.direction.signs[where]
+        if self.workspace.within_one:  # the common case of weights: no scale to compute
+            return signs * length
+        offsets = self.workspace.scale(where)
+        offsets *= length
+        offsets *= signs
+        return offsets
+
+    def _moved(self, where: slice | np.ndarray, offsets: Floats) -> np.ndarray:
+        """The members at ``x + offsets``, in the array's dtype."""
+        original = self.workspace.original[where]
+        return (original + offsets).astype(original.dtype, copy=False)
+
+
+class _Tally:
+    """Sums over a measurement's members, chunk by chunk, of what judging it takes."""
+
+    def __init__(self, probe: Probe, length: float) -> None:
+        self.probe = probe
+        self.length = length
+        self.predicted = 0.0  # sum(g * widths)
+        self.squares = 0.0  # sum(widths**2), for atol's random walk
+        self.total = 0.0  # sum(t_i * |widths|): every element's tolerance in full
+        self.grouped = 0.0  # the same, summed in full inside a group, squared across groups
+        order = probe.direction.order
+        self.slices = None if order.axis is None else np.zeros(order.shape[order.axis])
+        self.slice_mass = None if self.slices is None else np.zeros_like(self.slices)
+
+    def add(self, where: slice | np.ndarray, widths: Floats, *, predict: bool) -> None:
+        settings, gradient = self.probe.settings, self.probe.analytic[where]
+        if predict:
+            self.predicted += numerics.inner(gradient, widths)
+        np.abs(widths, out=widths)
+        self.squares += numerics.inner(widths, widths)
+        magnitude = np.abs(gradient)
+        tolerance = magnitude * settings.rtol  # widths * (atol + rtol * |g|)
+        tolerance += settings.atol
+        tolerance *= widths
+        self.total += float(np.sum(tolerance))
+        along = self.probe.direction.along
+        if along is Along.RANDOM_SIGNS:  # every element its own group
+            self.grouped += numerics.inner(tolerance, tolerance)
+        elif self.slices is not None and self.slice_mass is not None:
+            order = self.probe.direction.order
+            self.slices += order.slice_sums(where, tolerance)
+            magnitude *= widths
+            self.slice_mass += order.slice_sums(where, magnitude)
+
+    def judged(self, difference: float, derivative: float, noise: float) -> Measurement:
+        settings = self.probe.settings
+        if self.probe.direction.along is Along.GRADIENT_SIGNS:  # one group
+            grouped = self.total
+        elif self.slices is not None:
+            grouped = math.sqrt(numerics.inner(self.slices, self.slices))
+        else:
+            grouped = math.sqrt(self.grouped)
         # atol stands for the noise of elements that are sums of cancelling terms: it
         # has no sign of its own, so it spreads as a random walk whatever the direction
-        spread = atol * math.sqrt(numerics.inner(widths, widths))
-        per_element = np.abs(self.analytic if whole else self.analytic[members])
-        per_element *= rtol  # widths * (atol + rtol * |g|), made in place
-        per_element += atol
-        per_element *= widths
+        spread = settings.atol * math.sqrt(self.squares)
         # in full inside a coherent group, as a random walk across groups; never beyond the sum
-        bound = min(float(np.sum(per_element)), Z * _grouped_norm(per_element, groups))
-        screen = rtol * abs(derivative) + spread + noise
-        return Measurement(difference, derivative, screen, bound + noise, noise)
-
-
-def _grouped_norm(values: Floats, groups: np.ndarray) -> float:
-    """``sqrt(sum over groups of (sum of values in the group)**2)``; groups are small
-    non-negative integers (slice numbers, element numbers, or all 0)."""
-    if values.size == 0:
-        return 0.0
-    sums = np.bincount(groups, weights=values)
-    return math.sqrt(numerics.inner(sums, sums))
+        bound = min(self.total, Z * grouped)
+        screen = settings.rtol * abs(derivative) + spread + noise
+        return Measurement(difference, derivative, screen, bound + noise, noise, self.slice_mass)

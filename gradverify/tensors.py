@@ -85,7 +85,7 @@ class Settings:
     eps: float
     rtol: float
     atol: float
-    steps: Floats  # each element's central-difference step
+    steps: Floats  # each element's central-difference step (none for projections)
     noise_unit: float  # rounding of one loss difference: NOISE_FACTOR * eps * local S
 
 
@@ -94,17 +94,17 @@ def settings_for(
 ) -> Settings:
     """Judge at the least precise of the outputs, the computation and the array itself,
     with the rounding noise of the loss terms one element moves (``local``) or, for
-    projections that move every element at once, of the whole loss."""
+    projections that move every element at once, of the whole loss (and no steps: the
+    projections take the steps of the few elements they judge one by one)."""
     precision = numerics.precision_dtype([*context.output_dtypes, tensor.array.dtype])
     eps = float(np.finfo(precision).eps)
     rtol, atol = context.config.tolerances(precision)
     atol = compare.scaled_atol(rtol, atol, analytic)
+    if not local:
+        noise_unit = numerics.NOISE_FACTOR * eps * context.magnitude
+        return Settings(eps, rtol, atol, np.empty(0), noise_unit)
     steps = numerics.step_sizes(tensor.array, eps)
-    magnitude = (
-        numerics.local_magnitude(tensor.array, steps, context.changed, context.magnitude)
-        if local
-        else context.magnitude
-    )
+    magnitude = numerics.local_magnitude(tensor.array, steps, context.changed, context.magnitude)
     return Settings(eps, rtol, atol, steps, numerics.NOISE_FACTOR * eps * magnitude)
 
 
@@ -178,7 +178,7 @@ def _analytic_array(tensor: TensorToCheck) -> tuple[Floats | None, str, Status]:
     value = tensor.analytic
     if value is None:
         return None, f"{tensor.grad_name} is None: backward never wrote it", Status.FAIL
-    array = numerics.real_array(value)
+    array = numerics.real_array(value, copy=False)  # a private copy already (never written)
     if array is None:
         dtype = getattr(value, "dtype", None)
         kind = f"an array of dtype {dtype}" if dtype is not None else type(value).__name__

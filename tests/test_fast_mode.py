@@ -8,11 +8,14 @@ report must name elements inside the broken structure.
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
 import gradverify
 from gradverify import Status
+from gradverify.projections import Along, Direction, Order, Probe, Workspace
 from layers_under_test import broken, reference
 
 SEEDS = range(5)
@@ -130,3 +133,90 @@ def test_a_pass_at_kinks_shows_no_margin_above_one():
     for mode in ("fast", "full"):
         (dx,) = gradverify.check(reference.Relu(), {"x": x}, mode=mode).tensors
         assert dx.status is gradverify.Status.PASS and dx.margin <= 1.0, (mode, dx.margin)
+
+
+# ------------------------------------------------- the projections' bookkeeping
+
+
+@pytest.mark.parametrize("shape", [(7,), (5, 4), (3, 1, 4), (2, 3, 4, 5)])
+def test_an_axis_order_runs_slice_by_slice_and_inverts(shape):
+    size = int(np.prod(shape))
+    for axis in range(len(shape)):
+        order = Order(shape, axis)
+        flat = order.flat(0, size)
+        slices = np.indices(shape)[axis].reshape(-1)
+        # slice by slice, each slice's elements in flat order: a stable sort by slice
+        assert np.array_equal(flat, np.argsort(slices, kind="stable"))
+        assert np.array_equal(order.positions(flat), np.arange(size))
+        values = np.random.default_rng(0).standard_normal(size)
+        whole = order.slice_sums(slice(0, size), values)
+        assert np.allclose(whole, np.bincount(slices, values, shape[axis]))
+        assert np.allclose(
+            order.slice_sums(flat[3:], values[flat[3:]]),
+            np.bincount(slices[flat[3:]], values[flat[3:]], shape[axis]),
+        )
+
+
+def test_bisection_halves_count_members_not_positions():
+    shape, judged = (6, 5), np.array([0, 5, 10, 1], dtype=np.intp)  # flat indices judged
+    order = Order(shape, 1)
+    direction = Direction(Along.AXIS, np.ones(30, dtype=np.int8), order, (0, 30))
+    probe = Probe(
+        Workspace(np.zeros(shape)), np.zeros(30), direction, None, lambda: 0.0, 1.0, judged
+    )
+
+    def members(run):
+        return [int(i) for i in order.flat(*run) if i not in judged]
+
+    # what bisection split before the runs: the members, in order, into two
+    expected = np.array_split(np.array(members((0, 30))), 2)
+    for run, want in zip(probe.halves((0, 30)), expected):
+        assert members(run) == list(want) and probe.count(run) == len(want)
+    assert probe.only((0, 7)) == members((0, 7))[0] and probe.count((0, 7)) == len(members((0, 7)))
+
+
+class _TransposedAffine(reference.Affine):
+    """Holds W as a transposed view (not C-contiguous): projections must write into it."""
+
+    def __init__(self, W, b):
+        super().__init__(np.ascontiguousarray(W.T).T, b)
+
+
+class _TransposedAffineRowOff(_TransposedAffine):
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.dW[3] *= 1.5  # one row of dW off by half
+        return dx
+
+
+def test_fast_mode_perturbs_a_non_contiguous_weight_in_place_and_restores_it():
+    rng = np.random.default_rng(0)
+    W, b, x = (
+        rng.standard_normal((200, 100)),
+        rng.standard_normal(100),
+        rng.standard_normal((4, 200)),
+    )
+    for cls, status in ((_TransposedAffine, Status.PASS), (_TransposedAffineRowOff, Status.FAIL)):
+        layer = cls(W.copy(), b.copy())
+        assert not layer.W.flags.c_contiguous
+        held = layer.W
+        result = gradverify.check(layer, {"x": x}, mode="fast")
+        assert result.status is status, str(result)
+        assert layer.W is held and np.array_equal(layer.W, W)
+
+
+def test_fast_mode_peak_memory_stays_within_a_few_copies_of_the_tensor():
+    rng = np.random.default_rng(0)
+    layer = reference.Affine(rng.standard_normal((1000, 1000)), rng.standard_normal(1000))
+    x = rng.standard_normal((4, 1000))
+    gradverify.check(layer, {"x": x}, mode="fast")  # imports and caches out of the way
+    tracemalloc.start()
+    try:
+        gradverify.check(layer, {"x": x}, mode="fast")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    own = layer.W.nbytes + layer.b.nbytes  # the dW, db the layer's own backward makes
+    # the check's own: the snapshot, a copy of the gradient, one working copy of W, and
+    # a few more while a contract compares two gradients (15x before projections chunked)
+    assert (peak - own) / layer.W.nbytes < 4.5
