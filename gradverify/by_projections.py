@@ -223,7 +223,7 @@ def _seen(direction: Direction, measured: Measurement) -> _Seen:
     typical = 0.0
     totals = measured.slice_mass
     if totals is not None and np.any(totals > 0):
-        typical = float(np.median(totals[totals > 0]))
+        typical = numerics.median(totals[totals > 0])
     return _Seen(direction.along, direction.axis, measured.screen, typical)
 
 
@@ -242,7 +242,7 @@ def _sensitivity(tensor: TensorToCheck, seen: list[_Seen], mean_scale: float) ->
             by_axis.setdefault(measured.axis, []).append(measured.screen / measured.typical)
     for axis, ratios in by_axis.items():
         what = names.get(axis, f"slice along axis {axis}")
-        parts.append(f"one {what} scaled by more than ~{100 * float(np.median(ratios)):.2g}%")
+        parts.append(f"one {what} scaled by more than ~{100 * numerics.median(ratios):.2g}%")
     return "; ".join(parts)
 
 

@@ -156,6 +156,8 @@ class Agreement:
     def cleared(self) -> Agreement:
         """The same elements, every one counted as within its tolerance (a tensor whose
         suspects all passed their re-estimates clears the rest it had no budget for)."""
+        if not np.any(self.outside):
+            return self  # nothing to widen
         return agreement(
             self.analytic, self.numeric, np.maximum(self.tol, self.diff), self.shape, self.flat
         )
@@ -185,6 +187,8 @@ class Agreement:
 
     def rows(self, verdicts: Mapping[int, ElementVerdict], limit: int) -> tuple[ElementRow, ...]:
         """The elements outside the tolerance or re-estimated, the worst ratio first."""
+        if not verdicts and not np.any(self.outside):
+            return ()  # the common case of a passing gradient
         relative = relative_error(self.analytic, self.numeric)
         order = np.argsort(-self.ratio, kind="stable")
         shown = [i for i in order if self.ratio[i] > 1.0 or int(self.flat[i]) in verdicts]

@@ -54,8 +54,11 @@ def check_every_element(tensor: TensorToCheck, context: LossContext) -> TensorOu
         after = interrupted(stop)
         after.tensors.append(_interrupted(tensor, analytic, settings, numeric, context))
         raise after from None
-    numeric = _with_reestimates(numeric, verdicts)
-    found = compare.agreement(analytic, numeric, first.tol, verdicts=verdicts)
+    if verdicts:
+        numeric = _with_reestimates(numeric, verdicts)
+        found = compare.agreement(analytic, numeric, first.tol, verdicts=verdicts)
+    else:  # nothing re-estimated: the first comparison stands
+        found = first
     unjudged = [f for f in found.suspects(found.flat.size) if f not in verdicts]
     # the suspects left unjudged count as cleared only if the whole re-estimate budget
     # of smooth (non-kink) elements was spent and every one of them passed
@@ -67,7 +70,7 @@ def check_every_element(tensor: TensorToCheck, context: LossContext) -> TensorOu
     result = TensorResult(
         **base_fields(tensor),
         status=status,
-        step=float(np.median(steps)) if steps.size else math.nan,
+        step=numerics.median(steps),
         rtol=settings.rtol,
         atol=settings.atol,
         max_noise=float(np.max(noise, initial=0.0)),
@@ -116,7 +119,7 @@ def _interrupted(
     return TensorResult(
         **base_fields(tensor),
         status=Status.INCONCLUSIVE,
-        step=float(np.median(steps)) if count else math.nan,
+        step=numerics.median(steps),
         rtol=settings.rtol,
         atol=settings.atol,
         max_noise=float(np.max(noise, initial=0.0)),

@@ -12,6 +12,7 @@ change what is found); `lookup` resolves a path string back to its value.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import types
 from collections.abc import Iterator
@@ -34,14 +35,23 @@ MAX_DEPTH = 6
 _MISSING = object()
 
 
-def slot_names(obj: Any) -> list[str]:
+def slot_names(obj: Any) -> tuple[str, ...]:
     """The ``__slots__`` names declared along the class hierarchy of `obj`."""
+    cls: Any = type(obj)
+    try:
+        return _slot_names_of(cls)
+    except TypeError:  # a metaclass that makes its classes unhashable
+        return _slot_names_of.__wrapped__(cls)
+
+
+@functools.lru_cache(maxsize=4096)  # every walk asks, for every object it meets
+def _slot_names_of(cls: Any) -> tuple[str, ...]:
     names: list[str] = []
-    for cls in type(obj).__mro__:
-        declared = cls.__dict__.get("__slots__", ())
+    for klass in cls.__mro__:
+        declared = klass.__dict__.get("__slots__", ())
         declared = (declared,) if isinstance(declared, str) else declared
         names += [n for n in declared if n not in ("__dict__", "__weakref__") and n not in names]
-    return names
+    return tuple(names)
 
 
 def attributes(obj: Any) -> dict[str, Any]:

@@ -247,6 +247,8 @@ class Probe:
     def count(self, run: Run) -> int:
         """The members of a run: its positions less the excluded ones."""
         start, stop = run
+        if not self.excluded.size:
+            return stop - start
         inside = np.searchsorted(self._excluded_at, [start, stop])
         return stop - start - int(inside[1] - inside[0])
 

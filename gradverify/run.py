@@ -189,8 +189,12 @@ class CheckRun:
         outputs = _kept(read_outputs(raw, self.view.name))
         found.add(contracts.forward_mutation(view, self.names, mutated))
         changing = contracts.deterministic_forward(view, work, outputs, pinned=bool(drawn))
-        ways = ways_to_hold(self.view.target, self.initial, self.view.hold_elsewhere)
-        for way in ways if changing else []:
+        ways = (
+            ways_to_hold(self.view.target, self.initial, self.view.hold_elsewhere)
+            if changing
+            else []
+        )
+        for way in ways:
             pin = sources.pin if drawn else None
             held = Guarded(self.view, before_call=_both(way.hold, pin), copy_inputs=bool(mutated))
             fixed = _kept(read_outputs(self._timed(held, work), self.view.name))

@@ -107,3 +107,21 @@ def test_batched_differences_are_the_loop_to_the_bit(dtype):
     looped = numerics.central_differences(x, steps, loss)
     batched = numerics.central_differences(x, steps, loss, batch)
     assert looped.tobytes() == batched.tobytes()
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 5, 6, 1001])
+def test_median_is_numpys(size):
+    values = np.random.default_rng(size).standard_normal(size)
+    if size == 0:
+        assert np.isnan(numerics.median(values))
+    else:
+        assert numerics.median(values) == float(np.median(values))
+
+
+@pytest.mark.parametrize("size", [3, numerics.SHORT_DOT, numerics.SHORT_DOT + 1, 5000])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_inner_is_the_float64_sum_of_products(size, dtype):
+    rng = np.random.default_rng(size)
+    first, second = rng.standard_normal(size).astype(dtype), rng.standard_normal(size)
+    exact = float(np.sum(first.astype(np.float64) * second))
+    assert numerics.inner(first.reshape(-1, 1), second) == pytest.approx(exact, rel=1e-12)
