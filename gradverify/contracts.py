@@ -89,7 +89,16 @@ def _paired(first: Gradients, second: Gradients) -> list[tuple[Any, Any]] | None
     ]
 
 
-def _times(raw_a: Any, raw_b: Any, factor: float) -> bool:
+def _kept(gradients: Gradients, probe: Probe) -> Gradients:
+    """`gradients`, or the check's first gradients where they are the same bit for bit (the
+    usual case): a contract then holds one copy fewer while it calls backward again (the
+    gradients may be most of memory)."""
+    pairs = _paired(gradients, probe.gradients)
+    identical = pairs is not None and all(_times(a, b, 1.0, exactly=True) for a, b in pairs)
+    return probe.gradients if identical else gradients
+
+
+def _times(raw_a: Any, raw_b: Any, factor: float, *, exactly: bool = False) -> bool:
     a, b = _array(raw_a), _array(raw_b)
     if a is None or b is None or a.shape != b.shape:
         return a is None and b is None
@@ -98,6 +107,8 @@ def _times(raw_a: Any, raw_b: Any, factor: float) -> bool:
     a, b = a.reshape(-1), b.reshape(-1)
     if all(bool((a[p] == factor * b[p]).all()) for p in pieces):
         return True  # bit for bit: the usual case (doubling dout is exact)
+    if exactly:
+        return False
     rtol, atol = _agreement(raw_a)
     with np.errstate(invalid="ignore"):
         magnitudes = (float(np.nanmax(np.abs(factor * b[p]), initial=0.0)) for p in pieces)
@@ -181,7 +192,7 @@ def repeated_backward(probe: Probe, accumulates: bool) -> Finding | None:
     """Two backward calls after one forward must agree, unless declared accumulating."""
     if accumulates:
         return None
-    first = probe.backward()
+    first = _kept(probe.backward(), probe)
     again = probe.view.backward_again(probe.cotangent)
     if again is None or _agree(again, first):
         return None
@@ -214,7 +225,7 @@ def stale_state(probe: Probe) -> Finding | None:
     if probe.shifted is None or not probe.view.takes_cotangent:
         return None
     probe.view.forward(probe.shifted)
-    after_other = probe.backward()
+    after_other = _kept(probe.backward(), probe)
     probe.view.forward(probe.args)
     after_same = probe.backward()
     if _agree(after_other, after_same):
