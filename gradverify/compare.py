@@ -42,23 +42,43 @@ def scaled_atol(rtol: float, atol: float, values: Floats) -> float:
 
 
 def tolerance(numeric: Floats, rtol: float, atol: float, noise: Floats | float) -> Floats:
-    """The per-element tolerance of the rule above."""
-    return atol + rtol * np.abs(numeric) + noise
+    """The per-element tolerance of the rule above (one array made, in place: a gradient
+    may be most of memory)."""
+    tol = _magnitude(numeric)
+    tol *= rtol
+    tol += atol
+    tol += noise
+    return tol
 
 
 def relative_error(analytic: Floats, numeric: Floats) -> Floats:
     """``|analytic - numeric| / |numeric|``; 0 where both are 0, inf where only numeric is."""
-    diff = np.abs(analytic - numeric)
-    scale = np.abs(numeric)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(scale > 0, diff / np.where(scale > 0, scale, 1.0), np.inf)
-    return np.where(diff == 0, 0.0, rel)
+    diff = np.array(analytic, dtype=np.float64)
+    diff -= numeric
+    np.abs(diff, out=diff)
+    return _divided(diff, _magnitude(numeric))
+
+
+def _magnitude(values: Any) -> Floats:
+    """``|values|`` as a new float64 array (0-d for a number), made in place."""
+    magnitude = np.array(values, dtype=np.float64)
+    return np.abs(magnitude, out=magnitude)
 
 
 def _ratio(diff: Floats, tol: Floats) -> Floats:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(tol > 0, diff / np.where(tol > 0, tol, 1.0), np.where(diff > 0, np.inf, 0))
-    return np.where(np.isnan(diff), np.inf, ratio)
+    ratio = _divided(diff, np.array(tol, dtype=np.float64))
+    ratio[np.isnan(diff)] = np.inf
+    return ratio
+
+
+def _divided(diff: Floats, scale: Floats) -> Floats:
+    """``diff / scale`` written into `scale`: inf where `scale` is not positive, 0 where
+    `diff` is 0 (the arrays may be most of memory: no temporary as large)."""
+    positive = scale > 0
+    np.divide(diff, scale, out=scale, where=positive)
+    scale[~positive] = np.inf
+    scale[diff == 0] = 0.0
+    return scale
 
 
 @dataclass(frozen=True)
@@ -172,7 +192,7 @@ class Agreement:
         return {
             "max_abs_err": float(self.diff[worst]),
             "max_abs_index": _unravel(int(self.flat[worst]), self.shape),
-            "max_rel_err": max_relative_error(self.analytic, self.numeric, self.tol),
+            "max_rel_err": max_relative_error(self.analytic, self.numeric, self.tol, self.diff),
             "margin": float(np.max(self.ratio)),
         }
 
@@ -220,15 +240,17 @@ def agreement(
     `flat`, sorted, says which); an element whose re-estimate `verdicts` passed agrees:
     its tolerance is widened to its error."""
     a, n = analytic.reshape(-1), numeric.reshape(-1)
-    tol = np.array(tol, dtype=np.float64).reshape(-1)
+    tol = np.asarray(tol, dtype=np.float64).reshape(-1)
     flat = np.arange(a.size, dtype=np.intp) if flat is None else np.asarray(flat, dtype=np.intp)
-    diff = np.abs(a - n)
+    diff = np.subtract(a, n, dtype=np.float64)
+    np.abs(diff, out=diff)
     cleared = np.array(
         [f for f, v in (verdicts or {}).items() if v.status is Status.PASS], dtype=np.intp
     )
     if cleared.size and flat.size:  # `flat` is sorted: where each sits in this record
         at = np.minimum(np.searchsorted(flat, cleared), flat.size - 1)
         at = at[flat[at] == cleared]
+        tol = tol.copy()  # the caller's stays as it was
         tol[at] = np.maximum(tol[at], diff[at])
     shape = tuple(analytic.shape) if shape is None else shape
     return Agreement(shape, flat, a, n, tol, diff, _ratio(diff, tol))
@@ -258,11 +280,15 @@ def _unravel(flat_index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(int(i) for i in np.unravel_index(flat_index, shape)) if shape else ()
 
 
-def max_relative_error(first: Floats, second: Floats, tol: Floats) -> float:
+def max_relative_error(
+    first: Floats, second: Floats, tol: Floats, diff: Floats | None = None
+) -> float:
     """The largest relative error where it means something: an element whose `second`
     value is exactly 0 and that agrees within `tol` has none (its relative error would
     be inf for a difference of 1e-17); one that disagrees there is inf."""
+    rel = relative_error(first, second) if diff is None else _divided(diff, _magnitude(second))
     with np.errstate(invalid="ignore"):
-        agrees_at_zero = (second == 0) & (np.abs(first - second) <= tol)
-    rel = np.where(agrees_at_zero, 0.0, relative_error(first, second))
+        agrees_at_zero = second == 0
+        agrees_at_zero &= (np.abs(first - second) if diff is None else diff) <= tol
+    rel[agrees_at_zero] = 0.0
     return float(np.max(rel, initial=0.0))

@@ -45,9 +45,10 @@ def check_every_element(tensor: TensorToCheck, context: LossContext) -> TensorOu
         during.tensors.append(_interrupted(tensor, analytic, settings, during.numeric, context))
         raise
     noise = numerics.rounding_noise(steps, settings.noise_unit)
-    first = compare.agreement(
-        analytic, numeric, compare.tolerance(numeric, settings.rtol, settings.atol, noise)
-    )
+    tol = compare.tolerance(numeric, settings.rtol, settings.atol, noise)
+    max_noise = float(np.max(noise, initial=0.0))
+    del noise  # arrays as large as the tensor are let go as soon as they are used
+    first = compare.agreement(analytic, numeric, tol)
     try:
         verdicts, smooth = _reestimate_suspects(tensor, first, settings, context)
     except KeyboardInterrupt as stop:  # every element estimated: report them, unconfirmed
@@ -73,7 +74,7 @@ def check_every_element(tensor: TensorToCheck, context: LossContext) -> TensorOu
         step=numerics.median(steps),
         rtol=settings.rtol,
         atol=settings.atol,
-        max_noise=float(np.max(noise, initial=0.0)),
+        max_noise=max_noise,
         checked=int(analytic.size),
         hint=failure_hint(status, tensor, analytic, numeric, context),
         notes=kink_notes(verdicts) + ((why,) if undecided else ()),

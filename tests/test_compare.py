@@ -101,3 +101,27 @@ def test_an_element_its_re_estimate_cleared_agrees():
         ElementOutcome.NOT_REESTIMATED,
         ElementOutcome.KINK,
     ]
+
+
+def test_ratios_and_relative_errors_keep_their_meaning_at_zeros_nans_and_infs():
+    # written in place now (a gradient may be most of memory); the rule is the same as
+    # the plain formulas below: inf where the scale is not positive, 0 where nothing differs
+    rng = np.random.default_rng(0)
+    special = np.array([0.0, -0.0, np.nan, np.inf, -np.inf, 1e-300])
+    analytic = np.concatenate([rng.standard_normal(50), special, special, [1.0] * 6])
+    numeric = np.concatenate([rng.standard_normal(50), special, [0.0] * 6, special])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        diff = np.abs(analytic - numeric)
+        scale = np.abs(numeric)
+        plain_rel = np.where(scale > 0, diff / np.where(scale > 0, scale, 1.0), np.inf)
+        plain_rel = np.where(diff == 0, 0.0, plain_rel)
+        tol = np.abs(rng.standard_normal(analytic.size)) * (np.arange(analytic.size) % 3 > 0)
+        plain_ratio = np.where(tol > 0, diff / np.where(tol > 0, tol, 1.0), np.inf)
+        plain_ratio = np.where(diff == 0, 0.0, np.where(np.isnan(diff), np.inf, plain_ratio))
+    with np.errstate(invalid="ignore"):  # inf - inf
+        relative = compare.relative_error(analytic, numeric)
+        found = compare.agreement(analytic, numeric, tol)
+    assert np.array_equal(relative, plain_rel, equal_nan=True)
+    assert np.array_equal(found.ratio, plain_ratio, equal_nan=True)
+    assert np.array_equal(found.tol, tol)  # the caller's tolerance is read, never written
+    assert compare.relative_error(3.0, 2.0) == 0.5  # numbers too
