@@ -47,8 +47,9 @@ KINK_CONSTANCY = 0.25
 KINK_SIGNIFICANCE = 1e-3
 
 
-#: Below this many elements `inner` uses ``@``: BLAS runs a dot this short on one thread.
-SHORT_DOT = 256
+#: Up to this many elements `inner` uses ``@``: OpenBLAS runs a dot of up to 10,000
+#: elements on one thread (fast mode's chunks are this long).
+SHORT_DOT = 8192
 
 
 def inner(first: NDArray[Any], second: NDArray[Any]) -> float:
