@@ -17,9 +17,8 @@ import numpy as np
 
 from gradverify.adapters import Adapter, Gradients
 from gradverify.adapters.optimizers import optimizers_held
-from gradverify.numerics import real_array
+from gradverify.numerics import CHUNK, real_array
 from gradverify.outputs import Outputs, read_outputs
-from gradverify.projections import CHUNK
 from gradverify.results import Finding, FindingKind, Severity
 
 #: Gradients from calls that must agree are compared to this relative precision:

@@ -25,15 +25,12 @@ from typing import Any
 import numpy as np
 
 from gradverify import numerics
+from gradverify.numerics import CHUNK
 from gradverify.tensors import Floats, Settings
 
 #: Standard deviations of the random-walk bound on a projection (Hoeffding:
 #: probability ``2 * exp(-Z**2 / 2)``, 3e-8, that within-tolerance errors exceed it).
 Z = 6.0
-
-#: Elements per pass of a measurement: its temporaries stay this small (64 KB of float64
-#: each, which the allocator reuses instead of mapping fresh pages every time).
-CHUNK = 1 << 13
 
 #: A run of positions ``[start, stop)`` in a direction's order.
 Run = tuple[int, int]
@@ -91,8 +88,10 @@ class Order:
         if self.axis is None:
             return CHUNK
         length, stride, _ = self._axis
-        unit = length * stride if length * stride <= CHUNK else stride
-        return max(unit, CHUNK // unit * unit)
+        for unit in (length * stride, stride):  # every slice's block, or rows of one slice
+            if unit <= CHUNK:
+                return CHUNK // unit * unit
+        return CHUNK  # rows longer than a chunk: summed by index
 
     def slice_sums(self, flat: slice | np.ndarray, values: Floats) -> np.ndarray:
         """The sums of `values` (at flat indices `flat`) by slice along the axis."""

@@ -138,9 +138,10 @@ def test_a_pass_at_kinks_shows_no_margin_above_one():
 # ------------------------------------------------- the projections' bookkeeping
 
 
-@pytest.mark.parametrize("shape", [(7,), (5, 4), (3, 1, 4), (2, 3, 4, 5)])
+@pytest.mark.parametrize("shape", [(7,), (5, 4), (3, 1, 4), (2, 3, 4, 5), (3, 9000), (9000, 3)])
 def test_an_axis_order_runs_slice_by_slice_and_inverts(shape):
     size = int(np.prod(shape))
+    values = np.random.default_rng(0).standard_normal(size)
     for axis in range(len(shape)):
         order = Order(shape, axis)
         flat = order.flat(0, size)
@@ -148,13 +149,14 @@ def test_an_axis_order_runs_slice_by_slice_and_inverts(shape):
         # slice by slice, each slice's elements in flat order: a stable sort by slice
         assert np.array_equal(flat, np.argsort(slices, kind="stable"))
         assert np.array_equal(order.positions(flat), np.arange(size))
-        values = np.random.default_rng(0).standard_normal(size)
-        whole = order.slice_sums(slice(0, size), values)
-        assert np.allclose(whole, np.bincount(slices, values, shape[axis]))
-        assert np.allclose(
-            order.slice_sums(flat[3:], values[flat[3:]]),
-            np.bincount(slices[flat[3:]], values[flat[3:]], shape[axis]),
-        )
+        # sums by slice, over the chunks a whole pass takes, and over a run of positions
+        chunk = order.chunk()
+        parts = [slice(a, min(a + chunk, size)) for a in range(0, size, chunk)]
+        summed = sum(order.slice_sums(part, values[part]) for part in parts)
+        assert np.allclose(summed, np.bincount(slices, values, shape[axis]))
+        run = flat[3:]
+        by_run = order.slice_sums(run, values[run])
+        assert np.allclose(by_run, np.bincount(slices[run], values[run], shape[axis]))
 
 
 def test_bisection_halves_count_members_not_positions():
