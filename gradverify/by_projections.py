@@ -37,7 +37,7 @@ Two tolerances per projection:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -175,13 +175,7 @@ def _recheck(probe: Probe, members: Run, first: Measurement) -> Measurement:
     probe.step /= RECHECK_SHRINK
     again = probe.measure(members)
     truncation = abs(first.derivative - again.derivative) / (RECHECK_SHRINK**2 - 1)
-    return Measurement(
-        again.difference,
-        again.derivative,
-        again.screen + truncation,
-        again.bound + truncation,
-        again.noise,
-    )
+    return replace(again, screen=again.screen + truncation, bound=again.bound + truncation)
 
 
 def _ratio(difference: float, tol: float) -> float:

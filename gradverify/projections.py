@@ -210,12 +210,16 @@ class Workspace:
 
     def scale(self, where: slice | np.ndarray) -> Floats:
         """``max(1, |x|)`` of the original elements: steps follow each element's magnitude."""
-        return np.maximum(1.0, np.abs(self.original[where].astype(np.float64)))
+        return self._scale_of(self.original[where])
+
+    @staticmethod
+    def _scale_of(values: np.ndarray) -> Floats:
+        return np.maximum(1.0, np.abs(values.astype(np.float64)))  # float64: float16 overflows
 
     def mean_scale(self) -> float:
         if self.within_one:
             return 1.0
-        total = sum(self._chunked(lambda part: float(np.sum(np.maximum(1.0, np.abs(part))))))
+        total = sum(self._chunked(lambda part: float(np.sum(self._scale_of(part)))))
         return total / max(self.original.size, 1)
 
     def _chunked(self, summary: Callable[[np.ndarray], Any]) -> list[Any]:

@@ -116,6 +116,8 @@ def test_median_is_numpys(size):
         assert np.isnan(numerics.median(values))
     else:
         assert numerics.median(values) == float(np.median(values))
+        values[size // 2] = np.nan
+        assert np.isnan(numerics.median(values))  # as np.median: a NaN is no value to skip
 
 
 @pytest.mark.parametrize("size", [3, numerics.SHORT_DOT, numerics.SHORT_DOT + 1, 5000])
