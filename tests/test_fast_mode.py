@@ -222,3 +222,33 @@ def test_fast_mode_peak_memory_stays_within_a_few_copies_of_the_tensor():
     # the check's own: the snapshot, a copy of the gradient, one working copy of W (and
     # its signs, a byte an element); 15x before projections worked a chunk at a time
     assert (peak - own) / layer.W.nbytes <= 4.0
+
+
+class _RowThreePercentOff(reference.Affine):
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.dW[7] *= 1.03
+        return dx
+
+
+def test_a_projection_measured_again_still_says_what_it_could_see():
+    # the row's axis projection is beyond its screen, so it is measured again with a
+    # smaller step; the note keeps what that projection sees
+    rng = np.random.default_rng(0)
+    layer = _RowThreePercentOff(rng.standard_normal((300, 200)) * 0.1, np.zeros(200))
+    result = gradverify.check(layer, {"x": rng.standard_normal((4, 300))}, mode="fast")
+    dw = next(t for t in result.tensors if t.grad_name == "dW")
+    assert dw.status is Status.FAIL and all(row.index[0] == 7 for row in dw.rows)
+    assert "one row scaled by more than" in dw.notes[0], dw.notes[0]
+
+
+def test_a_float16_tensor_s_sensitivity_is_a_number():
+    # its mean scale (|x| about 30 here) summed in float16 overflowed to inf: "~0.0e+00"
+    rng = np.random.default_rng(0)
+    W = (rng.standard_normal((120, 90)) * 30).astype(np.float16)
+    layer = reference.Affine(W, np.zeros(90, dtype=np.float16))
+    x = (rng.standard_normal((3, 120)) * 0.1).astype(np.float16)
+    result = gradverify.check(layer, {"x": x}, mode="fast")
+    note = next(t for t in result.tensors if t.grad_name == "dW").notes[0]
+    smallest = float(note.split("one element off by more than ~")[1].split(";")[0])
+    assert 0 < smallest < np.inf, note
