@@ -76,7 +76,7 @@ RECHECK_SHRINK = 4.0
 
 def check_by_projections(tensor: TensorToCheck, context: LossContext) -> TensorOutcome:
     """Check one gradient with a few projections; name and confirm any wrong elements."""
-    analytic = unusable_gradient(tensor)
+    analytic = unusable_gradient(tensor, float64=False)  # converted a chunk at a time
     if isinstance(analytic, TensorOutcome):
         return analytic
     settings = settings_for(tensor, context, analytic, local=False)

@@ -38,7 +38,8 @@ SCALE_FLOOR = 0.1
 
 def scaled_atol(rtol: float, atol: float, values: Floats) -> float:
     """`atol`, raised to ``SCALE_FLOOR * rtol`` times the largest magnitude in `values`."""
-    return atol + SCALE_FLOOR * rtol * float(np.max(np.abs(values), initial=0.0))
+    largest = max(float(np.max(values, initial=0.0)), -float(np.min(values, initial=0.0)))
+    return atol + SCALE_FLOOR * rtol * largest  # max |values|, without an array of them
 
 
 def tolerance(numeric: Floats, rtol: float, atol: float, noise: Floats | float) -> Floats:

@@ -17,7 +17,7 @@ import numpy as np
 
 from gradverify.adapters import Adapter, Gradients
 from gradverify.adapters.optimizers import optimizers_held
-from gradverify.numerics import CHUNK, real_array
+from gradverify.numerics import CHUNK, real_array, real_values
 from gradverify.outputs import Outputs, read_outputs
 from gradverify.results import Finding, FindingKind, Severity
 
@@ -45,10 +45,6 @@ class Probe:
 
 def _array(value: Any) -> np.ndarray | None:
     return None if value is None else real_array(value, copy=False)
-
-
-def _arrays(gradients: Gradients) -> list[np.ndarray | None]:
-    return [_array(v) for v in [*gradients.inputs, *gradients.params.values()]]
 
 
 def _agree(first: Gradients, second: Gradients, factor: float = 1.0) -> bool:
@@ -98,21 +94,26 @@ def _kept(gradients: Gradients, probe: Probe) -> Gradients:
 
 
 def _times(raw_a: Any, raw_b: Any, factor: float, *, exactly: bool = False) -> bool:
-    a, b = _array(raw_a), _array(raw_b)
-    if a is None or b is None or a.shape != b.shape:
-        return a is None and b is None
-    # a chunk at a time: the gradients may be most of memory, and this runs on every check
-    pieces = [slice(i, i + CHUNK) for i in range(0, a.size, CHUNK)] or [slice(0, 0)]
-    a, b = a.reshape(-1), b.reshape(-1)
-    if all(bool((a[p] == factor * b[p]).all()) for p in pieces):
+    whole_a = None if raw_a is None else real_values(raw_a)
+    whole_b = None if raw_b is None else real_values(raw_b)
+    if whole_a is None or whole_b is None or whole_a.shape != whole_b.shape:
+        return whole_a is None and whole_b is None
+    # a chunk at a time, in float64: the gradients may be most of memory (a float32 one
+    # made float64 whole would double), and this runs on every check
+    flat_a, flat_b = whole_a.reshape(-1), whole_b.reshape(-1)
+    pieces = [slice(i, i + CHUNK) for i in range(0, flat_a.size, CHUNK)] or [slice(0, 0)]
+
+    def pair(piece: slice) -> tuple[np.ndarray, np.ndarray]:
+        return flat_a[piece].astype(np.float64), factor * flat_b[piece].astype(np.float64)
+
+    if all(bool((a == b).all()) for a, b in map(pair, pieces)):
         return True  # bit for bit: the usual case (doubling dout is exact)
     if exactly:
         return False
     rtol, atol = _agreement(raw_a)
     with np.errstate(invalid="ignore"):
-        magnitudes = (float(np.nanmax(np.abs(factor * b[p]), initial=0.0)) for p in pieces)
-        scale = max(magnitudes, default=0.0)
-        return all(_same(a[p], factor * b[p], rtol * scale + atol) for p in pieces)
+        scale = max((float(np.nanmax(np.abs(b), initial=0.0)) for _, b in map(pair, pieces)))
+        return all(_same(a, b, rtol * scale + atol) for a, b in map(pair, pieces))
 
 
 def _same(a: np.ndarray, b: np.ndarray, tolerance: float) -> bool:

@@ -86,13 +86,17 @@ def median(values: NDArray[Any] | Sequence[float]) -> float:
 def real_array(value: Any, *, copy: bool = True) -> NDArray[np.float64] | None:
     """`value` as a float64 array if it holds real numbers (not complex, objects or text);
     without `copy`, a float64 array is itself (for a caller that only reads it)."""
+    array = real_values(value)
+    return None if array is None else array.astype(np.float64, copy=copy)
+
+
+def real_values(value: Any) -> NDArray[Any] | None:
+    """`value` as an array in its own dtype if it holds real numbers, without a copy."""
     try:
         array = np.asarray(value)
     except (TypeError, ValueError):  # ragged nesting
         return None
-    if array.dtype.kind not in "biuf":
-        return None
-    return array.astype(np.float64, copy=copy)
+    return array if array.dtype.kind in "biuf" else None
 
 
 def precision_dtype(dtypes: Sequence[np.dtype]) -> np.dtype:

@@ -238,7 +238,7 @@ class Probe:
     """
 
     workspace: Workspace
-    analytic: Floats  # flat
+    analytic: np.ndarray  # flat, in the gradient's own dtype
     direction: Direction
     settings: Settings
     loss: Callable[[], float]
@@ -363,7 +363,8 @@ class _Tally:
         self.slice_mass = None if self.slices is None else np.zeros_like(self.slices)
 
     def add(self, where: slice | np.ndarray, widths: Floats, *, predict: bool) -> None:
-        settings, gradient = self.probe.settings, self.probe.analytic[where]
+        settings = self.probe.settings
+        gradient = self.probe.analytic[where].astype(np.float64, copy=False)
         if predict:
             self.predicted += numerics.inner(gradient, widths)
         np.abs(widths, out=widths)

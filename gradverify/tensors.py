@@ -119,9 +119,12 @@ def base_fields(tensor: TensorToCheck) -> dict[str, Any]:
     )
 
 
-def unusable_gradient(tensor: TensorToCheck) -> TensorOutcome | Floats:
-    """The analytic gradient as a float64 array, or the outcome explaining why it is unusable."""
-    analytic, problem, status = _analytic_array(tensor)
+def unusable_gradient(tensor: TensorToCheck, *, float64: bool = True) -> TensorOutcome | Floats:
+    """The analytic gradient as a float64 array, or the outcome explaining why it is unusable.
+
+    Without `float64`, the array in its own real dtype: fast mode converts a chunk at a
+    time, so that a float32 gradient as large as memory allows is not doubled."""
+    analytic, problem, status = _analytic_array(tensor, float64)
     if analytic is not None:
         return analytic
     hint = _shape_hint(tensor)
@@ -172,13 +175,14 @@ def reestimate_element(
     return compare.judge_reestimate(analytic, again, settings.rtol, settings.atol)
 
 
-def _analytic_array(tensor: TensorToCheck) -> tuple[Floats | None, str, Status]:
-    """The analytic gradient as float64 of the array's shape, or why it cannot be and the
-    verdict that is: a wrong value FAILs; a NaN or inf cannot be compared (ERROR)."""
+def _analytic_array(tensor: TensorToCheck, float64: bool) -> tuple[Floats | None, str, Status]:
+    """The analytic gradient (in float64, or its own dtype) of the array's shape, or why it
+    cannot be and the verdict that is: a wrong value FAILs; a NaN or inf cannot be compared
+    (ERROR).  It is a private copy already, and never written: no copy is made."""
     value = tensor.analytic
     if value is None:
         return None, f"{tensor.grad_name} is None: backward never wrote it", Status.FAIL
-    array = numerics.real_array(value, copy=False)  # a private copy already (never written)
+    array = numerics.real_array(value, copy=False) if float64 else numerics.real_values(value)
     if array is None:
         dtype = getattr(value, "dtype", None)
         kind = f"an array of dtype {dtype}" if dtype is not None else type(value).__name__
