@@ -104,7 +104,8 @@ def _times(raw_a: Any, raw_b: Any, factor: float, *, exactly: bool = False) -> b
     pieces = [slice(i, i + CHUNK) for i in range(0, flat_a.size, CHUNK)] or [slice(0, 0)]
 
     def pair(piece: slice) -> tuple[np.ndarray, np.ndarray]:
-        return flat_a[piece].astype(np.float64), factor * flat_b[piece].astype(np.float64)
+        a, b = (flat[piece].astype(np.float64, copy=False) for flat in (flat_a, flat_b))
+        return a, factor * b
 
     if all(bool((a == b).all()) for a, b in map(pair, pieces)):
         return True  # bit for bit: the usual case (doubling dout is exact)
