@@ -282,7 +282,7 @@ class Probe:
         ``sum(g * widths)``, the widths ``(x + o) - (x - o)`` read back in the array's own
         dtype (exactly what a correct gradient predicts)."""
         length = self.length(run)
-        tally = _Tally(self, length)
+        tally = _Tally(self)
         try:
             for where in self._pieces(run):
                 self.workspace.write(where, self._moved(where, self._offsets(where, length)))
@@ -305,7 +305,7 @@ class Probe:
 
     def rest(self, whole: Measurement, part: Measurement, run: Run) -> Measurement:
         """The measurement of a group minus its ``part``, by subtraction (no forward call)."""
-        tally = _Tally(self, 1.0)
+        tally = _Tally(self)
         for where in self._pieces(run):
             tally.add(where, 2.0 * self.workspace.scale(where), predict=False)  # nominal widths
         return tally.judged(
@@ -325,7 +325,7 @@ class Probe:
                 yield slice(first, min(first + chunk, stop))
             return
         for first in range(start, stop, CHUNK):
-            where = self.direction.order.flat(first, min(first + CHUNK, stop))
+            where = order.flat(first, min(first + CHUNK, stop))
             if self.excluded.size:
                 if isinstance(where, slice):
                     where = np.arange(where.start, where.stop)
@@ -351,9 +351,8 @@ class Probe:
 class _Tally:
     """Sums over a measurement's members, chunk by chunk, of what judging it takes."""
 
-    def __init__(self, probe: Probe, length: float) -> None:
+    def __init__(self, probe: Probe) -> None:
         self.probe = probe
-        self.length = length
         self.predicted = 0.0  # sum(g * widths)
         self.squares = 0.0  # sum(widths**2), for atol's random walk
         self.total = 0.0  # sum(t_i * |widths|): every element's tolerance in full
