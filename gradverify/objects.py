@@ -29,6 +29,9 @@ GENERATORS = (np.random.Generator, np.random.RandomState)
 #: Values that are leaves of the walk: they hold no further state to visit.
 _LEAVES = (np.ndarray, str, bytes, int, float, complex, bool, *GENERATORS)
 
+#: Values `has_state` never walks into (containers are walked as such, not as objects).
+_NOT_WALKED = (*OPAQUE, *_LEAVES, dict, list, tuple)
+
 #: How deep `holdings` follows nested objects (a layer inside a layer inside a network).
 MAX_DEPTH = 6
 
@@ -78,17 +81,19 @@ def attributes(obj: Any) -> dict[str, Any]:
 def has_state(obj: Any) -> bool:
     """Whether `obj` is an object whose attributes hold state worth walking (an array of
     another library is a leaf: its insides are that library's business)."""
-    if isinstance(obj, (*OPAQUE, *_LEAVES, dict, list, tuple)) or is_foreign_array(obj):
+    if isinstance(obj, _NOT_WALKED) or is_foreign_array(obj):
         return False
     return isinstance(getattr(obj, "__dict__", None), dict) or bool(slot_names(obj))
 
 
 def is_foreign_array(value: Any) -> bool:
-    """An array of another library (torch, jax, cupy): it has a shape and converts to numpy."""
-    return not isinstance(value, (np.ndarray, np.generic)) and (
-        _has_class_attribute(value, "shape")
-        and (_has_class_attribute(value, "__array__") or _has_class_attribute(value, "__dlpack__"))
-    )
+    """An array of another library (torch, jax, cupy): it has a shape and converts to numpy
+    (its class has ``__array__`` or ``__dlpack__``, where numpy looks for them)."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return False
+    kind = type(value)
+    converts = hasattr(kind, "__array__") or hasattr(kind, "__dlpack__")
+    return converts and _has_class_attribute(value, "shape")
 
 
 def _has_class_attribute(value: Any, name: str) -> bool:
