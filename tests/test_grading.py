@@ -536,20 +536,26 @@ def test_a_class_written_another_way_is_graded_with_the_assignments_declarations
         "spec = {dims = {N = 2, D = 3, M = 2}, init = {W = ['D', 'M'], w0 = [1, 'M']}, "
         "inputs = {X = ['N', 'D']}}\n"
     )
-    for student, source in (
-        ("right", DENSE),
-        ("mean_bias", DENSE.replace("np.sum(accum_grad", "np.mean(accum_grad")),
-        ("renamed", DENSE.replace("backward_pass", "backprop")),
-    ):
-        (tmp_path / "class" / student).mkdir(parents=True)
-        (tmp_path / "class" / student / "l.py").write_text(source)
-    out = tmp_path / "out"
-    grade(str(tmp_path / "a.toml"), str(tmp_path / "class"), str(out), workers=1)
-    records = {name: rs[0] for name, rs in read_records(str(out / "results.jsonl")).items()}
+    records = _graded_class(
+        tmp_path,
+        right=DENSE,
+        mean_bias=DENSE.replace("np.sum(accum_grad", "np.mean(accum_grad"),
+        renamed=DENSE.replace("backward_pass", "backprop"),
+    )
     assert (records["right"]["status"], records["right"]["score"]) == ("pass", 3.0)
     assert (records["mean_bias"]["status"], records["mean_bias"]["score"]) == ("fail", 2.0)
     assert records["renamed"]["status"] == "error"
     assert "`methods['backward']`: 'backward_pass' was not found" in records["renamed"]["output"]
+
+
+def _graded_class(tmp_path, **students):
+    """Grade ``tmp_path/a.toml`` over one ``l.py`` per student; each student's record."""
+    for student, source in students.items():
+        (tmp_path / "class" / student).mkdir(parents=True)
+        (tmp_path / "class" / student / "l.py").write_text(source)
+    out = tmp_path / "out"
+    grade(str(tmp_path / "a.toml"), str(tmp_path / "class"), str(out), workers=1)
+    return {name: rs[0] for name, rs in read_records(str(out / "results.jsonl")).items()}
 
 
 def test_an_assignments_declarations_are_validated_when_it_is_read(tmp_path):
@@ -587,15 +593,11 @@ def test_a_submission_carrying_state_is_held_to_its_state_in_its_own_process(tmp
         "spec = {dims = {N = 2, D = 3, M = 2}, init = {W = ['D', 'M']}, "
         "inputs = {x = ['N', 'D']}}\n"
     )
-    for student, source in (
-        ("right", STATEFUL),
-        ("no_tanh_slope", STATEFUL.replace("self.dW = self.x.T @ dz", "self.dW = self.x.T @ dout")),
-    ):
-        (tmp_path / "class" / student).mkdir(parents=True)
-        (tmp_path / "class" / student / "l.py").write_text(source)
-    out = tmp_path / "out"
-    grade(str(tmp_path / "a.toml"), str(tmp_path / "class"), str(out), workers=1)
-    records = {name: rs[0] for name, rs in read_records(str(out / "results.jsonl")).items()}
+    records = _graded_class(
+        tmp_path,
+        right=STATEFUL,
+        no_tanh_slope=STATEFUL.replace("self.dW = self.x.T @ dz", "self.dW = self.x.T @ dout"),
+    )
     assert (records["right"]["status"], records["right"]["score"]) == ("pass", 2.0)
     assert "carries state from one call to the next" in records["right"]["output"]
     assert (records["no_tanh_slope"]["status"], records["no_tanh_slope"]["score"]) == ("fail", 1.0)
