@@ -138,9 +138,7 @@ def directions(
     """
     size = analytic.size
     flat = Order(shape)
-    gradient_signs = _random_signs(rng, size)  # where the gradient is 0, a random sign
-    gradient_signs[analytic > 0] = 1
-    gradient_signs[analytic < 0] = -1
+    gradient_signs = _gradient_signs(analytic, rng)
     yield Direction(Along.GRADIENT_SIGNS, gradient_signs, flat, (0, size))
     for _ in range(count - 1):
         yield Direction(Along.RANDOM_SIGNS, _random_signs(rng, size), flat, (0, size))
@@ -161,11 +159,34 @@ def directions(
             yield Direction(Along.AXIS, signs, by_slice, run)
 
 
+def _gradient_signs(analytic: Floats, rng: np.random.Generator) -> np.ndarray:
+    """The gradient's sign per element, and a random one where it is 0 (or NaN).
+
+    ``int8`` arithmetic on two comparisons, in place: a quarter of the time of two masked
+    writes, and no more memory (the random bits are drawn whatever the gradient, so that
+    the directions after it are the same).
+    """
+    drawn = _random_bits(rng, analytic.size)
+    signs = np.greater(analytic, 0).view(np.int8)
+    signs -= np.less(analytic, 0).view(np.int8)
+    zero = signs == 0
+    if zero.any():
+        signs[zero] = _signs(drawn, analytic.size)[zero]
+    return signs
+
+
 def _random_signs(rng: np.random.Generator, size: int) -> np.ndarray:
     """+1 or -1 per element, from one random bit each (a tenth of the time of drawing
     integers, and a byte an element)."""
-    bits = np.unpackbits(np.frombuffer(rng.bytes((size + 7) // 8), dtype=np.uint8), count=size)
-    signs = bits.view(np.int8)
+    return _signs(_random_bits(rng, size), size)
+
+
+def _random_bits(rng: np.random.Generator, size: int) -> np.ndarray:
+    return np.frombuffer(rng.bytes((size + 7) // 8), dtype=np.uint8)
+
+
+def _signs(bits: np.ndarray, size: int) -> np.ndarray:
+    signs = np.unpackbits(bits, count=size).view(np.int8)
     signs *= 2
     signs -= 1
     return signs

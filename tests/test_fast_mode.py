@@ -15,7 +15,15 @@ import pytest
 
 import gradverify
 from gradverify import Status
-from gradverify.projections import Along, Direction, Order, Probe, Workspace
+from gradverify.projections import (
+    Along,
+    Direction,
+    Order,
+    Probe,
+    Workspace,
+    _random_signs,
+    directions,
+)
 from layers_under_test import broken, reference
 
 SEEDS = range(5)
@@ -157,6 +165,17 @@ def test_an_axis_order_runs_slice_by_slice_and_inverts(shape):
         run = flat[3:]
         by_run = order.slice_sums(run, values[run])
         assert np.allclose(by_run, np.bincount(slices[run], values[run], shape[axis]))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
+def test_the_gradient_s_signs_are_random_only_where_it_has_none(dtype):
+    analytic = np.random.default_rng(0).standard_normal(5000).astype(dtype)
+    analytic[::7], analytic[3] = 0.0, np.nan
+    first = next(directions(analytic, analytic.shape, 2, np.random.default_rng(1)))
+    random = _random_signs(np.random.default_rng(1), analytic.size)  # the same draw
+    signed = np.nan_to_num(np.sign(analytic)).astype(np.int8)
+    assert np.array_equal(first.signs, np.where(signed != 0, signed, random))
+    assert first.signs.dtype == np.int8
 
 
 def test_bisection_halves_count_members_not_positions():
