@@ -363,13 +363,18 @@ def _properties(
 ) -> list[ParamSlot]:
     """Float arrays behind properties of the target's class with a ``d<name>`` gradient."""
     slots = []
-    for name, _ in inspect.getmembers(type(target), lambda m: isinstance(m, property)):
+    for name in _property_names(target.__class__):
         value = _read(target, name)
         gradient = _read(target, f"d{name}")
         if is_weight(value) and id(value) not in claimed and gradient is not None:
             claimed.add(id(value))
             slots.append(ParamSlot(name, f"d{name}", value, reader(f"d{name}")))
     return slots
+
+
+@functools.lru_cache(maxsize=1024)  # every check asks (`inspect.getmembers` walks the class)
+def _property_names(cls: Any) -> tuple[str, ...]:
+    return tuple(name for name, _ in inspect.getmembers(cls, lambda m: isinstance(m, property)))
 
 
 def _read(target: Any, name: str) -> Any:
