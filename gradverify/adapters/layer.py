@@ -363,7 +363,8 @@ def _properties(
 ) -> list[ParamSlot]:
     """Float arrays behind properties of the target's class with a ``d<name>`` gradient."""
     slots = []
-    for name in _property_names(target.__class__):
+    cls: Any = type(target)
+    for name in _property_names(cls):
         value = _read(target, name)
         gradient = _read(target, f"d{name}")
         if is_weight(value) and id(value) not in claimed and gradient is not None:
